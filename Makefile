@@ -1,0 +1,47 @@
+# Switchboard developer entry points. `make test` and `make demo` work on a fresh machine.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: test lint typecheck unit demo crds schema goldens bench clean
+
+$(STAMP): pyproject.toml
+	@echo "==> creating $(VENV) and installing switchboard[dev]"
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PY) -m pip install -q --upgrade pip
+	@$(PY) -m pip install -q -e '.[dev]'
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+lint: $(STAMP)
+	@echo "==> ruff"
+	@$(VENV)/bin/ruff check operator tests bench
+	@$(VENV)/bin/ruff format --check operator tests bench
+	@echo "==> import-linter"
+	@$(VENV)/bin/lint-imports --config .importlinter
+
+typecheck: $(STAMP)
+	@echo "==> mypy --strict operator/switchboard"
+	@$(VENV)/bin/mypy
+
+test: lint typecheck
+	@echo "==> pytest"
+	@$(PY) -m pytest tests
+
+crds: $(STAMP)
+	@$(VENV)/bin/switchboard crds --out crds/ --helm-out helm/switchboard/crds/
+
+schema: $(STAMP)
+	@$(PY) -m switchboard.routing.config > docs/routing-config.schema.json
+
+goldens: $(STAMP)
+	@$(PY) -m pytest tests -q --update-goldens
+
+demo: $(STAMP)
+	@$(PY) tools/demo.py
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

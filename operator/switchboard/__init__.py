@@ -1,0 +1,3 @@
+"""Switchboard: Kubernetes operator and LLM gateway."""
+
+__version__ = "0.1.0"
