@@ -1,0 +1,249 @@
+"""CustomProvider: one upstream model server. Its metadata.name is the provider ID."""
+
+from __future__ import annotations
+
+import enum
+from typing import Annotated
+
+from pydantic import Field, field_validator, model_validator
+
+from switchboard.api import urls
+from switchboard.api.base import CrdModel
+from switchboard.api.common import SecretKeyRef, StatusBase, cel, quote
+
+DURATION_PATTERN = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"
+_DURATION_DOC = "A duration such as 500ms, 10s, 2m or 1h30m."
+FORBIDDEN_HEADERS = ("authorization", "x-api-key", "proxy-authorization")
+
+
+class Api(enum.StrEnum):
+    """The wire format the upstream speaks."""
+
+    OPENAI_COMPLETIONS = "openai-completions"
+    OPENAI_RESPONSES = "openai-responses"
+    ANTHROPIC_MESSAGES = "anthropic-messages"
+
+
+class InputKind(enum.StrEnum):
+    TEXT = "text"
+    IMAGE = "image"
+
+
+class Cost(CrdModel):
+    """Prices in USD per million tokens. All default to 0 (free or local models)."""
+
+    input: float = Field(default=0, ge=0, description="USD per million uncached input tokens.")
+    output: float = Field(default=0, ge=0, description="USD per million output tokens.")
+    cache_read: float = Field(
+        default=0, ge=0, description="USD per million input tokens read from the prompt cache."
+    )
+    cache_write: float = Field(
+        default=0, ge=0, description="USD per million input tokens written to the prompt cache."
+    )
+
+
+class Model(CrdModel):
+    """Metadata of one model the provider serves."""
+
+    id: str = Field(
+        min_length=1,
+        max_length=256,
+        description=(
+            "Model ID sent upstream verbatim, exactly as the server expects it (Ollama: the tag "
+            "such as qwen2.5-coder:32b; vLLM: the served model name). Clients call it as "
+            "'<provider>:<id>'."
+        ),
+    )
+    name: str | None = Field(default=None, max_length=256, description="Human-readable name.")
+    reasoning: bool = Field(default=False, description="The model supports extended thinking.")
+    input: list[InputKind] = Field(
+        default_factory=lambda: [InputKind.TEXT],
+        min_length=1,
+        max_length=2,
+        description="Input types the model accepts: [text] or [text, image].",
+        json_schema_extra={"default": ["text"]},
+    )
+    cost: Cost = Field(
+        default_factory=Cost,
+        description="Prices used for cost tracking. Leave out or set to 0 for local models.",
+        json_schema_extra={"default": {}},
+    )
+    context_window: int = Field(
+        default=200000,
+        ge=1,
+        le=100_000_000,
+        description=(
+            "Context window in tokens. The gateway uses it to move a request that would not "
+            "fit to the next candidate, or to truncate it, before calling the upstream."
+        ),
+    )
+    max_tokens: int = Field(
+        default=8192,
+        ge=1,
+        le=100_000_000,
+        description=(
+            "Largest number of output tokens. Client requests are clamped to it, and it is the "
+            "default where the upstream requires a limit (Anthropic Messages)."
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _max_tokens_fit(self) -> Model:
+        if self.max_tokens > self.context_window:
+            raise ValueError(
+                f"maxTokens ({self.max_tokens}) is larger than contextWindow "
+                f"({self.context_window}); lower maxTokens or raise contextWindow"
+            )
+        return self
+
+
+class Timeouts(CrdModel):
+    """How long the gateway waits on this upstream before it gives up (and falls back)."""
+
+    connect: str = Field(
+        default="5s",
+        pattern=DURATION_PATTERN,
+        max_length=32,
+        description=f"Time to open a connection. {_DURATION_DOC}",
+    )
+    first_token: str = Field(
+        default="60s",
+        pattern=DURATION_PATTERN,
+        max_length=32,
+        description=(
+            "Time from sending the request to the first byte of the response (the first token "
+            f"of a stream). {_DURATION_DOC}"
+        ),
+    )
+    total: str = Field(
+        default="600s",
+        pattern=DURATION_PATTERN,
+        max_length=32,
+        description=f"Time for the whole request, stream included. {_DURATION_DOC}",
+    )
+
+
+HEADER_NAME_PATTERN = r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$"
+HeaderName = Annotated[str, Field(pattern=HEADER_NAME_PATTERN, max_length=256)]
+
+
+class CustomProviderSpec(CrdModel):
+    """One upstream endpoint: an in-cluster model server or an OpenAI/Anthropic-compatible API."""
+
+    base_url: str = Field(
+        min_length=1,
+        max_length=2048,
+        description=(
+            "Base URL. For openai-completions and openai-responses it normally ends in /v1 and the "
+            "gateway appends /chat/completions or /responses; for anthropic-messages it is the API "
+            "root (https://api.anthropic.com) and the gateway appends /v1/messages (/messages when "
+            "it already ends in /v1). External hosts need https://; http:// is allowed for *.svc, "
+            "*.svc.cluster.local, single-label names, *.internal, localhost and loopback addresses."
+        ),
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel(f"self.matches({quote(urls.CEL_SCHEME)})", urls.SCHEME_MESSAGE),
+                cel(f"!self.matches({quote(urls.CEL_NO_USERINFO)})", urls.USERINFO_MESSAGE),
+                cel(
+                    "!self.matches('(?i)^http://') || "
+                    f"self.matches({quote(urls.CEL_HTTP_INTERNAL_HOST)})",
+                    urls.HTTPS_MESSAGE,
+                ),
+            ]
+        },
+    )
+    api: Api = Field(
+        default=Api.OPENAI_COMPLETIONS,
+        description=(
+            "API the upstream speaks: openai-completions (Ollama, vLLM, LM Studio, llama.cpp, "
+            "LiteLLM, TGI), openai-responses, or anthropic-messages."
+        ),
+    )
+    api_key_secret_ref: SecretKeyRef | None = Field(
+        default=None,
+        description=(
+            "Secret key holding the provider key sent upstream (as Authorization: Bearer for "
+            "OpenAI APIs, x-api-key for Anthropic). Leave out for servers without auth."
+        ),
+    )
+    headers: dict[HeaderName, str] = Field(
+        default_factory=dict,
+        max_length=32,
+        description=(
+            "Static, non-secret headers added to every upstream request. Credentials belong in "
+            "apiKeySecretRef, not here."
+        ),
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel(
+                    "self.all(h, !(h.lowerAscii() in ['authorization', 'x-api-key', "
+                    "'proxy-authorization']))",
+                    "headers must not set Authorization, X-Api-Key or Proxy-Authorization; "
+                    "put the key in a Secret and reference it with apiKeySecretRef",
+                ),
+                cel(
+                    f"self.all(h, h.matches({quote(HEADER_NAME_PATTERN)}))",
+                    "header names must be HTTP tokens (letters, digits and !#$%&'*+.^_`|~-)",
+                ),
+            ]
+        },
+    )
+    timeouts: Timeouts = Field(
+        default_factory=Timeouts,
+        description="Connect, first-token and total timeouts.",
+        json_schema_extra={"default": {}},
+    )
+    models: list[Model] = Field(
+        default_factory=list,
+        max_length=256,
+        description=(
+            "Models served, with their metadata. With none listed the provider still routes any "
+            "model ID, without cost tracking or limits."
+        ),
+        json_schema_extra={
+            "x-kubernetes-list-type": "map",
+            "x-kubernetes-list-map-keys": ["id"],
+            "x-kubernetes-validations": [
+                cel(
+                    "self.all(m, self.exists_one(n, n.id == m.id))",
+                    "model ids must be unique within a provider",
+                    reason="FieldValueDuplicate",
+                )
+            ],
+        },
+    )
+
+    @field_validator("base_url")
+    @classmethod
+    def _check_url(cls, value: str) -> str:
+        problem = urls.check_base_url(value)
+        if problem:
+            raise ValueError(problem)
+        return value
+
+    @field_validator("headers")
+    @classmethod
+    def _no_credentials_in_headers(cls, value: dict[str, str]) -> dict[str, str]:
+        for name in value:
+            if name.lower() in FORBIDDEN_HEADERS:
+                raise ValueError(
+                    f"header {name!r} carries credentials; put the key in a Secret and "
+                    "reference it with apiKeySecretRef"
+                )
+        return value
+
+    @field_validator("models")
+    @classmethod
+    def _unique_ids(cls, value: list[Model]) -> list[Model]:
+        seen: set[str] = set()
+        for model in value:
+            if model.id in seen:
+                raise ValueError(f"model id {model.id!r} is listed twice; model ids must be unique")
+            seen.add(model.id)
+        return value
+
+
+class CustomProviderStatus(StatusBase):
+    """Observed state of a CustomProvider."""
+
+    models: int | None = Field(default=None, ge=0, description="Number of models listed.")
