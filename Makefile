@@ -18,8 +18,8 @@ venv: $(STAMP)
 
 lint: $(STAMP)
 	@echo "==> ruff"
-	@$(VENV)/bin/ruff check operator tests bench
-	@$(VENV)/bin/ruff format --check operator tests bench
+	@$(VENV)/bin/ruff check operator tests bench tools
+	@$(VENV)/bin/ruff format --check operator tests bench tools
 	@echo "==> import-linter"
 	@$(VENV)/bin/lint-imports --config .importlinter
 

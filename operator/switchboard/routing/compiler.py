@@ -23,9 +23,12 @@ from switchboard.api import access_key as api_access_key
 from switchboard.api import agent as api_agent
 from switchboard.api import provider as api_provider
 from switchboard.api.base import API_VERSION, CrdModel
+from switchboard.api.common import NAME_PATTERN
 from switchboard.routing import config as rc
 from switchboard.routing import refs
 from switchboard.routing.problems import ObjectRef, Problem, Reason, Severity
+
+__all__ = ["CompileResult", "ObjectRef", "ObjectReport", "Problem", "Reason", "Severity", "compile"]
 
 SecretData = Mapping[str, bytes]
 Secrets = Mapping[tuple[str, str], SecretData]
@@ -261,7 +264,9 @@ def _parse(obj: Mapping[str, Any], default_namespace: str) -> _Parsed:
         parsed = spec_model.model_validate(spec)
     except ValidationError as exc:
         for err in exc.errors(include_input=False, include_url=False):
-            report.problem(_path(("spec", *err["loc"])), _message(err["type"], err["msg"]))
+            report.problem(
+                _path(("spec", *err["loc"])), _message(err["type"], err["msg"], err.get("ctx"))
+            )
         report.accepted = False
         return _Parsed(report, None)
     if not report.accepted:
@@ -281,11 +286,19 @@ def _path(loc: Iterable[int | str]) -> str:
     return out
 
 
-def _message(kind: str, msg: str) -> str:
+_PATTERN_MESSAGES = {
+    api_provider.DURATION_PATTERN: "must be a duration such as 500ms, 10s, 2m or 1h30m",
+    NAME_PATTERN: "must be a Kubernetes name: lowercase letters, digits, '-' and '.'",
+}
+
+
+def _message(kind: str, msg: str, ctx: Mapping[str, Any] | None) -> str:
     if kind == "missing":
         return "required field is missing"
     if kind == "extra_forbidden":
         return "unknown field; check its spelling (`kubectl explain` lists the fields)"
+    if kind == "string_pattern_mismatch" and ctx and ctx.get("pattern") in _PATTERN_MESSAGES:
+        return _PATTERN_MESSAGES[ctx["pattern"]]
     return msg.removeprefix("Value error, ")
 
 
