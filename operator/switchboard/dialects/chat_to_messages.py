@@ -1,0 +1,269 @@
+"""Client: OpenAI Chat Completions. Upstream: Anthropic Messages."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from switchboard.dialects import common, sse
+from switchboard.dialects.errors import MalformedPayload, UnsupportedFeature
+from switchboard.dialects.types import Ctx, Json, Usage
+
+_TOOL_CHOICE = {"auto": {"type": "auto"}, "required": {"type": "any"}, "none": {"type": "none"}}
+
+
+def translate_request(body: Json, ctx: Ctx) -> Json:
+    if (body.get("n") or 1) != 1:
+        raise UnsupportedFeature("n > 1 is not supported by an Anthropic Messages upstream", "n")
+    fmt = body.get("response_format")
+    if isinstance(fmt, dict) and fmt.get("type") in ("json_schema", "json_object"):
+        raise UnsupportedFeature(
+            "response_format is not supported by an Anthropic Messages upstream; use a tool "
+            "with an input_schema instead",
+            "response_format",
+        )
+    system, messages = _messages(common.require_list(body, "messages"))
+    out: Json = {
+        "model": ctx.upstream_model,
+        "messages": messages,
+        "max_tokens": ctx.max_tokens or 4096,
+    }
+    if system:
+        out["system"] = system
+    if body.get("temperature") is not None:
+        out["temperature"] = min(float(body["temperature"]), 1.0)
+    if body.get("top_p") is not None:
+        out["top_p"] = body["top_p"]
+    stop = body.get("stop")
+    if stop:
+        out["stop_sequences"] = [stop] if isinstance(stop, str) else list(stop)
+    tools = body.get("tools")
+    if tools:
+        out["tools"] = [_tool(t) for t in tools]
+        choice = body.get("tool_choice")
+        if isinstance(choice, str) and choice in _TOOL_CHOICE:
+            out["tool_choice"] = dict(_TOOL_CHOICE[choice])
+        elif isinstance(choice, dict):
+            name = (choice.get("function") or {}).get("name")
+            out["tool_choice"] = {"type": "tool", "name": name}
+        if body.get("parallel_tool_calls") is False:
+            out.setdefault("tool_choice", {"type": "auto"})["disable_parallel_tool_use"] = True
+    if body.get("user"):
+        out["metadata"] = {"user_id": str(body["user"])}
+    if ctx.stream:
+        out["stream"] = True
+    return out
+
+
+def _tool(tool: Any) -> Json:
+    function = tool.get("function") if isinstance(tool, dict) else None
+    if tool.get("type") != "function" or not isinstance(function, dict):
+        raise UnsupportedFeature("only function tools can be sent to this upstream", "tools")
+    out: Json = {"name": function.get("name")}
+    if function.get("description"):
+        out["description"] = function["description"]
+    out["input_schema"] = function.get("parameters") or {"type": "object", "properties": {}}
+    return out
+
+
+def _content(content: Any) -> list[Json]:
+    if isinstance(content, str):
+        return [{"type": "text", "text": content}] if content else []
+    blocks: list[Json] = []
+    for part in content or ():
+        kind = part.get("type") if isinstance(part, dict) else None
+        if kind == "text":
+            blocks.append({"type": "text", "text": part.get("text", "")})
+        elif kind == "image_url":
+            image = part.get("image_url")
+            url = image.get("url") if isinstance(image, dict) else image
+            blocks.append({"type": "image", "source": common.data_url_to_source(str(url))})
+        elif kind in ("input_audio", "file"):
+            raise UnsupportedFeature(f"{kind} content is not supported by this upstream", "content")
+    return blocks
+
+
+def _messages(items: list[Any]) -> tuple[str, list[Json]]:
+    system: list[str] = []
+    out: list[Json] = []
+
+    def add(role: str, blocks: list[Json]) -> None:
+        if out and out[-1]["role"] == role:
+            out[-1]["content"].extend(blocks)
+        else:
+            out.append({"role": role, "content": blocks})
+
+    for message in items:
+        if not isinstance(message, dict):
+            raise MalformedPayload("each message must be an object", "messages")
+        role = message.get("role")
+        if role in ("system", "developer"):
+            system.append(common.text_of(message.get("content")))
+        elif role == "user":
+            add("user", _content(message.get("content")))
+        elif role == "assistant":
+            blocks = _content(message.get("content"))
+            for call in message.get("tool_calls") or ():
+                function = call.get("function") or {}
+                blocks.append(
+                    {
+                        "type": "tool_use",
+                        "id": call.get("id"),
+                        "name": function.get("name"),
+                        "input": common.loads_arguments(function.get("arguments"), "arguments"),
+                    }
+                )
+            add("assistant", blocks)
+        elif role == "tool":
+            add(
+                "user",
+                [
+                    {
+                        "type": "tool_result",
+                        "tool_use_id": message.get("tool_call_id"),
+                        "content": common.text_of(message.get("content")),
+                    }
+                ],
+            )
+        else:
+            raise MalformedPayload(f"unknown message role {role!r}", "messages")
+    return "\n\n".join(s for s in system if s), out
+
+
+def translate_response(body: Json, ctx: Ctx) -> tuple[Json, Usage]:
+    usage = common.usage_from_messages(body.get("usage"))
+    text: list[str] = []
+    calls: list[Json] = []
+    for block in body.get("content") or ():
+        if block.get("type") == "text":
+            text.append(block.get("text", ""))
+        elif block.get("type") == "tool_use":
+            calls.append(
+                {
+                    "id": block.get("id"),
+                    "type": "function",
+                    "function": {
+                        "name": block.get("name"),
+                        "arguments": common.dumps(block.get("input") or {}),
+                    },
+                }
+            )
+    message: Json = {"role": "assistant", "content": "".join(text) or None, "refusal": None}
+    if calls:
+        message["tool_calls"] = calls
+    finish = common.STOP_TO_FINISH.get(body.get("stop_reason") or "end_turn", "stop")
+    out = {
+        "id": f"chatcmpl-{body.get('id') or ctx.request_id}",
+        "object": "chat.completion",
+        "created": ctx.created,
+        "model": body.get("model") or ctx.response_model,
+        "choices": [{"index": 0, "message": message, "finish_reason": finish, "logprobs": None}],
+        "usage": common.chat_usage(usage),
+    }
+    return out, usage
+
+
+class StreamTranslator:
+    """Upstream Anthropic Messages events -> Chat chunks. One per request."""
+
+    def __init__(self, ctx: Ctx) -> None:
+        self.ctx = ctx
+        self.usage = Usage()
+        self._id = f"chatcmpl-{ctx.request_id}"
+        self._model = ctx.response_model
+        self._tools: dict[int, int] = {}  # content block index -> tool_call index
+        self._finished = False
+        self._finish_reason = "stop"
+
+    def _chunk(self, delta: Json, finish: str | None = None) -> bytes:
+        data = {
+            "id": self._id,
+            "object": "chat.completion.chunk",
+            "created": self.ctx.created,
+            "model": self._model,
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}],
+        }
+        return b"data: " + orjson.dumps(data) + b"\n\n"
+
+    def feed(self, event: sse.Event) -> bytes:
+        if self._finished:
+            return b""
+        try:
+            data = orjson.loads(event.data)
+        except orjson.JSONDecodeError:
+            return b""
+        kind = data.get("type") if isinstance(data, dict) else None
+        if kind == "content_block_delta":
+            delta = data.get("delta") or {}
+            if delta.get("type") == "text_delta":
+                return self._chunk({"content": delta.get("text", "")})
+            if delta.get("type") == "input_json_delta":
+                index = self._tools.get(data.get("index", 0))
+                if index is None:
+                    return b""
+                call = {"index": index, "function": {"arguments": delta.get("partial_json", "")}}
+                return self._chunk({"tool_calls": [call]})
+            return b""
+        if kind == "content_block_start":
+            block = data.get("content_block") or {}
+            if block.get("type") != "tool_use":
+                return b""
+            index = len(self._tools)
+            self._tools[data.get("index", 0)] = index
+            call = {
+                "index": index,
+                "id": block.get("id"),
+                "type": "function",
+                "function": {"name": block.get("name"), "arguments": ""},
+            }
+            return self._chunk({"tool_calls": [call]})
+        if kind == "message_start":
+            message = data.get("message") or {}
+            self._id = f"chatcmpl-{message.get('id') or self.ctx.request_id}"
+            self._model = message.get("model") or self._model
+            self.usage = common.usage_from_messages(message.get("usage"))
+            return self._chunk({"role": "assistant", "content": ""})
+        if kind == "message_delta":
+            usage = data.get("usage") or {}
+            if "output_tokens" in usage:
+                self.usage.output_tokens = int(usage["output_tokens"] or 0)
+            for key, attr in (
+                ("input_tokens", "input_tokens"),
+                ("cache_read_input_tokens", "cache_read_tokens"),
+                ("cache_creation_input_tokens", "cache_write_tokens"),
+            ):
+                if usage.get(key):
+                    setattr(self.usage, attr, int(usage[key]))
+            reason = (data.get("delta") or {}).get("stop_reason")
+            if reason:
+                self._finish_reason = common.STOP_TO_FINISH.get(reason, "stop")
+            return b""
+        if kind == "message_stop":
+            return self.finish()
+        if kind == "error":
+            error = data.get("error") or {}
+            return self.error(str(error.get("message") or "upstream error"))
+        return b""
+
+    def finish(self) -> bytes:
+        if self._finished:
+            return b""
+        self._finished = True
+        out = self._chunk({}, self._finish_reason)
+        if self.ctx.include_usage:
+            data = {
+                "id": self._id,
+                "object": "chat.completion.chunk",
+                "created": self.ctx.created,
+                "model": self._model,
+                "choices": [],
+                "usage": common.chat_usage(self.usage),
+            }
+            out += b"data: " + orjson.dumps(data) + b"\n\n"
+        return out + sse.DONE
+
+    def error(self, message: str) -> bytes:
+        self._finished = True
+        data = {"error": {"message": message, "type": "upstream_error", "code": None}}
+        return b"data: " + orjson.dumps(data) + b"\n\n"

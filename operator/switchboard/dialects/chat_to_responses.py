@@ -1,0 +1,258 @@
+"""Client: OpenAI Chat Completions. Upstream: OpenAI Responses."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from switchboard.dialects import common, sse
+from switchboard.dialects.errors import MalformedPayload, UnsupportedFeature
+from switchboard.dialects.types import Ctx, Json, Usage
+
+
+def translate_request(body: Json, ctx: Ctx) -> Json:
+    if (body.get("n") or 1) != 1:
+        raise UnsupportedFeature("n > 1 is not supported by an OpenAI Responses upstream", "n")
+    if body.get("stop"):
+        raise UnsupportedFeature(
+            "stop sequences are not supported by an OpenAI Responses upstream", "stop"
+        )
+    instructions, items = _input(common.require_list(body, "messages"))
+    out: Json = {"model": ctx.upstream_model, "input": items, "store": False}
+    if instructions:
+        out["instructions"] = instructions
+    if ctx.max_tokens is not None:
+        out["max_output_tokens"] = ctx.max_tokens
+    for key in ("temperature", "top_p", "parallel_tool_calls", "user"):
+        if body.get(key) is not None:
+            out[key] = body[key]
+    tools = body.get("tools")
+    if tools:
+        out["tools"] = [_tool(t) for t in tools]
+        choice = body.get("tool_choice")
+        if isinstance(choice, str):
+            out["tool_choice"] = choice
+        elif isinstance(choice, dict):
+            out["tool_choice"] = {
+                "type": "function",
+                "name": (choice.get("function") or {}).get("name"),
+            }
+    fmt = body.get("response_format")
+    if isinstance(fmt, dict) and fmt.get("type") == "json_schema":
+        schema = fmt.get("json_schema") or {}
+        out["text"] = {"format": {"type": "json_schema", **schema}}
+    elif isinstance(fmt, dict) and fmt.get("type") == "json_object":
+        out["text"] = {"format": {"type": "json_object"}}
+    if body.get("reasoning_effort"):
+        out["reasoning"] = {"effort": body["reasoning_effort"]}
+    if ctx.stream:
+        out["stream"] = True
+    return out
+
+
+def _tool(tool: Any) -> Json:
+    function = tool.get("function") if isinstance(tool, dict) else None
+    if not isinstance(function, dict):
+        raise UnsupportedFeature("only function tools can be sent to this upstream", "tools")
+    out: Json = {"type": "function", "name": function.get("name")}
+    if function.get("description"):
+        out["description"] = function["description"]
+    out["parameters"] = function.get("parameters") or {"type": "object", "properties": {}}
+    out["strict"] = bool(function.get("strict", False))
+    return out
+
+
+def _parts(content: Any, role: str) -> str | list[Json]:
+    if isinstance(content, str):
+        return content
+    text_type = "output_text" if role == "assistant" else "input_text"
+    parts: list[Json] = []
+    for part in content or ():
+        kind = part.get("type") if isinstance(part, dict) else None
+        if kind == "text":
+            parts.append({"type": text_type, "text": part.get("text", "")})
+        elif kind == "image_url":
+            image = part.get("image_url")
+            url = image.get("url") if isinstance(image, dict) else image
+            detail = image.get("detail", "auto") if isinstance(image, dict) else "auto"
+            parts.append({"type": "input_image", "image_url": url, "detail": detail})
+        elif kind is not None:
+            raise UnsupportedFeature(f"{kind} content is not supported by this upstream", "content")
+    return parts
+
+
+def _input(messages: list[Any]) -> tuple[str, list[Json]]:
+    instructions: list[str] = []
+    items: list[Json] = []
+    for message in messages:
+        if not isinstance(message, dict):
+            raise MalformedPayload("each message must be an object", "messages")
+        role = message.get("role")
+        if role in ("system", "developer"):
+            instructions.append(common.text_of(message.get("content")))
+        elif role in ("user", "assistant"):
+            content = message.get("content")
+            if content:
+                items.append({"role": role, "content": _parts(content, role)})
+            for call in message.get("tool_calls") or ():
+                function = call.get("function") or {}
+                items.append(
+                    {
+                        "type": "function_call",
+                        "call_id": call.get("id"),
+                        "name": function.get("name"),
+                        "arguments": function.get("arguments") or "{}",
+                    }
+                )
+        elif role == "tool":
+            items.append(
+                {
+                    "type": "function_call_output",
+                    "call_id": message.get("tool_call_id"),
+                    "output": common.text_of(message.get("content")),
+                }
+            )
+        else:
+            raise MalformedPayload(f"unknown message role {role!r}", "messages")
+    return "\n\n".join(i for i in instructions if i), items
+
+
+def _finish(status: Any, details: Any, has_calls: bool) -> str:
+    if has_calls:
+        return "tool_calls"
+    if status == "incomplete":
+        reason = details.get("reason") if isinstance(details, dict) else None
+        return "content_filter" if reason == "content_filter" else "length"
+    return "stop"
+
+
+def translate_response(body: Json, ctx: Ctx) -> tuple[Json, Usage]:
+    usage = common.usage_from_responses(body.get("usage"))
+    text: list[str] = []
+    refusal: list[str] = []
+    calls: list[Json] = []
+    for item in body.get("output") or ():
+        if item.get("type") == "message":
+            for part in item.get("content") or ():
+                if part.get("type") == "output_text":
+                    text.append(part.get("text", ""))
+                elif part.get("type") == "refusal":
+                    refusal.append(part.get("refusal", ""))
+        elif item.get("type") == "function_call":
+            calls.append(
+                {
+                    "id": item.get("call_id"),
+                    "type": "function",
+                    "function": {"name": item.get("name"), "arguments": item.get("arguments")},
+                }
+            )
+    message: Json = {
+        "role": "assistant",
+        "content": "".join(text) or None,
+        "refusal": "".join(refusal) or None,
+    }
+    if calls:
+        message["tool_calls"] = calls
+    finish = _finish(body.get("status"), body.get("incomplete_details"), bool(calls))
+    out = {
+        "id": f"chatcmpl-{body.get('id') or ctx.request_id}",
+        "object": "chat.completion",
+        "created": body.get("created_at") or ctx.created,
+        "model": body.get("model") or ctx.response_model,
+        "choices": [{"index": 0, "message": message, "finish_reason": finish, "logprobs": None}],
+        "usage": common.chat_usage(usage),
+    }
+    return out, usage
+
+
+class StreamTranslator:
+    """Upstream Responses events -> Chat chunks. One per request."""
+
+    def __init__(self, ctx: Ctx) -> None:
+        self.ctx = ctx
+        self.usage = Usage()
+        self._id = f"chatcmpl-{ctx.request_id}"
+        self._model = ctx.response_model
+        self._calls: dict[str, int] = {}  # function_call item id -> tool_call index
+        self._finished = False
+        self._finish_reason = "stop"
+
+    def _chunk(self, delta: Json, finish: str | None = None) -> bytes:
+        data = {
+            "id": self._id,
+            "object": "chat.completion.chunk",
+            "created": self.ctx.created,
+            "model": self._model,
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}],
+        }
+        return b"data: " + orjson.dumps(data) + b"\n\n"
+
+    def feed(self, event: sse.Event) -> bytes:
+        if self._finished:
+            return b""
+        try:
+            data = orjson.loads(event.data)
+        except orjson.JSONDecodeError:
+            return b""
+        kind = data.get("type") if isinstance(data, dict) else None
+        if kind == "response.output_text.delta":
+            return self._chunk({"content": data.get("delta", "")})
+        if kind == "response.function_call_arguments.delta":
+            index = self._calls.get(data.get("item_id", ""))
+            if index is None:
+                return b""
+            call = {"index": index, "function": {"arguments": data.get("delta", "")}}
+            return self._chunk({"tool_calls": [call]})
+        if kind == "response.output_item.added":
+            item = data.get("item") or {}
+            if item.get("type") != "function_call":
+                return b""
+            index = len(self._calls)
+            self._calls[item.get("id", "")] = index
+            call = {
+                "index": index,
+                "id": item.get("call_id"),
+                "type": "function",
+                "function": {"name": item.get("name"), "arguments": ""},
+            }
+            return self._chunk({"tool_calls": [call]})
+        if kind == "response.created":
+            response = data.get("response") or {}
+            self._id = f"chatcmpl-{response.get('id') or self.ctx.request_id}"
+            self._model = response.get("model") or self._model
+            return self._chunk({"role": "assistant", "content": ""})
+        if kind in ("response.completed", "response.incomplete"):
+            response = data.get("response") or {}
+            self.usage = common.usage_from_responses(response.get("usage"))
+            self._finish_reason = _finish(
+                response.get("status"), response.get("incomplete_details"), bool(self._calls)
+            )
+            return self.finish()
+        if kind in ("response.failed", "error"):
+            error = (data.get("response") or {}).get("error") if kind == "response.failed" else data
+            message = error.get("message") if isinstance(error, dict) else None
+            return self.error(str(message or "upstream error"))
+        return b""
+
+    def finish(self) -> bytes:
+        if self._finished:
+            return b""
+        self._finished = True
+        out = self._chunk({}, self._finish_reason)
+        if self.ctx.include_usage:
+            data = {
+                "id": self._id,
+                "object": "chat.completion.chunk",
+                "created": self.ctx.created,
+                "model": self._model,
+                "choices": [],
+                "usage": common.chat_usage(self.usage),
+            }
+            out += b"data: " + orjson.dumps(data) + b"\n\n"
+        return out + sse.DONE
+
+    def error(self, message: str) -> bytes:
+        self._finished = True
+        data = {"error": {"message": message, "type": "upstream_error", "code": None}}
+        return b"data: " + orjson.dumps(data) + b"\n\n"

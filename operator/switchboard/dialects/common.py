@@ -1,0 +1,146 @@
+"""Helpers shared by the pair translators: usage in each dialect, stop reasons, ids, images."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from switchboard.dialects.errors import MalformedPayload
+from switchboard.dialects.types import Json, Usage
+
+# Chat finish_reason <-> Messages stop_reason
+FINISH_TO_STOP = {
+    "stop": "end_turn",
+    "length": "max_tokens",
+    "tool_calls": "tool_use",
+    "function_call": "tool_use",
+    "content_filter": "refusal",
+}
+STOP_TO_FINISH = {
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "max_tokens": "length",
+    "tool_use": "tool_calls",
+    "pause_turn": "stop",
+    "refusal": "content_filter",
+    "model_context_window_exceeded": "length",
+}
+
+
+def _int(value: Any) -> int:
+    return value if isinstance(value, int) else 0
+
+
+def usage_from_chat(u: Any) -> Usage:
+    if not isinstance(u, dict):
+        return Usage()
+    details = u.get("prompt_tokens_details")
+    cached = _int(details.get("cached_tokens")) if isinstance(details, dict) else 0
+    prompt = _int(u.get("prompt_tokens"))
+    return Usage(max(prompt - cached, 0), _int(u.get("completion_tokens")), cached, 0)
+
+
+def usage_from_messages(u: Any) -> Usage:
+    if not isinstance(u, dict):
+        return Usage()
+    return Usage(
+        _int(u.get("input_tokens")),
+        _int(u.get("output_tokens")),
+        _int(u.get("cache_read_input_tokens")),
+        _int(u.get("cache_creation_input_tokens")),
+    )
+
+
+def usage_from_responses(u: Any) -> Usage:
+    if not isinstance(u, dict):
+        return Usage()
+    details = u.get("input_tokens_details")
+    cached = _int(details.get("cached_tokens")) if isinstance(details, dict) else 0
+    return Usage(
+        max(_int(u.get("input_tokens")) - cached, 0), _int(u.get("output_tokens")), cached, 0
+    )
+
+
+def chat_usage(u: Usage) -> Json:
+    return {
+        "prompt_tokens": u.prompt_total,
+        "completion_tokens": u.output_tokens,
+        "total_tokens": u.prompt_total + u.output_tokens,
+        "prompt_tokens_details": {"cached_tokens": u.cache_read_tokens},
+    }
+
+
+def messages_usage(u: Usage) -> Json:
+    return {
+        "input_tokens": u.input_tokens,
+        "output_tokens": u.output_tokens,
+        "cache_read_input_tokens": u.cache_read_tokens,
+        "cache_creation_input_tokens": u.cache_write_tokens,
+    }
+
+
+def responses_usage(u: Usage) -> Json:
+    return {
+        "input_tokens": u.prompt_total,
+        "input_tokens_details": {"cached_tokens": u.cache_read_tokens},
+        "output_tokens": u.output_tokens,
+        "output_tokens_details": {"reasoning_tokens": 0},
+        "total_tokens": u.prompt_total + u.output_tokens,
+    }
+
+
+def loads_arguments(arguments: Any, where: str) -> Any:
+    """Tool-call arguments (a JSON string in OpenAI shapes) as an object."""
+    if isinstance(arguments, dict):
+        return arguments
+    if not arguments:
+        return {}
+    try:
+        value = orjson.loads(arguments)
+    except orjson.JSONDecodeError:
+        raise MalformedPayload(f"{where} is not valid JSON", where) from None
+    return value if isinstance(value, dict) else {"value": value}
+
+
+def dumps(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+def data_url_to_source(url: str) -> Json:
+    """An image URL (data: or http) as an Anthropic image source."""
+    if url.startswith("data:"):
+        header, _, data = url.partition(",")
+        media_type = header[5:].split(";", 1)[0] or "image/png"
+        return {"type": "base64", "media_type": media_type, "data": data}
+    return {"type": "url", "url": url}
+
+
+def source_to_url(source: Any) -> str:
+    if not isinstance(source, dict):
+        raise MalformedPayload("image.source must be an object", "source")
+    if source.get("type") == "base64":
+        return f"data:{source.get('media_type', 'image/png')};base64,{source.get('data', '')}"
+    if source.get("type") == "url":
+        return str(source.get("url", ""))
+    raise MalformedPayload(f"image source type {source.get('type')!r} is not supported", "source")
+
+
+def text_of(content: Any) -> str:
+    """Plain text of a content value that is a string or a list of text parts."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(
+            str(p.get("text", ""))
+            for p in content
+            if isinstance(p, dict) and p.get("type") in ("text", "input_text", "output_text")
+        )
+    return ""
+
+
+def require_list(body: Json, key: str) -> list[Any]:
+    value = body.get(key)
+    if not isinstance(value, list):
+        raise MalformedPayload(f"{key} must be a list", key)
+    return value

@@ -1,0 +1,303 @@
+"""Client: Anthropic Messages. Upstream: OpenAI Chat Completions (vLLM, Ollama, TGI, ...)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from switchboard.dialects import common, sse
+from switchboard.dialects.errors import MalformedPayload
+from switchboard.dialects.types import Ctx, Json, Usage
+
+_TOOL_CHOICE = {"auto": "auto", "any": "required", "none": "none"}
+
+
+def translate_request(body: Json, ctx: Ctx) -> Json:
+    out: Json = {"model": ctx.upstream_model, "messages": _messages(body)}
+    if ctx.max_tokens is not None:
+        out["max_tokens"] = ctx.max_tokens
+    for key in ("temperature", "top_p"):
+        if body.get(key) is not None:
+            out[key] = body[key]
+    if body.get("stop_sequences"):
+        out["stop"] = body["stop_sequences"]
+    tools = body.get("tools")
+    if tools:
+        out["tools"] = [_tool(t) for t in tools]
+    choice = body.get("tool_choice")
+    if isinstance(choice, dict):
+        kind = choice.get("type")
+        if kind == "tool":
+            out["tool_choice"] = {"type": "function", "function": {"name": choice.get("name")}}
+        elif kind in _TOOL_CHOICE:
+            out["tool_choice"] = _TOOL_CHOICE[kind]
+        if choice.get("disable_parallel_tool_use") and tools:
+            out["parallel_tool_calls"] = False
+    metadata = body.get("metadata")
+    if isinstance(metadata, dict) and metadata.get("user_id"):
+        out["user"] = str(metadata["user_id"])
+    if ctx.stream:
+        out["stream"] = True
+        out["stream_options"] = {"include_usage": True}
+    return out
+
+
+def _tool(tool: Any) -> Json:
+    if not isinstance(tool, dict) or "name" not in tool:
+        raise MalformedPayload("each tool needs a name", "tools")
+    function: Json = {"name": tool["name"]}
+    if tool.get("description"):
+        function["description"] = tool["description"]
+    function["parameters"] = tool.get("input_schema") or {"type": "object", "properties": {}}
+    return {"type": "function", "function": function}
+
+
+def _messages(body: Json) -> list[Json]:
+    out: list[Json] = []
+    system = body.get("system")
+    if system:
+        out.append({"role": "system", "content": common.text_of(system)})
+    for message in common.require_list(body, "messages"):
+        if not isinstance(message, dict):
+            raise MalformedPayload("each message must be an object", "messages")
+        role = message.get("role")
+        content = message.get("content")
+        if role not in ("user", "assistant"):
+            raise MalformedPayload(f"message role must be user or assistant, not {role!r}", "role")
+        if isinstance(content, str):
+            out.append({"role": role, "content": content})
+            continue
+        if not isinstance(content, list):
+            raise MalformedPayload("message content must be a string or a list", "content")
+        if role == "assistant":
+            out.append(_assistant(content))
+        else:
+            out.extend(_user(content))
+    return out
+
+
+def _assistant(blocks: list[Any]) -> Json:
+    text: list[str] = []
+    calls: list[Json] = []
+    for block in blocks:
+        kind = block.get("type") if isinstance(block, dict) else None
+        if kind == "text":
+            text.append(str(block.get("text", "")))
+        elif kind == "tool_use":
+            calls.append(
+                {
+                    "id": block.get("id"),
+                    "type": "function",
+                    "function": {
+                        "name": block.get("name"),
+                        "arguments": common.dumps(block.get("input") or {}),
+                    },
+                }
+            )
+    message: Json = {"role": "assistant", "content": "".join(text) or None}
+    if calls:
+        message["tool_calls"] = calls
+    return message
+
+
+def _user(blocks: list[Any]) -> list[Json]:
+    """Tool results become `tool` messages (first, as Chat expects), the rest one user message."""
+    tools: list[Json] = []
+    parts: list[Json] = []
+    for block in blocks:
+        kind = block.get("type") if isinstance(block, dict) else None
+        if kind == "text":
+            parts.append({"type": "text", "text": str(block.get("text", ""))})
+        elif kind == "image":
+            url = common.source_to_url(block.get("source"))
+            parts.append({"type": "image_url", "image_url": {"url": url}})
+        elif kind == "tool_result":
+            content = common.text_of(block.get("content"))
+            if block.get("is_error"):
+                content = f"Error: {content}"
+            tools.append(
+                {"role": "tool", "tool_call_id": block.get("tool_use_id"), "content": content}
+            )
+        elif kind == "document":
+            raise MalformedPayload("document blocks are not supported by this upstream", "content")
+    out = tools
+    if parts:
+        if all(p["type"] == "text" for p in parts):
+            out.append({"role": "user", "content": "".join(p["text"] for p in parts)})
+        else:
+            out.append({"role": "user", "content": parts})
+    return out
+
+
+def translate_response(body: Json, ctx: Ctx) -> tuple[Json, Usage]:
+    usage = common.usage_from_chat(body.get("usage"))
+    choices = body.get("choices") or [{}]
+    choice = choices[0] if isinstance(choices[0], dict) else {}
+    message = choice.get("message") or {}
+    content: list[Json] = []
+    text = message.get("content")
+    if text:
+        content.append({"type": "text", "text": text})
+    elif message.get("refusal"):
+        content.append({"type": "text", "text": message["refusal"]})
+    for call in message.get("tool_calls") or []:
+        function = call.get("function") or {}
+        content.append(
+            {
+                "type": "tool_use",
+                "id": call.get("id") or f"toolu_{ctx.request_id}_{len(content)}",
+                "name": function.get("name", ""),
+                "input": common.loads_arguments(function.get("arguments"), "tool arguments"),
+            }
+        )
+    finish = choice.get("finish_reason") or "stop"
+    out = {
+        "id": _message_id(body.get("id"), ctx),
+        "type": "message",
+        "role": "assistant",
+        "model": body.get("model") or ctx.response_model,
+        "content": content,
+        "stop_reason": common.FINISH_TO_STOP.get(finish, "end_turn"),
+        "stop_sequence": None,
+        "usage": common.messages_usage(usage),
+    }
+    return out, usage
+
+
+def _message_id(upstream_id: Any, ctx: Ctx) -> str:
+    return f"msg_{upstream_id or ctx.request_id}"
+
+
+def _event(name: str, data: Json) -> bytes:
+    return b"event: " + name.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
+
+
+class StreamTranslator:
+    """Upstream Chat chunks -> Anthropic Messages events. One per request."""
+
+    def __init__(self, ctx: Ctx) -> None:
+        self.ctx = ctx
+        self.usage = Usage()
+        self._started = False
+        self._finished = False
+        self._block = -1
+        self._open: str | None = None  # "text" or "tool"
+        self._tools: dict[int, int] = {}  # chat tool_call index -> block index
+        self._stop_reason = "end_turn"
+
+    def _start(self, chunk: Json) -> bytes:
+        self._started = True
+        message: Json = {
+            "id": _message_id(chunk.get("id"), self.ctx),
+            "type": "message",
+            "role": "assistant",
+            "model": chunk.get("model") or self.ctx.response_model,
+            "content": [],
+            "stop_reason": None,
+            "stop_sequence": None,
+            "usage": {"input_tokens": 0, "output_tokens": 0},
+        }
+        return _event("message_start", {"type": "message_start", "message": message})
+
+    def _close_block(self) -> bytes:
+        if self._open is None:
+            return b""
+        self._open = None
+        return _event("content_block_stop", {"type": "content_block_stop", "index": self._block})
+
+    def _open_block(self, kind: str, block: Json) -> bytes:
+        out = self._close_block()
+        self._block += 1
+        self._open = kind
+        return out + _event(
+            "content_block_start",
+            {"type": "content_block_start", "index": self._block, "content_block": block},
+        )
+
+    def feed(self, event: sse.Event) -> bytes:
+        if self._finished:
+            return b""
+        if event.data == b"[DONE]":
+            return self.finish()
+        try:
+            chunk = orjson.loads(event.data)
+        except orjson.JSONDecodeError:
+            return b""
+        if not isinstance(chunk, dict):
+            return b""
+        if "error" in chunk and "choices" not in chunk:
+            error = chunk["error"]
+            message = error.get("message") if isinstance(error, dict) else str(error)
+            return self.error(str(message or "upstream error"))
+        out = b"" if self._started else self._start(chunk)
+        if isinstance(chunk.get("usage"), dict):
+            self.usage = common.usage_from_chat(chunk["usage"])
+        for choice in chunk.get("choices") or ():
+            delta = choice.get("delta") or {}
+            text = delta.get("content")
+            if text:
+                if self._open != "text":
+                    out += self._open_block("text", {"type": "text", "text": ""})
+                out += _event(
+                    "content_block_delta",
+                    {
+                        "type": "content_block_delta",
+                        "index": self._block,
+                        "delta": {"type": "text_delta", "text": text},
+                    },
+                )
+            for call in delta.get("tool_calls") or ():
+                out += self._tool_delta(call)
+            if choice.get("finish_reason"):
+                self._stop_reason = common.FINISH_TO_STOP.get(choice["finish_reason"], "end_turn")
+        return out
+
+    def _tool_delta(self, call: Json) -> bytes:
+        out = b""
+        index = call.get("index", 0)
+        function = call.get("function") or {}
+        if index not in self._tools:
+            out += self._open_block(
+                "tool",
+                {
+                    "type": "tool_use",
+                    "id": call.get("id") or f"toolu_{self.ctx.request_id}_{index}",
+                    "name": function.get("name") or "",
+                    "input": {},
+                },
+            )
+            self._tools[index] = self._block
+        arguments = function.get("arguments")
+        if arguments:
+            out += _event(
+                "content_block_delta",
+                {
+                    "type": "content_block_delta",
+                    "index": self._tools[index],
+                    "delta": {"type": "input_json_delta", "partial_json": arguments},
+                },
+            )
+        return out
+
+    def finish(self) -> bytes:
+        if self._finished:
+            return b""
+        out = b"" if self._started else self._start({})
+        self._finished = True
+        out += self._close_block()
+        out += _event(
+            "message_delta",
+            {
+                "type": "message_delta",
+                "delta": {"stop_reason": self._stop_reason, "stop_sequence": None},
+                "usage": common.messages_usage(self.usage),
+            },
+        )
+        return out + _event("message_stop", {"type": "message_stop"})
+
+    def error(self, message: str) -> bytes:
+        self._finished = True
+        return _event(
+            "error", {"type": "error", "error": {"type": "api_error", "message": message}}
+        )
