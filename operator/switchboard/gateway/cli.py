@@ -1,0 +1,103 @@
+"""`switchboard gateway`: serve the routing config of a file, or of manifests compiled here."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import socket
+import sys
+from pathlib import Path
+
+import orjson
+from aiohttp import web
+
+from switchboard.gateway import app as gateway_app
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line. Request lines carry their fields; never a key or token."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = {
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        fields = getattr(record, "fields", None)
+        if isinstance(fields, dict):
+            line.update(fields)
+        return orjson.dumps(line).decode()
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--config", type=Path, help="routing file (JSON, plain or gzip)")
+    source.add_argument(
+        "--manifests",
+        type=Path,
+        nargs="+",
+        metavar="PATH",
+        help="manifest files or directories, compiled here (no cluster needed)",
+    )
+    parser.add_argument("-n", "--namespace", help="namespace to serve from --manifests")
+    parser.add_argument("--host", default="0.0.0.0")
+    parser.add_argument("--port", type=int, default=8080)
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="processes sharing the port (SO_REUSEPORT); each keeps its own metrics",
+    )
+    parser.add_argument("--max-body-bytes", type=int, default=10 * 1024 * 1024)
+    parser.add_argument("--log-level", default="info")
+    parser.add_argument("--no-access-log", action="store_true", help="no JSON line per request")
+
+
+def _serve(args: argparse.Namespace, sock: socket.socket) -> None:
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
+        pass
+    source = gateway_app.Source(
+        config=args.config, manifests=tuple(args.manifests or ()), namespace=args.namespace
+    )
+    app = gateway_app.build_app(source, max_body_bytes=args.max_body_bytes)
+    web.run_app(app, sock=sock, access_log=None, print=None, handle_signals=True)
+
+
+def run(args: argparse.Namespace) -> int:
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(JsonFormatter())
+    logging.basicConfig(level=args.log_level.upper(), handlers=[handler], force=True)
+    if args.no_access_log:
+        logging.getLogger("switchboard.gateway.access").setLevel(logging.WARNING)
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    sock = socket.socket(socket.AF_INET6 if ":" in args.host else socket.AF_INET)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((args.host, args.port))
+    sock.listen(2048)
+    sock.setblocking(False)
+    children = []
+    for _ in range(max(args.workers, 1) - 1):
+        pid = os.fork()
+        if pid == 0:
+            _serve(args, sock)
+            os._exit(0)
+        children.append(pid)
+    logging.getLogger("switchboard.gateway").info(
+        "listening on %s:%d with %d worker(s)", args.host, args.port, max(args.workers, 1)
+    )
+    try:
+        _serve(args, sock)
+    finally:
+        for pid in children:
+            try:
+                os.kill(pid, 15)
+                os.waitpid(pid, 0)
+            except OSError:
+                pass
+    return 0

@@ -1,0 +1,510 @@
+"""The request path: authenticate, resolve, pick a candidate, translate, call, fall back, answer.
+
+Fallback moves to the next candidate on a connect error, a timeout (connect, first token,
+total), a 5xx, a 429 or an upstream context-length error, and only while nothing has been sent
+to the client. Once the first byte of a stream is out, a failure ends the stream with an error
+event in the client's dialect and is not retried.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import itertools
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+import orjson
+from aiohttp import web
+
+from switchboard.dialects import errors as derrors
+from switchboard.dialects import inspect, registry, sse
+from switchboard.dialects.types import Ctx, Dialect, Json, Usage
+from switchboard.gateway import errors
+from switchboard.gateway.metrics import Metrics
+from switchboard.gateway.table import Access, Route, Table, Target
+
+log = logging.getLogger("switchboard.gateway.access")
+_ids = itertools.count(1)
+_PID = f"{os.getpid():x}"
+_SSE_HEADERS = {"content-type": "text/event-stream", "cache-control": "no-cache"}
+_JSON = "application/json"
+
+
+@dataclass
+class Outcome:
+    """What one request did, for the log line, the metrics and the response headers."""
+
+    surface: Dialect
+    asked: str = ""
+    key: str = ""
+    target: Target | None = None
+    attempts: int = 0
+    status: int = 200
+    usage: Usage | None = None
+    cost: float = 0.0
+    ttft: float | None = None
+    fallbacks: list[str] = field(default_factory=list)
+    error: str | None = None
+
+
+class _Failed(Exception):
+    """One candidate failed before answering; the next one may be tried."""
+
+    def __init__(self, kind: str, status: int, message: str, *, retry: bool) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.status = status
+        self.message = message
+        self.retry = retry
+
+
+class Proxy:
+    def __init__(self, session: aiohttp.ClientSession, metrics: Metrics) -> None:
+        self.session = session
+        self.metrics = metrics
+        self.table: Table | None = None
+        self._digests: dict[str, str] = {}
+
+    # --- helpers ---------------------------------------------------------------------------
+
+    def _digest(self, token: str) -> str:
+        digest = self._digests.get(token)
+        if digest is None:
+            digest = hashlib.sha256(token.encode()).hexdigest()
+            if len(self._digests) > 10_000:
+                self._digests.clear()
+            self._digests[token] = digest
+        return digest
+
+    def _access(self, request: web.Request, table: Table) -> Access:
+        auth = request.headers.get("authorization")
+        token = None
+        if auth and auth[:7].lower() == "bearer ":
+            token = auth[7:].strip()
+        if not token:
+            token = request.headers.get("x-api-key", "").strip() or None
+        if token is None:
+            raise errors.AuthError(
+                "no API key: send it as 'Authorization: Bearer <key>' or 'x-api-key: <key>'"
+            )
+        access = table.keys.get(self._digest(token))
+        if access is None:
+            raise errors.AuthError("invalid API key: it is not in any AccessKeyConfig")
+        return access
+
+    def models(self, request: web.Request) -> web.Response:
+        table = self.table
+        if table is None:
+            return _error_response(
+                Dialect.CHAT, errors.UpstreamError("no routing config loaded yet", status=503)
+            )
+        try:
+            access = self._access(request, table)
+        except errors.GatewayError as exc:
+            return _error_response(Dialect.CHAT, exc)
+        return web.Response(body=access.models_json, content_type=_JSON)
+
+    # --- the request path --------------------------------------------------------------------
+
+    async def handle(self, request: web.Request, surface: Dialect) -> web.StreamResponse:
+        started = time.perf_counter()
+        out = Outcome(surface)
+        response: web.StreamResponse
+        try:
+            response = await self._handle(request, surface, out, started)
+        except errors.GatewayError as exc:
+            out.status = exc.status
+            out.error = exc.message
+            response = _error_response(surface, exc, out)
+        except derrors.TranslationError as exc:
+            out.status = 400
+            out.error = exc.message
+            response = _error_response(
+                surface, errors.BadRequest(exc.message, param=exc.param), out
+            )
+        self._record(out, time.perf_counter() - started)
+        return response
+
+    async def _handle(
+        self, request: web.Request, surface: Dialect, out: Outcome, started: float
+    ) -> web.StreamResponse:
+        table = self.table
+        if table is None:
+            raise errors.UpstreamError("no routing config loaded yet; retry shortly", status=503)
+        access = self._access(request, table)
+        out.key = access.name
+        try:
+            raw = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            raise errors.TooLarge(
+                f"request body is larger than the gateway's limit of "
+                f"{request.app['max_body_bytes']} bytes"
+            ) from None
+        try:
+            body = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise errors.BadRequest(f"request body is not valid JSON: {exc}") from None
+        if not isinstance(body, dict):
+            raise errors.BadRequest("request body must be a JSON object")
+        model = body.get("model")
+        if not isinstance(model, str) or not model:
+            raise errors.BadRequest(
+                "'model' is required: an agent name or 'provider:model'", param="model"
+            )
+        out.asked = model
+        route = table.route(model)
+        if route is None:
+            raise errors.RouteNotFound(
+                f"model {model!r} not found: use an agent name or 'provider:model' "
+                "(GET /v1/models lists what this key may call)",
+                param="model",
+            )
+        if not access.may_call(route, None if route.agent else route.chain[0]):
+            what = "agent" if route.agent else "model"
+            raise errors.Forbidden(
+                f"key {access.name!r} may not call {what} {model!r}; allow it in the key's "
+                "AccessKeyConfig (allowedAgents, allowedProviders, allowedModels)",
+                param="model",
+            )
+        stream = body.get("stream") is True
+        if route.agent:
+            body = _with_defaults(surface, body, route)
+        plan = _plan(surface, body, route)
+        last: _Failed | None = None
+        for target, client_body, max_tokens in plan:
+            out.attempts += 1
+            out.target = target
+            ctx = Ctx(
+                upstream_model=target.model_id,
+                response_model=target.ref,
+                max_tokens=max_tokens,
+                stream=stream,
+                include_usage=_include_usage(surface, client_body),
+                request_id=f"{_PID}{next(_ids):x}",
+                created=int(time.time()),
+            )
+            pair = registry.get(surface, target.dialect)
+            upstream_body = pair.translate_request(client_body, ctx)
+            try:
+                if stream:
+                    return await self._stream(
+                        request, target, pair, ctx, upstream_body, out, started
+                    )
+                return await self._once(target, pair, ctx, upstream_body, out)
+            except _Failed as failure:
+                self.metrics.upstream_errors.labels(target.provider, failure.kind).inc()
+                last = failure
+                if not failure.retry:
+                    raise errors.GatewayError(failure.message, status=failure.status) from None
+                out.fallbacks.append(f"{target.ref}:{failure.kind}")
+                self.metrics.fallbacks.labels(target.provider, target.model_id, failure.kind).inc()
+        assert last is not None
+        raise errors.GatewayError(
+            f"every candidate failed ({', '.join(out.fallbacks)}); last: {last.message}",
+            status=last.status,
+        )
+
+    async def _send(self, target: Target, body: Json) -> aiohttp.ClientResponse:
+        try:
+            response = await asyncio.wait_for(
+                self.session.post(
+                    target.url,
+                    data=orjson.dumps(body),
+                    headers=target.headers,
+                    timeout=target.timeout,
+                ),
+                target.first_token,
+            )
+        except TimeoutError:
+            raise _Failed(
+                "first_token_timeout",
+                504,
+                f"{target.ref} did not answer within {target.first_token:g} s",
+                retry=True,
+            ) from None
+        except aiohttp.ClientConnectorError as exc:
+            raise _Failed(
+                "connect", 502, f"cannot connect to {target.provider}: {exc.os_error}", retry=True
+            ) from None
+        except (aiohttp.ClientError, OSError) as exc:
+            raise _Failed("connect", 502, f"{target.provider} failed: {exc}", retry=True) from None
+        if response.status < 400:
+            return response
+        try:
+            data = await response.read()
+        except (aiohttp.ClientError, TimeoutError):
+            data = b""
+        finally:
+            response.release()
+        info = derrors.parse_upstream_error(response.status, data)
+        message = f"{target.ref}: {info.message}"
+        if info.context_length:
+            raise _Failed("context_length", 400, message, retry=True)
+        if response.status == 429:
+            raise _Failed("status_429", 429, message, retry=True)
+        if response.status >= 500:
+            raise _Failed("status_5xx", 502, message, retry=True)
+        raise _Failed("status_4xx", response.status, message, retry=False)
+
+    async def _once(
+        self, target: Target, pair: registry.Pair, ctx: Ctx, body: Json, out: Outcome
+    ) -> web.Response:
+        response = await self._send(target, body)
+        try:
+            data = await response.read()
+        except TimeoutError:
+            raise _Failed("timeout", 504, f"{target.ref} timed out", retry=True) from None
+        except aiohttp.ClientError as exc:
+            raise _Failed("connect", 502, f"{target.ref} failed: {exc}", retry=True) from None
+        finally:
+            response.release()
+        try:
+            upstream = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            raise _Failed(
+                "status_5xx", 502, f"{target.ref} answered with invalid JSON", retry=True
+            ) from None
+        client_body, usage = pair.translate_response(upstream, ctx)
+        out.usage = usage
+        out.cost = _cost(target, usage)
+        headers = _served_headers(out)
+        headers["x-switchboard-cost-usd"] = f"{out.cost:.8f}"
+        return web.Response(body=orjson.dumps(client_body), headers=headers, content_type=_JSON)
+
+    async def _stream(
+        self,
+        request: web.Request,
+        *,
+        target: Target,
+        pair: registry.Pair,
+        ctx: Ctx,
+        body: Json,
+        out: Outcome,
+        started: float,
+    ) -> web.StreamResponse:
+        response = await self._send(target, body)
+        translator = pair.stream(ctx)
+        decoder = sse.Decoder()
+        chunks = response.content.iter_any()
+        try:
+            first = await asyncio.wait_for(chunks.__anext__(), target.first_token)
+        except (TimeoutError, StopAsyncIteration, aiohttp.ClientError) as exc:
+            response.release()
+            kind = "first_token_timeout" if isinstance(exc, TimeoutError) else "stream"
+            raise _Failed(
+                kind,
+                504 if kind != "stream" else 502,
+                f"{target.ref} sent no first token",
+                retry=True,
+            ) from None
+        client = web.StreamResponse(headers={**_SSE_HEADERS, **_served_headers(out)})
+        await client.prepare(request)
+        out.ttft = time.perf_counter() - started
+        try:
+            await client.write(b"".join(translator.feed(e) for e in decoder.feed(first)))
+            async for chunk in chunks:
+                data = b"".join(translator.feed(e) for e in decoder.feed(chunk))
+                if data:
+                    await client.write(data)
+            tail = b"".join(translator.feed(e) for e in decoder.close())
+            await client.write(tail + translator.finish())
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            kind = "timeout" if isinstance(exc, TimeoutError) else "stream"
+            self.metrics.upstream_errors.labels(target.provider, kind).inc()
+            out.error = f"{target.ref} failed mid-stream ({kind})"
+            out.status = 502
+            await client.write(translator.error(f"upstream failed mid-stream: {out.error}"))
+        except (ConnectionResetError, asyncio.CancelledError):
+            out.status = 499
+            out.error = "client went away"
+            response.close()
+            raise
+        finally:
+            response.release()
+        out.usage = translator.usage
+        out.cost = _cost(target, translator.usage)
+        await client.write_eof()
+        return client
+
+    # --- accounting --------------------------------------------------------------------------
+
+    def _record(self, out: Outcome, seconds: float) -> None:
+        m = self.metrics
+        provider = out.target.provider if out.target else ""
+        model = out.target.model_id if out.target else ""
+        m.requests.labels(out.surface.value, provider, model, str(out.status)).inc()
+        m.latency.labels(out.surface.value).observe(seconds)
+        if out.ttft is not None:
+            m.ttft.labels(out.surface.value).observe(out.ttft)
+        usage = out.usage
+        if usage is not None:
+            for kind, value in (
+                ("input", usage.input_tokens),
+                ("output", usage.output_tokens),
+                ("cache_read", usage.cache_read_tokens),
+                ("cache_write", usage.cache_write_tokens),
+            ):
+                if value:
+                    m.tokens.labels(provider, model, kind).inc(value)
+            if out.cost:
+                m.cost.labels(provider, model).inc(out.cost)
+        if log.isEnabledFor(logging.INFO):
+            line: dict[str, Any] = {
+                "surface": out.surface.value,
+                "key": out.key,
+                "model": out.asked,
+                "provider": provider or None,
+                "served_model": model or None,
+                "attempts": out.attempts,
+                "fallbacks": out.fallbacks,
+                "status": out.status,
+                "latency_ms": round(seconds * 1000, 3),
+                "ttft_ms": round(out.ttft * 1000, 3) if out.ttft is not None else None,
+                "cost_usd": round(out.cost, 8),
+            }
+            if usage is not None:
+                line["tokens"] = {
+                    "input": usage.input_tokens,
+                    "output": usage.output_tokens,
+                    "cache_read": usage.cache_read_tokens,
+                    "cache_write": usage.cache_write_tokens,
+                }
+            if out.error:
+                line["error"] = out.error
+            log.info("request", extra={"fields": line})
+
+
+def _cost(target: Target, usage: Usage) -> float:
+    meta = target.meta
+    if meta is None:
+        return 0.0
+    p = meta.price
+    return (
+        usage.input_tokens * p.input
+        + usage.output_tokens * p.output
+        + usage.cache_read_tokens * p.cache_read
+        + usage.cache_write_tokens * p.cache_write
+    ) / 1_000_000
+
+
+def _served_headers(out: Outcome) -> dict[str, str]:
+    target = out.target
+    assert target is not None
+    return {
+        "x-switchboard-provider": target.provider,
+        "x-switchboard-model": target.model_id,
+        "x-switchboard-attempts": str(out.attempts),
+    }
+
+
+def _error_response(
+    surface: Dialect, exc: errors.GatewayError, out: Outcome | None = None
+) -> web.Response:
+    headers = {}
+    if out is not None and out.target is not None:
+        headers = _served_headers(out)
+    return web.Response(
+        status=exc.status,
+        body=derrors.render_error(surface, exc.status, exc.message, exc.param),
+        content_type=_JSON,
+        headers=headers,
+    )
+
+
+def _include_usage(surface: Dialect, body: Json) -> bool:
+    if surface is not Dialect.CHAT:
+        return False
+    options = body.get("stream_options")
+    return isinstance(options, dict) and options.get("include_usage") is True
+
+
+_MAX_KEYS = {
+    Dialect.CHAT: ("max_tokens", "max_completion_tokens"),
+    Dialect.RESPONSES: ("max_output_tokens",),
+    Dialect.MESSAGES: ("max_tokens",),
+}
+
+
+def _with_defaults(surface: Dialect, body: Json, route: Route) -> Json:
+    d = route.defaults
+    if d.max_tokens is None and d.temperature is None and d.top_p is None:
+        return body
+    body = dict(body)
+    if d.max_tokens is not None and not any(k in body for k in _MAX_KEYS[surface]):
+        body[_MAX_KEYS[surface][0]] = d.max_tokens
+    if d.temperature is not None and body.get("temperature") is None:
+        body["temperature"] = d.temperature
+    if d.top_p is not None and body.get("top_p") is None:
+        body["top_p"] = d.top_p
+    return body
+
+
+def _plan(surface: Dialect, body: Json, route: Route) -> list[tuple[Target, Json, int | None]]:
+    """The candidates to try, in order, each with the body and output limit to use.
+
+    Images need an image-capable model (the agent's imageModel first); a candidate whose
+    context window cannot hold the prompt plus the output limit is skipped; when none fits, the
+    oldest turns are dropped if the agent allows it, else the request is refused.
+    """
+    candidates: list[Target] = list(route.chain)
+    if inspect.has_images(surface, body):
+        capable = [t for t in candidates if t.images]
+        if route.image_model is not None and not (capable and capable[0] is candidates[0]):
+            capable = [route.image_model, *[t for t in capable if t is not route.image_model]]
+        if not capable:
+            raise errors.BadRequest(
+                f"{route.name!r} does not accept images: its model lists only text input. Set "
+                "imageModel on the agent, or call a model whose input includes image",
+                param="messages",
+            )
+        candidates = capable
+    requested = inspect.requested_max_tokens(surface, body)
+    prompt = inspect.estimate_prompt_tokens(surface, body)
+    plan: list[tuple[Target, Json, int | None]] = []
+    too_small: list[str] = []
+    for target in candidates:
+        limit = _max_tokens(target, requested, prompt)
+        meta = target.meta
+        if meta is not None and prompt + (limit or 0) > meta.context_window:
+            too_small.append(f"{target.ref} holds {meta.context_window}")
+            continue
+        plan.append((target, body, limit))
+    if plan:
+        return plan
+    first = candidates[0]
+    assert first.meta is not None
+    if route.allow_truncation:
+        limit = _max_tokens(first, requested, 0)
+        budget = first.meta.context_window - (limit or 0)
+        truncated = inspect.truncate_oldest(surface, body, budget)
+        if truncated is not None:
+            return [(first, truncated, limit)]
+    raise errors.BadRequest(
+        f"the request needs about {prompt} prompt tokens plus {requested or 0} output tokens, "
+        f"more than any candidate's context window ({'; '.join(too_small)}); shorten it"
+        + (
+            ""
+            if route.allow_truncation or not route.agent
+            else ", or set allowTruncation on the agent"
+        ),
+        param="messages",
+    )
+
+
+def _max_tokens(target: Target, requested: int | None, prompt: int) -> int | None:
+    meta = target.meta
+    if meta is None:
+        if requested is None and target.dialect is Dialect.MESSAGES:
+            return 4096
+        return requested
+    if requested is not None:
+        return min(requested, meta.max_tokens)
+    if target.dialect is Dialect.MESSAGES:
+        room = meta.context_window - prompt
+        return max(1, min(meta.max_tokens, room))
+    return None

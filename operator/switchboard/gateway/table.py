@@ -1,0 +1,171 @@
+"""The routing table: a RoutingConfig turned, once per reload, into what requests look up.
+
+Everything a request needs is precomputed here: upstream headers (provider key attached,
+client credentials never), timeouts, per-key permission sets and the /v1/models payload.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import aiohttp
+import orjson
+
+from switchboard.dialects.types import Dialect
+from switchboard.routing import config as rc
+from switchboard.routing import refs
+
+ANTHROPIC_VERSION = "2023-06-01"
+_OPEN_ROUTE_CACHE = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """One candidate: a model on a provider, ready to call."""
+
+    ref: str
+    provider: str
+    model_id: str
+    dialect: Dialect
+    url: str
+    headers: dict[str, str]
+    timeout: aiohttp.ClientTimeout
+    first_token: float
+    meta: rc.Model | None
+    """None for a provider without listed models: no limits, no prices."""
+
+    @property
+    def images(self) -> bool:
+        return self.meta is None or self.meta.images
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    name: str
+    chain: tuple[Target, ...]
+    image_model: Target | None = None
+    defaults: rc.RequestDefaults = field(default_factory=rc.RequestDefaults)
+    allow_truncation: bool = False
+    agent: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Access:
+    name: str
+    providers: frozenset[str]
+    models: frozenset[str] | None
+    agents: frozenset[str]
+    models_json: bytes
+
+    def may_call(self, route: Route, target: Target | None) -> bool:
+        if route.agent:
+            return route.name in self.agents
+        assert target is not None
+        if target.provider not in self.providers:
+            return False
+        return self.models is None or target.ref in self.models
+
+
+class Table:
+    def __init__(self, config: rc.RoutingConfig) -> None:
+        self.config = config
+        self.hash = config.hash
+        self._providers = config.providers
+        self._provider_parts = {name: _provider_parts(p) for name, p in config.providers.items()}
+        self._direct: dict[str, Route] = {}
+        for provider in config.providers.values():
+            for model in provider.models.values():
+                target = self._target(provider, model.id)
+                self._direct[target.ref] = Route(target.ref, (target,))
+        self._agents: dict[str, Route] = {}
+        for name, agent in config.agents.items():
+            chain = tuple(self._resolve(c) for c in agent.chain)
+            image = self._resolve(agent.image_model) if agent.image_model else None
+            self._agents[name] = Route(
+                name, chain, image, agent.defaults, agent.allow_truncation, agent=True
+            )
+        self.keys = {digest: self._access(grant) for digest, grant in config.keys.items()}
+
+    def _target(self, provider: rc.Provider, model_id: str) -> Target:
+        headers, timeout = self._provider_parts[provider.name]
+        return Target(
+            ref=f"{provider.name}:{model_id}",
+            provider=provider.name,
+            model_id=model_id,
+            dialect=Dialect(provider.dialect),
+            url=provider.endpoint,
+            headers=headers,
+            timeout=timeout,
+            first_token=provider.timeouts.first_token,
+            meta=provider.models.get(model_id),
+        )
+
+    def _resolve(self, candidate: rc.Candidate) -> Target:
+        route = self._direct.get(candidate.ref)
+        if route is not None:
+            return route.chain[0]
+        return self._target(self._providers[candidate.provider], candidate.model)
+
+    def route(self, model: str) -> Route | None:
+        route = self._direct.get(model) or self._agents.get(model)
+        if route is not None:
+            return route
+        split = refs.split_ref(model)
+        if split is None:
+            return None
+        provider = self._providers.get(split[0])
+        if provider is None or not provider.open_models or not split[1]:
+            return None
+        route = Route(model, (self._target(provider, split[1]),))
+        if len(self._direct) < _OPEN_ROUTE_CACHE + len(self._providers) * 256:
+            self._direct[model] = route
+        return route
+
+    def _access(self, grant: rc.Grant) -> Access:
+        providers = frozenset(grant.providers)
+        models = frozenset(grant.models) if grant.models is not None else None
+        agents = frozenset(grant.agents)
+        data = []
+        for name in sorted(agents):
+            agent = self.config.agents[name]
+            data.append(_model_entry(name, "switchboard-agent", agent.description or name))
+        for ref, route in sorted(self._direct.items()):
+            target = route.chain[0]
+            if target.provider in providers and (models is None or ref in models):
+                meta = target.meta
+                data.append(_model_entry(ref, target.provider, meta.name if meta else ref))
+        payload = {
+            "object": "list",
+            "data": data,
+            "has_more": False,
+            "first_id": data[0]["id"] if data else None,
+            "last_id": data[-1]["id"] if data else None,
+        }
+        return Access(grant.key, providers, models, agents, orjson.dumps(payload))
+
+
+def _model_entry(model_id: str, owner: str, display: str) -> dict[str, object]:
+    return {
+        "id": model_id,
+        "object": "model",
+        "created": 0,
+        "owned_by": owner,
+        "type": "model",
+        "display_name": display,
+        "created_at": "1970-01-01T00:00:00Z",
+    }
+
+
+def _provider_parts(provider: rc.Provider) -> tuple[dict[str, str], aiohttp.ClientTimeout]:
+    headers = {"content-type": "application/json"}
+    headers.update((k.lower(), v) for k, v in provider.headers.items())
+    if provider.dialect == Dialect.MESSAGES:
+        headers.setdefault("anthropic-version", ANTHROPIC_VERSION)
+        if provider.api_key:
+            headers["x-api-key"] = provider.api_key
+    elif provider.api_key:
+        headers["authorization"] = f"Bearer {provider.api_key}"
+    timeout = aiohttp.ClientTimeout(
+        total=provider.timeouts.total, sock_connect=provider.timeouts.connect
+    )
+    return headers, timeout
