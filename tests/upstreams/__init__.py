@@ -1,0 +1,1 @@
+"""Fake model servers for the gateway tests, the demo and the benchmarks (see server.py)."""
