@@ -16,6 +16,7 @@ id (`mymodel@fault=500`), since a gateway never forwards client headers:
     delay=SECONDS          wait before the first byte (headers included)
     stall_after=N          stream N chunks, then hang with the connection open
     drop_after=N           stream N chunks, then close the connection
+    chunk_delay=SECONDS    pause between streamed chunks
 Every request is recorded (`Upstream.requests`, `GET /_requests`).
 """
 
@@ -212,6 +213,7 @@ class Upstream:
         await response.prepare(request)
         stall = int(fault.get("stall_after", "-1"))
         drop = int(fault.get("drop_after", "-1"))
+        pause = float(fault.get("chunk_delay", "0"))
         for i, event in enumerate(events):
             if i == stall:
                 await asyncio.sleep(3600)
@@ -220,7 +222,7 @@ class Upstream:
                 request.transport.close()
                 return response
             await response.write(event)
-            await asyncio.sleep(0)
+            await asyncio.sleep(pause)
         await response.write_eof()
         return response
 
