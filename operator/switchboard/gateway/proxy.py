@@ -193,8 +193,13 @@ class Proxy:
             try:
                 if stream:
                     return await self._stream(
-                        request, target=target, pair=pair, ctx=ctx, body=upstream_body,
-                        out=out, started=started,
+                        request,
+                        target=target,
+                        pair=pair,
+                        ctx=ctx,
+                        body=upstream_body,
+                        out=out,
+                        started=started,
                     )
                 return await self._once(target, pair, ctx, upstream_body, out)
             except _Failed as failure:
