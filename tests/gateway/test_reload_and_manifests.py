@@ -18,6 +18,7 @@ from pathlib import Path
 import anthropic
 import httpx
 import openai
+
 from tests.gateway.conftest import KEY, Upstreams, manifests, render, start
 from tests.upstreams.server import free_port
 
