@@ -207,7 +207,6 @@ class CustomProviderSpec(CrdModel):
                 cel(
                     "self.all(m, self.exists_one(n, n.id == m.id))",
                     "model ids must be unique within a provider",
-                    reason="FieldValueDuplicate",
                 )
             ],
         },
