@@ -1,0 +1,74 @@
+"""kopf handlers: the watch events feed the Reconciler; nothing else happens here.
+
+The three kinds are watched with `on.event` (no kopf progress storage on our objects, since the
+status is ours), and Secrets only when an object references them (`when=`), so other Secrets
+never reach the operator's memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import kopf
+from kubernetes import client as k8s
+from kubernetes import config as k8s_config
+
+from switchboard.api.base import GROUP, VERSION
+from switchboard.api.kinds import KINDS
+from switchboard.controller import settings as settings_mod
+from switchboard.controller.reconciler import Reconciler
+
+OPTIONS: dict[str, Any] = {"debounce": 0.3}
+"""Set by `switchboard operator` before kopf starts."""
+
+
+def _api_client() -> k8s.ApiClient:
+    try:
+        k8s_config.load_incluster_config()  # type: ignore[no-untyped-call]
+    except k8s_config.ConfigException:
+        k8s_config.load_kube_config()  # type: ignore[no-untyped-call]
+    return k8s.ApiClient()
+
+
+@kopf.on.startup()
+async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    settings_mod.configure(settings)
+    api = _api_client()
+    reconciler = Reconciler(k8s.CoreV1Api(api), k8s.CustomObjectsApi(api), OPTIONS["debounce"])
+    memo["reconciler"] = reconciler
+    memo["worker"] = asyncio.create_task(reconciler.run())
+
+
+@kopf.on.cleanup()
+async def cleanup(memo: kopf.Memo, **_: Any) -> None:
+    worker = memo.get("worker")
+    if worker is not None:
+        worker.cancel()
+
+
+def _register(kind: str, plural: str) -> None:
+    @kopf.on.event(GROUP, VERSION, plural, id=f"observe-{plural}")
+    async def observe(*, type: str, body: kopf.Body, memo: Any, **_: Any) -> None:
+        reconciler: Reconciler | None = memo.get("reconciler")
+        if reconciler is not None:  # type is None for objects of the initial listing
+            reconciler.observe(kind, type or "ADDED", dict(body))
+
+
+for _kind in KINDS.values():
+    _register(_kind.kind, _kind.plural)
+
+
+def _referenced(name: str | None, namespace: str | None, memo: kopf.Memo, **_: Any) -> bool:
+    reconciler: Reconciler | None = memo.get("reconciler")
+    return bool(reconciler and name and namespace and reconciler.references(namespace, name))
+
+
+@kopf.on.event("", "v1", "secrets", when=_referenced, id="observe-secrets")
+async def observe_secret(*, type: str, body: kopf.Body, memo: Any, **_: Any) -> None:
+    reconciler: Reconciler = memo["reconciler"]
+    reconciler.observe_secret(type or "ADDED", dict(body))
+
+
+logging.getLogger("kubernetes").setLevel(logging.WARNING)

@@ -1,0 +1,264 @@
+"""The operator's state and its one reconcile: per namespace, batched.
+
+Watch events only record objects and mark their namespace dirty; a single worker waits a short
+debounce, then compiles each dirty namespace with the same `compile()` as the offline tools,
+writes the routing Secret when its hash changed, patches each object's status when it changed,
+and posts an event per new problem. A burst of thousands of objects compiles a handful of
+times. Secret values are held in memory only for Secrets that objects reference.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import datetime
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from kubernetes import client as k8s
+from kubernetes.client.exceptions import ApiException
+
+from switchboard.api.base import GROUP, VERSION
+from switchboard.api.kinds import KINDS
+from switchboard.controller import status as status_mod
+from switchboard.routing import compiler
+from switchboard.routing import config as rc
+from switchboard.routing.problems import Severity
+
+log = logging.getLogger("switchboard.operator")
+SECRET_NAME = "switchboard-routing"
+SECRET_KEY = "routing.json.gz"
+HASH_ANNOTATION = "switchboard.dev/config-hash"
+LABELS = {"app.kubernetes.io/managed-by": "switchboard", "app.kubernetes.io/part-of": "switchboard"}
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass
+class Reconciler:
+    core: k8s.CoreV1Api
+    custom: k8s.CustomObjectsApi
+    debounce: float = 0.3
+    objects: dict[str, dict[tuple[str, str], dict[str, Any]]] = field(default_factory=dict)
+    secrets: dict[tuple[str, str], dict[str, bytes] | None] = field(default_factory=dict)
+    referenced: dict[str, set[str]] = field(default_factory=dict)
+    published: dict[str, str] = field(default_factory=dict)
+    posted: set[tuple[str, str, str]] = field(default_factory=set)
+    dirty: set[str] = field(default_factory=set)
+    compiles: int = 0
+    _wake: asyncio.Event = field(default_factory=asyncio.Event)
+
+    # --- observing ---------------------------------------------------------------------------
+
+    def observe(self, kind: str, event_type: str, body: dict[str, Any]) -> None:
+        meta = body.get("metadata") or {}
+        namespace, name = meta.get("namespace", "default"), meta.get("name", "")
+        bucket = self.objects.setdefault(namespace, {})
+        key = (kind, name)
+        if event_type == "DELETED":
+            bucket.pop(key, None)
+            self._mark(namespace)
+            return
+        old = bucket.get(key)
+        bucket[key] = body
+        if (
+            old is None
+            or old.get("spec") != body.get("spec")
+            or (old.get("metadata") or {}).get("generation") != meta.get("generation")
+            or (old.get("status") or {}).get("observedGeneration") is None
+        ):
+            self._mark(namespace)
+
+    def references(self, namespace: str, name: str) -> bool:
+        return name in self.referenced.get(namespace, ())
+
+    def observe_secret(self, event_type: str, body: dict[str, Any]) -> None:
+        meta = body.get("metadata") or {}
+        namespace, name = meta.get("namespace", "default"), meta.get("name", "")
+        if not self.references(namespace, name):
+            return
+        self.secrets[(namespace, name)] = None if event_type == "DELETED" else _decode(body)
+        self._mark(namespace)
+
+    def _mark(self, namespace: str) -> None:
+        self.dirty.add(namespace)
+        self._wake.set()
+
+    # --- the worker --------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        log.debug("reconcile worker started")
+        while True:
+            await self._wake.wait()
+            log.debug("reconcile worker woke: %s", sorted(self.dirty))
+            await asyncio.sleep(self.debounce)
+            self._wake.clear()
+            batch, self.dirty = self.dirty, set()
+            for namespace in sorted(batch):
+                try:
+                    await self.reconcile(namespace)
+                except Exception:  # one namespace's failure must not stop the others
+                    log.exception("reconcile of namespace %s failed; retrying", namespace)
+                    self.dirty.add(namespace)
+                    self._wake.set()
+                    await asyncio.sleep(1)
+
+    def _compile(self, namespace: str) -> compiler.CompileResult:
+        self.compiles += 1
+        secrets = {
+            key: value
+            for key, value in self.secrets.items()
+            if key[0] == namespace and value is not None
+        }
+        objects = [
+            {**body, "apiVersion": body.get("apiVersion") or f"{GROUP}/{VERSION}", "kind": kind}
+            for (kind, _), body in sorted(self.objects.get(namespace, {}).items())
+        ]
+        return compiler.compile(objects, secrets, default_namespace=namespace)
+
+    async def reconcile(self, namespace: str) -> None:
+        result = self._compile(namespace)
+        wanted = {s for r in result.reports.values() for s in r.secrets}
+        self.referenced[namespace] = wanted
+        missing = [n for n in wanted if (namespace, n) not in self.secrets]
+        if missing:
+            for name in missing:
+                self.secrets[(namespace, name)] = await asyncio.to_thread(
+                    self._read_secret, namespace, name
+                )
+            result = self._compile(namespace)
+        for key in [k for k in self.secrets if k[0] == namespace and k[1] not in wanted]:
+            del self.secrets[key]  # hold no value nobody references
+        config = result.configs.get(namespace)
+        if config is None and not result.reports:
+            config = rc.sealed(rc.RoutingConfig(namespace=namespace))  # everything deleted
+        published = False
+        if config is not None:
+            await asyncio.to_thread(self._publish, namespace, config)
+            published = True
+        for report in result.reports.values():
+            await asyncio.to_thread(self._status, report, published)
+            self._events(report)
+
+    # --- writing -----------------------------------------------------------------------------
+
+    def _read_secret(self, namespace: str, name: str) -> dict[str, bytes] | None:
+        try:
+            secret = self.core.read_namespaced_secret(name, namespace)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return {k: base64.b64decode(v) for k, v in (secret.data or {}).items()}
+
+    def _publish(self, namespace: str, config: rc.RoutingConfig) -> None:
+        if self.published.get(namespace) == config.hash:
+            return
+        body = k8s.V1Secret(
+            metadata=k8s.V1ObjectMeta(
+                name=SECRET_NAME,
+                namespace=namespace,
+                labels=dict(LABELS),
+                annotations={HASH_ANNOTATION: config.hash},
+            ),
+            type="Opaque",
+            data={SECRET_KEY: base64.b64encode(rc.to_secret_bytes(config)).decode()},
+        )
+        try:
+            live = self.core.read_namespaced_secret(SECRET_NAME, namespace)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+            self.core.create_namespaced_secret(namespace, body)
+        else:
+            annotations = (live.metadata.annotations if live.metadata else None) or {}
+            if annotations.get(HASH_ANNOTATION) != config.hash:
+                self.core.replace_namespaced_secret(SECRET_NAME, namespace, body)
+        self.published[namespace] = config.hash
+        log.info("namespace %s: routing config %s written", namespace, config.hash[:12])
+
+    def _status(self, report: compiler.ObjectReport, published: bool) -> None:
+        kind = KINDS.get(report.ref.kind)
+        body = self.objects.get(report.ref.namespace, {}).get((report.ref.kind, report.ref.name))
+        if kind is None or body is None:
+            return
+        old = body.get("status")
+        new = status_mod.desired(report, published, old, _now())
+        if status_mod.same(old, new):
+            return
+        try:
+            patched = self.custom.patch_namespaced_custom_object_status(
+                GROUP,
+                VERSION,
+                report.ref.namespace,
+                kind.plural,
+                report.ref.name,
+                {"status": new},
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                return
+            raise
+        body["status"] = patched.get("status") if isinstance(patched, dict) else new
+
+    def _events(self, report: compiler.ObjectReport) -> None:
+        body = self.objects.get(report.ref.namespace, {}).get((report.ref.kind, report.ref.name))
+        if body is None:
+            return
+        meta = body.get("metadata") or {}
+        for problem in report.problems:
+            key = (
+                str(meta.get("uid")),
+                problem.reason.value,
+                f"{problem.field}: {problem.message}",
+            )
+            if key in self.posted:
+                continue
+            self.posted.add(key)
+            self._post_event(body, problem.severity, problem.reason.value, key[2])
+
+    def _post_event(
+        self, body: dict[str, Any], severity: Severity, reason: str, message: str
+    ) -> None:
+        meta = body.get("metadata") or {}
+        now = datetime.datetime.now(datetime.UTC)
+        event = k8s.CoreV1Event(
+            metadata=k8s.V1ObjectMeta(
+                generate_name=f"{meta.get('name')}.", namespace=meta.get("namespace")
+            ),
+            involved_object=k8s.V1ObjectReference(
+                api_version=f"{GROUP}/{VERSION}",
+                kind=body.get("kind"),
+                name=meta.get("name"),
+                namespace=meta.get("namespace"),
+                uid=meta.get("uid"),
+                resource_version=meta.get("resourceVersion"),
+            ),
+            reason=reason,
+            message=message[:1024],
+            type="Warning",
+            first_timestamp=now,
+            last_timestamp=now,
+            count=1,
+            source=k8s.V1EventSource(component="switchboard-operator"),
+        )
+        del severity  # both errors and warnings are Kubernetes "Warning" events
+        try:
+            self.core.create_namespaced_event(str(meta.get("namespace")), event)
+        except ApiException as exc:
+            log.warning("could not post event %s: %s", reason, exc.reason)
+
+
+def _decode(body: dict[str, Any]) -> dict[str, bytes]:
+    data = body.get("data") or {}
+    out = {k: base64.b64decode(v) for k, v in data.items()}
+    for k, v in (body.get("stringData") or {}).items():
+        out[k] = str(v).encode()
+    return out
+
+
+Factory = Callable[[], Reconciler]
