@@ -1,0 +1,99 @@
+"""The test control plane: one real etcd + kube-apiserver per session (tests/support).
+
+The binaries are built once per machine by tools/controlplane/build.sh (a cold build takes
+minutes; `make test` prints its progress). They are required: set
+SWITCHBOARD_SKIP_CONTROLPLANE=1 to skip these tests locally (never in CI).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.controlplane import ControlPlane
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "tests/control_plane/" in str(item.fspath):
+            item.add_marker(pytest.mark.controlplane)
+
+
+@pytest.fixture(scope="session")
+def control_plane() -> Iterator[ControlPlane]:
+    if os.environ.get("SWITCHBOARD_SKIP_CONTROLPLANE") == "1" and os.environ.get("CI") != "true":
+        pytest.skip("SWITCHBOARD_SKIP_CONTROLPLANE=1")
+    with ControlPlane() as cp:
+        cp.kubectl("apply", "--server-side", "-f", str(ROOT / "crds"))
+        cp.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
+        yield cp
+
+
+class Operator:
+    """`switchboard operator --standalone` as a process against the control plane."""
+
+    def __init__(self, cp: ControlPlane, log: Path, *args: str) -> None:
+        self.cp = cp
+        self.log = log
+        self.args = args
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Operator:
+        with self.log.open("ab") as handle:
+            self.proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "switchboard.cli",
+                    "operator",
+                    "--standalone",
+                    "--debounce",
+                    "0.2",
+                    *self.args,
+                ],
+                env=self.cp.env,
+                stdout=handle,
+                stderr=subprocess.STDOUT,
+                cwd=ROOT,
+            )
+        return self
+
+    def stop(self, kill: bool = False) -> None:
+        if self.proc is None:
+            return
+        if kill:
+            self.proc.kill()
+        else:
+            self.proc.terminate()
+        try:
+            self.proc.wait(15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc = None
+
+
+@pytest.fixture(scope="session")
+def operator(
+    control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Operator]:
+    op = Operator(control_plane, tmp_path_factory.mktemp("operator") / "operator.log").start()
+    yield op
+    op.stop()
+
+
+def wait_for(predicate: object, timeout: float = 30, interval: float = 0.2) -> None:
+    assert callable(predicate)
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        time.sleep(interval)
