@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: test lint typecheck unit demo crds schema goldens bench clean
+.PHONY: test lint typecheck controlplane demo crds schema goldens bench clean
 
 $(STAMP): pyproject.toml
 	@echo "==> creating $(VENV) and installing switchboard[dev]"
@@ -27,7 +27,11 @@ typecheck: $(STAMP)
 	@echo "==> mypy --strict operator/switchboard"
 	@$(VENV)/bin/mypy
 
-test: lint typecheck
+controlplane:
+	@echo "==> control-plane binaries (kube-apiserver, etcd, kubectl, helm; built once per machine)"
+	@bash tools/controlplane/build.sh >/dev/null
+
+test: lint typecheck controlplane
 	@echo "==> pytest"
 	@$(PY) -m pytest tests
 

@@ -127,7 +127,7 @@ def test_delete_recompiles(control_plane: ControlPlane, operator: Operator) -> N
     cp.kubectl("delete", "customprovider", "local", "-n", ns)
     wait_for(lambda: (routing_secret(cp, ns) or {}).get("providers") == {})
     wait_for(lambda: _condition(cp, "agent", "coder", ns, "Ready").get("status") == "False")
-    assert "ProviderNotFound" == _condition(cp, "agent", "coder", ns, "Ready")["reason"]
+    assert _condition(cp, "agent", "coder", ns, "Ready")["reason"] == "ProviderNotFound"
 
 
 def test_restart_mid_burst_converges(control_plane: ControlPlane, tmp_path: Path) -> None:

@@ -106,7 +106,7 @@ class Syncer:
                     self.apply(item)
                 version = listing.metadata.resource_version if listing.metadata else None
                 backoff = 0.5
-                stream = watch.Watch().stream(
+                stream = watch.Watch().stream(  # type: ignore[no-untyped-call]
                     self.api.list_namespaced_secret,
                     self.namespace,
                     field_selector=selector,
