@@ -110,16 +110,13 @@ def test_install_creates_every_object(control_plane: ControlPlane) -> None:
         for kind in ("service", "serviceaccount", "role", "rolebinding", "poddisruptionbudget"):
             assert cp.kubectl("get", kind, "-n", "switchboard-system", "-o", "name").stdout
         sa = "system:serviceaccount:switchboard-system:sb-switchboard-gateway"
-        can = lambda *a: cp.kubectl(
-            "auth",
-            "can-i",
-            *a,
-            "-n",
-            "switchboard-system",
-            "--as",
-            sa,  # noqa: E731
-            check=False,
-        ).stdout.strip()
+
+        def can(*args: str) -> str:
+            result = cp.kubectl(
+                "auth", "can-i", *args, "-n", "switchboard-system", "--as", sa, check=False
+            )
+            return result.stdout.strip()
+
         assert can("get", "secret/switchboard-routing") == "yes"
         assert can("get", "secret/other") == "no"
         assert can("list", "customproviders.switchboard.dev") == "no"
