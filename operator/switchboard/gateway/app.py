@@ -18,6 +18,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from switchboard import manifests
 from switchboard.dialects.types import Dialect
+from switchboard.gateway.accesslog import AccessLog
 from switchboard.gateway.metrics import Metrics
 from switchboard.gateway.proxy import Proxy
 from switchboard.gateway.table import Table
@@ -112,7 +113,11 @@ async def _watch(app: web.Application, source: Source, poll: float) -> None:
 
 
 def build_app(
-    source: Source, *, max_body_bytes: int = 10 * 1024 * 1024, poll_seconds: float = 0.25
+    source: Source,
+    *,
+    max_body_bytes: int = 10 * 1024 * 1024,
+    poll_seconds: float = 0.25,
+    access_log: bool = True,
 ) -> web.Application:
     app = web.Application(client_max_size=max_body_bytes)
     app["max_body_bytes"] = max_body_bytes
@@ -124,11 +129,14 @@ def build_app(
         session = aiohttp.ClientSession(
             connector=connector, auto_decompress=False, skip_auto_headers=("User-Agent",)
         )
-        app[PROXY] = Proxy(session, metrics)
+        log_writer = AccessLog()
+        log_writer.enabled = access_log
+        app[PROXY] = Proxy(session, metrics, log_writer)
         reload(app, source)
         watcher = asyncio.create_task(_watch(app, source, poll_seconds))
         yield
         watcher.cancel()
+        log_writer.flush()
         await session.close()
 
     app.cleanup_ctx.append(lifecycle)

@@ -64,7 +64,9 @@ def _serve(args: argparse.Namespace, sock: socket.socket) -> None:
     source = gateway_app.Source(
         config=args.config, manifests=tuple(args.manifests or ()), namespace=args.namespace
     )
-    app = gateway_app.build_app(source, max_body_bytes=args.max_body_bytes)
+    app = gateway_app.build_app(
+        source, max_body_bytes=args.max_body_bytes, access_log=not args.no_access_log
+    )
     web.run_app(app, sock=sock, access_log=None, print=None, handle_signals=True)
 
 
@@ -72,8 +74,6 @@ def run(args: argparse.Namespace) -> int:
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(JsonFormatter())
     logging.basicConfig(level=args.log_level.upper(), handlers=[handler], force=True)
-    if args.no_access_log:
-        logging.getLogger("switchboard.gateway.access").setLevel(logging.WARNING)
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     sock = socket.socket(socket.AF_INET6 if ":" in args.host else socket.AF_INET)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

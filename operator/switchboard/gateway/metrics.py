@@ -6,6 +6,8 @@ run one worker per pod and scale with replicas (the recommended shape).
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 _LATENCY = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
@@ -72,6 +74,16 @@ class Metrics:
             ["hash", "namespace"],
             registry=r,
         )
+
+        self._children: dict[tuple[object, ...], Any] = {}
+
+    def child(self, metric: Any, *labels: str) -> Any:
+        """`metric.labels(*labels)`, cached: label validation is paid once per series."""
+        key = (id(metric), *labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
 
     def served(self, config_hash: str, namespace: str) -> None:
         self.config_hash.clear()

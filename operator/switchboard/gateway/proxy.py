@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import itertools
-import logging
 import os
 import time
 from dataclasses import dataclass, field
@@ -25,10 +24,10 @@ from switchboard.dialects import errors as derrors
 from switchboard.dialects import inspect, registry, sse
 from switchboard.dialects.types import Ctx, Dialect, Json, Usage
 from switchboard.gateway import errors
+from switchboard.gateway.accesslog import AccessLog
 from switchboard.gateway.metrics import Metrics
 from switchboard.gateway.table import Access, Route, Table, Target
 
-log = logging.getLogger("switchboard.gateway.access")
 _ids = itertools.count(1)
 _PID = f"{os.getpid():x}"
 _SSE_HEADERS = {"content-type": "text/event-stream", "cache-control": "no-cache"}
@@ -64,9 +63,12 @@ class _Failed(Exception):
 
 
 class Proxy:
-    def __init__(self, session: aiohttp.ClientSession, metrics: Metrics) -> None:
+    def __init__(
+        self, session: aiohttp.ClientSession, metrics: Metrics, access_log: AccessLog
+    ) -> None:
         self.session = session
         self.metrics = metrics
+        self.access_log = access_log
         self.table: Table | None = None
         self._digests: dict[str, str] = {}
 
@@ -203,12 +205,16 @@ class Proxy:
                     )
                 return await self._once(target, pair, ctx, upstream_body, out)
             except _Failed as failure:
-                self.metrics.upstream_errors.labels(target.provider, failure.kind).inc()
+                self.metrics.child(
+                    self.metrics.upstream_errors, target.provider, failure.kind
+                ).inc()
                 last = failure
                 if not failure.retry:
                     raise errors.GatewayError(failure.message, status=failure.status) from None
                 out.fallbacks.append(f"{target.ref}:{failure.kind}")
-                self.metrics.fallbacks.labels(target.provider, target.model_id, failure.kind).inc()
+                self.metrics.child(
+                    self.metrics.fallbacks, target.provider, target.model_id, failure.kind
+                ).inc()
         assert last is not None
         raise errors.GatewayError(
             f"every candidate failed ({', '.join(out.fallbacks)}); last: {last.message}",
@@ -216,16 +222,19 @@ class Proxy:
         )
 
     async def _send(self, target: Target, body: Json) -> aiohttp.ClientResponse:
+        # target.timeout: sock_connect = connect, sock_read = first token (and any later gap),
+        # total = the whole request.
         try:
-            response = await asyncio.wait_for(
-                self.session.post(
-                    target.url,
-                    data=orjson.dumps(body),
-                    headers=target.headers,
-                    timeout=target.timeout,
-                ),
-                target.first_token,
+            response = await self.session.post(
+                target.url,
+                data=orjson.dumps(body),
+                headers=target.headers,
+                timeout=target.timeout,
             )
+        except aiohttp.ConnectionTimeoutError:
+            raise _Failed(
+                "connect", 502, f"cannot connect to {target.provider}: timed out", retry=True
+            ) from None
         except TimeoutError:
             raise _Failed(
                 "first_token_timeout",
@@ -280,7 +289,9 @@ class Proxy:
         out.cost = _cost(target, usage)
         headers = _served_headers(out)
         headers["x-switchboard-cost-usd"] = f"{out.cost:.8f}"
-        return web.Response(body=orjson.dumps(client_body), headers=headers, content_type=_JSON)
+        # Same dialect on both sides: the upstream's bytes go out as they came.
+        payload = data if client_body is upstream else orjson.dumps(client_body)
+        return web.Response(body=payload, headers=headers, content_type=_JSON)
 
     async def _stream(
         self,
@@ -298,7 +309,7 @@ class Proxy:
         decoder = sse.Decoder()
         chunks = response.content.iter_any()
         try:
-            first = await asyncio.wait_for(chunks.__anext__(), target.first_token)
+            first = await chunks.__anext__()
         except (TimeoutError, StopAsyncIteration, aiohttp.ClientError) as exc:
             response.release()
             kind = "first_token_timeout" if isinstance(exc, TimeoutError) else "stream"
@@ -343,10 +354,11 @@ class Proxy:
         m = self.metrics
         provider = out.target.provider if out.target else ""
         model = out.target.model_id if out.target else ""
-        m.requests.labels(out.surface.value, provider, model, str(out.status)).inc()
-        m.latency.labels(out.surface.value).observe(seconds)
+        surface = out.surface.value
+        m.child(m.requests, surface, provider, model, str(out.status)).inc()
+        m.child(m.latency, surface).observe(seconds)
         if out.ttft is not None:
-            m.ttft.labels(out.surface.value).observe(out.ttft)
+            m.child(m.ttft, surface).observe(out.ttft)
         usage = out.usage
         if usage is not None:
             for kind, value in (
@@ -356,12 +368,12 @@ class Proxy:
                 ("cache_write", usage.cache_write_tokens),
             ):
                 if value:
-                    m.tokens.labels(provider, model, kind).inc(value)
+                    m.child(m.tokens, provider, model, kind).inc(value)
             if out.cost:
-                m.cost.labels(provider, model).inc(out.cost)
-        if log.isEnabledFor(logging.INFO):
+                m.child(m.cost, provider, model).inc(out.cost)
+        if self.access_log.enabled:
             line: dict[str, Any] = {
-                "surface": out.surface.value,
+                "surface": surface,
                 "key": out.key,
                 "model": out.asked,
                 "provider": provider or None,
@@ -382,7 +394,7 @@ class Proxy:
                 }
             if out.error:
                 line["error"] = out.error
-            log.info("request", extra={"fields": line})
+            self.access_log.write(line)
 
 
 def _cost(target: Target, usage: Usage) -> float:

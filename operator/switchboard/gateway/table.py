@@ -166,6 +166,8 @@ def _provider_parts(provider: rc.Provider) -> tuple[dict[str, str], aiohttp.Clie
     elif provider.api_key:
         headers["authorization"] = f"Bearer {provider.api_key}"
     timeout = aiohttp.ClientTimeout(
-        total=provider.timeouts.total, sock_connect=provider.timeouts.connect
+        total=provider.timeouts.total,
+        sock_connect=provider.timeouts.connect,
+        sock_read=provider.timeouts.first_token,
     )
     return headers, timeout
