@@ -44,6 +44,12 @@ schema: $(STAMP)
 goldens: $(STAMP)
 	@$(PY) -m pytest tests -q --update-goldens
 
+bench: $(STAMP)
+	@bash bench/setup.sh
+	@$(PY) -m pip install -q -e '.[bench]'
+	@$(PY) bench/run.py
+	@$(PY) bench/report.py
+
 demo: $(STAMP)
 	@$(PY) tools/demo.py
 
