@@ -66,6 +66,8 @@ def _tool(tool: Any) -> Json:
 def _parts(content: Any, role: str) -> str | list[Json]:
     if isinstance(content, str):
         return content
+    if role == "assistant":
+        return common.text_of(content)
     text_type = "output_text" if role == "assistant" else "input_text"
     parts: list[Json] = []
     for part in content or ():

@@ -83,7 +83,10 @@ def messages_usage(u: Usage) -> Json:
 def responses_usage(u: Usage) -> Json:
     return {
         "input_tokens": u.prompt_total,
-        "input_tokens_details": {"cached_tokens": u.cache_read_tokens},
+        "input_tokens_details": {
+            "cached_tokens": u.cache_read_tokens,
+            "cache_write_tokens": u.cache_write_tokens,
+        },
         "output_tokens": u.output_tokens,
         "output_tokens_details": {"reasoning_tokens": 0},
         "total_tokens": u.prompt_total + u.output_tokens,

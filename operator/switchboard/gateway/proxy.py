@@ -191,7 +191,13 @@ class Proxy:
                 created=int(time.time()),
             )
             pair = registry.get(surface, target.dialect)
-            upstream_body = pair.translate_request(client_body, ctx)
+            try:
+                upstream_body = pair.translate_request(client_body, ctx)
+            except (TypeError, AttributeError, KeyError, ValueError) as exc:
+                raise errors.BadRequest(
+                    f"the request does not match the {surface.value} API ({type(exc).__name__}); "
+                    "check the shape of messages, tools and content parts"
+                ) from None
             try:
                 if stream:
                     return await self._stream(
@@ -284,7 +290,12 @@ class Proxy:
             raise _Failed(
                 "status_5xx", 502, f"{target.ref} answered with invalid JSON", retry=True
             ) from None
-        client_body, usage = pair.translate_response(upstream, ctx)
+        try:
+            client_body, usage = pair.translate_response(upstream, ctx)
+        except (TypeError, AttributeError, KeyError, ValueError, derrors.TranslationError):
+            raise _Failed(
+                "status_5xx", 502, f"{target.ref} answered in an unexpected shape", retry=True
+            ) from None
         out.usage = usage
         out.cost = _cost(target, usage)
         headers = _served_headers(out)

@@ -1,0 +1,189 @@
+"""Golden tests of the translators: every pair, requests, responses, streams and errors.
+
+Layout (inputs beside what they must become):
+  requests/<client>/<case>.json      -> <case>.<upstream>.json     for each upstream dialect
+  responses/<upstream>/<case>.json   -> <case>.<client>.json       (+ usage in the file)
+  streams/<upstream>/<case>.sse      -> <case>.<client>.sse and <case>.<client>.usage.json
+  errors/<case>.json                 -> <case>.expected.json (status, message, context length)
+Every expected output parses with the official SDK type of its dialect (openai and anthropic
+packages), so the shapes are the real ones; every translated request parses with the SDK's
+request type of the upstream dialect. Regenerate with `make goldens` and review the diff.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import anthropic.types as at
+from anthropic.types import message_create_params
+import orjson
+import pytest
+from openai.types.chat import ChatCompletion, ChatCompletionChunk, completion_create_params
+from openai.types.responses import Response, ResponseStreamEvent, response_create_params
+from pydantic import TypeAdapter
+
+from switchboard.dialects import errors, registry, sse
+from switchboard.dialects.types import Ctx, Dialect
+
+GOLDEN = Path(__file__).resolve().parents[1] / "golden"
+DIALECTS = [Dialect.CHAT, Dialect.RESPONSES, Dialect.MESSAGES]
+
+RESPONSE_TYPES: dict[Dialect, TypeAdapter[Any]] = {
+    Dialect.CHAT: TypeAdapter(ChatCompletion),
+    Dialect.RESPONSES: TypeAdapter(Response),
+    Dialect.MESSAGES: TypeAdapter(at.Message),
+}
+EVENT_TYPES: dict[Dialect, TypeAdapter[Any]] = {
+    Dialect.CHAT: TypeAdapter(ChatCompletionChunk),
+    Dialect.RESPONSES: TypeAdapter(ResponseStreamEvent),
+    Dialect.MESSAGES: TypeAdapter(at.RawMessageStreamEvent),
+}
+REQUEST_TYPES: dict[Dialect, TypeAdapter[Any]] = {
+    Dialect.CHAT: TypeAdapter(completion_create_params.CompletionCreateParamsNonStreaming),
+    Dialect.RESPONSES: TypeAdapter(response_create_params.ResponseCreateParamsNonStreaming),
+    Dialect.MESSAGES: TypeAdapter(message_create_params.MessageCreateParamsNonStreaming),
+}
+
+
+def ctx(stream: bool = False) -> Ctx:
+    return Ctx(
+        upstream_model="up-model",
+        response_model="prov:up-model",
+        max_tokens=256,
+        stream=stream,
+        include_usage=True,
+        request_id="req1",
+        created=1700000000,
+    )
+
+
+def _cases(tree: str, suffix: str) -> list[tuple[Dialect, str]]:
+    out = []
+    for dialect in DIALECTS:
+        folder = GOLDEN / tree / dialect.value
+        for path in sorted(folder.glob(f"*{suffix}")) if folder.exists() else []:
+            if path.name.count(".") == 1:
+                out.append((dialect, path.stem))
+    return out
+
+
+def _check(path: Path, actual: str, update: bool) -> None:
+    if update or not path.exists():
+        path.write_text(actual)
+        if not update:
+            pytest.fail(f"{path} did not exist; wrote it: review and commit")
+    assert actual == path.read_text(), f"{path} differs: run `make goldens` and review"
+
+
+def _dump(value: Any) -> str:
+    return json.dumps(value, indent=2, sort_keys=True) + "\n"
+
+
+@pytest.mark.parametrize("upstream", DIALECTS, ids=lambda d: d.value)
+@pytest.mark.parametrize(("client", "case"), _cases("requests", ".json"), ids=str)
+def test_request(client: Dialect, case: str, upstream: Dialect, update_goldens: bool) -> None:
+    body = json.loads((GOLDEN / "requests" / client.value / f"{case}.json").read_text())
+    stream = bool(body.get("stream"))
+    target = GOLDEN / "requests" / client.value / f"{case}.{upstream.value}.json"
+    try:
+        out = registry.get(client, upstream).translate_request(body, ctx(stream))
+    except errors.TranslationError as exc:  # refused: the golden records the 400's message
+        refusal = {"refused": type(exc).__name__, "message": exc.message, "param": exc.param}
+        _check(target, _dump(refusal), update_goldens)
+        return
+    _check(target, _dump(out), update_goldens)
+    REQUEST_TYPES[upstream].validate_python({k: v for k, v in out.items() if k != "stream"})
+    assert out["model"] == "up-model"
+
+
+@pytest.mark.parametrize("client", DIALECTS, ids=lambda d: d.value)
+@pytest.mark.parametrize(("upstream", "case"), _cases("responses", ".json"), ids=str)
+def test_response(upstream: Dialect, case: str, client: Dialect, update_goldens: bool) -> None:
+    RESPONSE_TYPES[upstream].validate_python(
+        json.loads((GOLDEN / "responses" / upstream.value / f"{case}.json").read_text())
+    )
+    body = json.loads((GOLDEN / "responses" / upstream.value / f"{case}.json").read_text())
+    out, usage = registry.get(client, upstream).translate_response(body, ctx())
+    result = {
+        "body": out,
+        "usage": usage.__dict__
+        if hasattr(usage, "__dict__")
+        else {
+            k: getattr(usage, k)
+            for k in usage.__slots__  # type: ignore[attr-defined]
+        },
+    }
+    _check(
+        GOLDEN / "responses" / upstream.value / f"{case}.{client.value}.json",
+        _dump(result),
+        update_goldens,
+    )
+    RESPONSE_TYPES[client].validate_python(out)
+
+
+def _usage_dict(usage: Any) -> dict[str, int]:
+    return {
+        k: getattr(usage, k)
+        for k in ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens")
+    }
+
+
+def _translate_stream(
+    client: Dialect, upstream: Dialect, raw: bytes, splits: list[int]
+) -> tuple[bytes, Any]:
+    translator = registry.get(client, upstream).stream(ctx(stream=True))
+    decoder = sse.Decoder()
+    out = b""
+    last = 0
+    for cut in [*splits, len(raw)]:
+        for event in decoder.feed(raw[last:cut]):
+            out += translator.feed(event)
+        last = cut
+    for event in decoder.close():
+        out += translator.feed(event)
+    return out + translator.finish(), translator.usage
+
+
+@pytest.mark.parametrize("client", DIALECTS, ids=lambda d: d.value)
+@pytest.mark.parametrize(("upstream", "case"), _cases("streams", ".sse"), ids=str)
+def test_stream(upstream: Dialect, case: str, client: Dialect, update_goldens: bool) -> None:
+    raw = (GOLDEN / "streams" / upstream.value / f"{case}.sse").read_bytes()
+    out, usage = _translate_stream(client, upstream, raw, [])
+    folder = GOLDEN / "streams" / upstream.value
+    _check(folder / f"{case}.{client.value}.sse", out.decode(), update_goldens)
+    _check(folder / f"{case}.{client.value}.usage.json", _dump(_usage_dict(usage)), update_goldens)
+    # Every event the client receives parses with its SDK's event type.
+    for event in sse.Decoder().feed(out):
+        if event.data == b"[DONE]":
+            continue
+        data = orjson.loads(event.data)
+        if "error" in data or data.get("type") in ("ping", "error"):
+            continue  # error and ping events are not in the SDKs' event unions
+        EVENT_TYPES[client].validate_python(data)
+    # Any split of the upstream bytes gives the same client bytes.
+    for step in (1, 7, 64):
+        again, _ = _translate_stream(client, upstream, raw, list(range(step, len(raw), step)))
+        assert again == out
+
+
+@pytest.mark.parametrize(
+    "case", sorted(p.stem for p in (GOLDEN / "errors").glob("*.json") if p.stem.count(".") == 0)
+)
+def test_upstream_error(case: str, update_goldens: bool) -> None:
+    spec = json.loads((GOLDEN / "errors" / f"{case}.json").read_text())
+    body = spec["body"]
+    raw = body.encode() if isinstance(body, str) else orjson.dumps(body)
+    info = errors.parse_upstream_error(spec["status"], raw)
+    rendered = {
+        d.value: json.loads(errors.render_error(d, info.status, info.message)) for d in DIALECTS
+    }
+    result = {
+        "status": info.status,
+        "message": info.message,
+        "context_length": info.context_length,
+        "rendered": rendered,
+    }
+    _check(GOLDEN / "errors" / f"{case}.expected.json", _dump(result), update_goldens)
+    assert info.context_length is case.endswith("_context")

@@ -1,0 +1,250 @@
+"""Property tests of the translators and the SSE decoder.
+
+Covers: random valid requests of each client dialect, to every upstream dialect, give a dict or
+a TranslationError (never another exception); random JSON-ish junk in place of a request gives
+nothing but TranslationError or a dict; the SSE decoder yields the same events whatever the byte
+splits and line endings.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from switchboard.dialects import errors, registry, sse
+from switchboard.dialects.types import Ctx, Dialect
+
+CTX = Ctx("up", "p:up", 128, False)
+text = st.text(max_size=20)
+image_url = st.sampled_from(["data:image/png;base64,AAAA", "https://example.com/a.png"])
+chat_part = st.one_of(
+    st.fixed_dictionaries({"type": st.just("text"), "text": text}),
+    st.fixed_dictionaries(
+        {"type": st.just("image_url"), "image_url": st.fixed_dictionaries({"url": image_url})}
+    ),
+)
+tool_call = st.fixed_dictionaries(
+    {
+        "id": st.text(min_size=1, max_size=5),
+        "type": st.just("function"),
+        "function": st.fixed_dictionaries(
+            {"name": st.just("f"), "arguments": st.sampled_from(["{}", '{"a":1}', "", "[1]"])}
+        ),
+    }
+)
+chat_message = st.one_of(
+    st.fixed_dictionaries(
+        {
+            "role": st.sampled_from(["system", "developer", "user"]),
+            "content": st.one_of(text, st.lists(chat_part, max_size=3)),
+        }
+    ),
+    st.fixed_dictionaries(
+        {"role": st.just("assistant"), "content": st.one_of(st.none(), text)},
+        optional={"tool_calls": st.lists(tool_call, max_size=2)},
+    ),
+    st.fixed_dictionaries({"role": st.just("tool"), "tool_call_id": text, "content": text}),
+)
+chat_request = st.fixed_dictionaries(
+    {"model": st.just("m"), "messages": st.lists(chat_message, min_size=1, max_size=5)},
+    optional={
+        "temperature": st.floats(0, 2),
+        "top_p": st.floats(0, 1),
+        "stop": st.one_of(text, st.lists(text, max_size=2)),
+        "tools": st.just([{"type": "function", "function": {"name": "f", "parameters": {}}}]),
+        "tool_choice": st.sampled_from(
+            ["auto", "none", "required", {"type": "function", "function": {"name": "f"}}]
+        ),
+        "max_tokens": st.integers(1, 100),
+        "stream": st.booleans(),
+        "user": text,
+        "response_format": st.sampled_from([{"type": "text"}, {"type": "json_object"}]),
+    },
+)
+block = st.one_of(
+    st.fixed_dictionaries({"type": st.just("text"), "text": text}),
+    st.fixed_dictionaries(
+        {
+            "type": st.just("image"),
+            "source": st.one_of(
+                st.fixed_dictionaries(
+                    {
+                        "type": st.just("base64"),
+                        "media_type": st.just("image/png"),
+                        "data": st.just("AAAA"),
+                    }
+                ),
+                st.fixed_dictionaries({"type": st.just("url"), "url": image_url}),
+            ),
+        }
+    ),
+    st.fixed_dictionaries(
+        {
+            "type": st.just("tool_use"),
+            "id": text,
+            "name": st.just("f"),
+            "input": st.dictionaries(text, st.integers(), max_size=2),
+        }
+    ),
+    st.fixed_dictionaries(
+        {
+            "type": st.just("tool_result"),
+            "tool_use_id": text,
+            "content": st.one_of(
+                text,
+                st.lists(
+                    st.fixed_dictionaries({"type": st.just("text"), "text": text}), max_size=2
+                ),
+            ),
+        }
+    ),
+)
+messages_request = st.fixed_dictionaries(
+    {
+        "model": st.just("m"),
+        "max_tokens": st.integers(1, 100),
+        "messages": st.lists(
+            st.fixed_dictionaries(
+                {
+                    "role": st.sampled_from(["user", "assistant"]),
+                    "content": st.one_of(text, st.lists(block, max_size=3)),
+                }
+            ),
+            min_size=1,
+            max_size=4,
+        ),
+    },
+    optional={
+        "system": st.one_of(
+            text,
+            st.lists(st.fixed_dictionaries({"type": st.just("text"), "text": text}), max_size=2),
+        ),
+        "stop_sequences": st.lists(text, max_size=2),
+        "temperature": st.floats(0, 1),
+        "tool_choice": st.sampled_from(
+            [{"type": "auto"}, {"type": "any"}, {"type": "tool", "name": "f"}]
+        ),
+        "tools": st.just([{"name": "f", "input_schema": {"type": "object"}}]),
+    },
+)
+item = st.one_of(
+    st.fixed_dictionaries(
+        {"role": st.sampled_from(["user", "assistant", "developer"]), "content": text}
+    ),
+    st.fixed_dictionaries(
+        {
+            "type": st.just("function_call"),
+            "call_id": text,
+            "name": st.just("f"),
+            "arguments": st.just("{}"),
+        }
+    ),
+    st.fixed_dictionaries(
+        {"type": st.just("function_call_output"), "call_id": text, "output": text}
+    ),
+)
+responses_request = st.fixed_dictionaries(
+    {"model": st.just("m"), "input": st.one_of(text, st.lists(item, min_size=1, max_size=4))},
+    optional={
+        "instructions": text,
+        "max_output_tokens": st.integers(1, 100),
+        "tools": st.just([{"type": "function", "name": "f", "parameters": {}}]),
+        "tool_choice": st.sampled_from(["auto", "required", {"type": "function", "name": "f"}]),
+    },
+)
+junk = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(), text),
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3),
+        st.dictionaries(
+            st.sampled_from(
+                [
+                    "messages",
+                    "input",
+                    "role",
+                    "content",
+                    "type",
+                    "tools",
+                    "tool_calls",
+                    "system",
+                    "stop",
+                    "text",
+                ]
+            ),
+            inner,
+            max_size=4,
+        ),
+    ),
+    max_leaves=12,
+)
+
+
+def _all_upstreams(client: Dialect, body: Any) -> None:
+    for upstream in Dialect:
+        try:
+            out = registry.get(client, upstream).translate_request(body, CTX)
+        except errors.TranslationError:
+            continue
+        assert isinstance(out, dict)
+
+
+@settings(max_examples=150, deadline=None)
+@given(chat_request)
+def test_random_chat_requests(body: dict[str, Any]) -> None:
+    _all_upstreams(Dialect.CHAT, body)
+
+
+@settings(max_examples=150, deadline=None)
+@given(messages_request)
+def test_random_messages_requests(body: dict[str, Any]) -> None:
+    _all_upstreams(Dialect.MESSAGES, body)
+
+
+@settings(max_examples=150, deadline=None)
+@given(responses_request)
+def test_random_responses_requests(body: dict[str, Any]) -> None:
+    _all_upstreams(Dialect.RESPONSES, body)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.sampled_from(list(Dialect)),
+    st.dictionaries(
+        st.sampled_from(
+            ["model", "messages", "input", "system", "tools", "tool_choice", "stop", "instructions"]
+        ),
+        junk,
+        max_size=5,
+    ),
+)
+def test_junk_is_a_translation_error_or_a_dict(client: Dialect, body: dict[str, Any]) -> None:
+    _all_upstreams(client, body)
+
+
+events = st.lists(
+    st.tuples(
+        st.one_of(st.none(), st.sampled_from(["message_start", "ping", "x"])),
+        st.binary(min_size=0, max_size=30).filter(lambda b: b"\n" not in b and b"\r" not in b),
+    ),
+    max_size=6,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(events, st.lists(st.integers(0, 400), max_size=8), st.sampled_from([b"\n", b"\r\n"]))
+def test_sse_any_split(evts: list[tuple[str | None, bytes]], cuts: list[int], eol: bytes) -> None:
+    raw = b"".join(
+        (b"event: " + name.encode() + eol if name else b"") + b"data: " + data + eol + eol
+        for name, data in evts
+    )
+    decoder = sse.Decoder()
+    got: list[sse.Event] = []
+    last = 0
+    for cut in sorted(c for c in cuts if c <= len(raw)):
+        got += decoder.feed(raw[last:cut])
+        last = cut
+    got += decoder.feed(raw[last:])
+    got += decoder.close()
+    assert [(e.event, e.data) for e in got] == list(evts)
