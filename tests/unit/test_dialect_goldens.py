@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import anthropic.types as at
-from anthropic.types import message_create_params
 import orjson
 import pytest
+from anthropic.types import message_create_params
 from openai.types.chat import ChatCompletion, ChatCompletionChunk, completion_create_params
 from openai.types.responses import Response, ResponseStreamEvent, response_create_params
 from pydantic import TypeAdapter
