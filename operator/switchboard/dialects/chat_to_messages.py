@@ -6,7 +6,7 @@ from typing import Any
 
 import orjson
 
-from switchboard.dialects import common, sse
+from switchboard.dialects import chat_writer, common, sse
 from switchboard.dialects.errors import MalformedPayload, UnsupportedFeature
 from switchboard.dialects.types import Ctx, Json, Usage
 
@@ -164,27 +164,12 @@ def translate_response(body: Json, ctx: Ctx) -> tuple[Json, Usage]:
     return out, usage
 
 
-class StreamTranslator:
+class StreamTranslator(chat_writer.ChatWriter):
     """Upstream Anthropic Messages events -> Chat chunks. One per request."""
 
     def __init__(self, ctx: Ctx) -> None:
-        self.ctx = ctx
-        self.usage = Usage()
-        self._id = f"chatcmpl-{ctx.request_id}"
-        self._model = ctx.response_model
+        super().__init__(ctx)
         self._tools: dict[int, int] = {}  # content block index -> tool_call index
-        self._finished = False
-        self._finish_reason = "stop"
-
-    def _chunk(self, delta: Json, finish: str | None = None) -> bytes:
-        data = {
-            "id": self._id,
-            "object": "chat.completion.chunk",
-            "created": self.ctx.created,
-            "model": self._model,
-            "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}],
-        }
-        return b"data: " + orjson.dumps(data) + b"\n\n"
 
     def feed(self, event: sse.Event) -> bytes:
         if self._finished:
@@ -245,25 +230,3 @@ class StreamTranslator:
             error = data.get("error") or {}
             return self.error(str(error.get("message") or "upstream error"))
         return b""
-
-    def finish(self) -> bytes:
-        if self._finished:
-            return b""
-        self._finished = True
-        out = self._chunk({}, self._finish_reason)
-        if self.ctx.include_usage:
-            data = {
-                "id": self._id,
-                "object": "chat.completion.chunk",
-                "created": self.ctx.created,
-                "model": self._model,
-                "choices": [],
-                "usage": common.chat_usage(self.usage),
-            }
-            out += b"data: " + orjson.dumps(data) + b"\n\n"
-        return out + sse.DONE
-
-    def error(self, message: str) -> bytes:
-        self._finished = True
-        data = {"error": {"message": message, "type": "upstream_error", "code": None}}
-        return b"data: " + orjson.dumps(data) + b"\n\n"

@@ -6,7 +6,7 @@ from typing import Any
 
 import orjson
 
-from switchboard.dialects import common, sse
+from switchboard.dialects import chat_writer, common, sse
 from switchboard.dialects.errors import MalformedPayload, UnsupportedFeature
 from switchboard.dialects.types import Ctx, Json, Usage
 
@@ -168,27 +168,12 @@ def translate_response(body: Json, ctx: Ctx) -> tuple[Json, Usage]:
     return out, usage
 
 
-class StreamTranslator:
+class StreamTranslator(chat_writer.ChatWriter):
     """Upstream Responses events -> Chat chunks. One per request."""
 
     def __init__(self, ctx: Ctx) -> None:
-        self.ctx = ctx
-        self.usage = Usage()
-        self._id = f"chatcmpl-{ctx.request_id}"
-        self._model = ctx.response_model
+        super().__init__(ctx)
         self._calls: dict[str, int] = {}  # function_call item id -> tool_call index
-        self._finished = False
-        self._finish_reason = "stop"
-
-    def _chunk(self, delta: Json, finish: str | None = None) -> bytes:
-        data = {
-            "id": self._id,
-            "object": "chat.completion.chunk",
-            "created": self.ctx.created,
-            "model": self._model,
-            "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}],
-        }
-        return b"data: " + orjson.dumps(data) + b"\n\n"
 
     def feed(self, event: sse.Event) -> bytes:
         if self._finished:
@@ -236,25 +221,3 @@ class StreamTranslator:
             message = error.get("message") if isinstance(error, dict) else None
             return self.error(str(message or "upstream error"))
         return b""
-
-    def finish(self) -> bytes:
-        if self._finished:
-            return b""
-        self._finished = True
-        out = self._chunk({}, self._finish_reason)
-        if self.ctx.include_usage:
-            data = {
-                "id": self._id,
-                "object": "chat.completion.chunk",
-                "created": self.ctx.created,
-                "model": self._model,
-                "choices": [],
-                "usage": common.chat_usage(self.usage),
-            }
-            out += b"data: " + orjson.dumps(data) + b"\n\n"
-        return out + sse.DONE
-
-    def error(self, message: str) -> bytes:
-        self._finished = True
-        data = {"error": {"message": message, "type": "upstream_error", "code": None}}
-        return b"data: " + orjson.dumps(data) + b"\n\n"

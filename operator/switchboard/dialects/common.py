@@ -147,3 +147,18 @@ def require_list(body: Json, key: str) -> list[Any]:
     if not isinstance(value, list):
         raise MalformedPayload(f"{key} must be a list", key)
     return value
+
+
+def read_chat_chunk(data: bytes) -> tuple[Json | None, str | None]:
+    """An upstream Chat stream event: (chunk, None), (None, error message) or (None, None)."""
+    try:
+        chunk = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return None, None
+    if not isinstance(chunk, dict):
+        return None, None
+    if "error" in chunk and "choices" not in chunk:
+        error = chunk["error"]
+        message = error.get("message") if isinstance(error, dict) else error
+        return None, str(message or "upstream error")
+    return chunk, None

@@ -220,16 +220,11 @@ class StreamTranslator:
             return b""
         if event.data == b"[DONE]":
             return self.finish()
-        try:
-            chunk = orjson.loads(event.data)
-        except orjson.JSONDecodeError:
+        chunk, failure = common.read_chat_chunk(event.data)
+        if failure is not None:
+            return self.error(failure)
+        if chunk is None:
             return b""
-        if not isinstance(chunk, dict):
-            return b""
-        if "error" in chunk and "choices" not in chunk:
-            error = chunk["error"]
-            message = error.get("message") if isinstance(error, dict) else str(error)
-            return self.error(str(message or "upstream error"))
         out = b"" if self._started else self._start(chunk)
         if isinstance(chunk.get("usage"), dict):
             self.usage = common.usage_from_chat(chunk["usage"])

@@ -340,15 +340,11 @@ class StreamTranslator:
             return b""
         if event.data == b"[DONE]":
             return self.finish()
-        try:
-            chunk = orjson.loads(event.data)
-        except orjson.JSONDecodeError:
+        chunk, failure = common.read_chat_chunk(event.data)
+        if failure is not None:
+            return self.error(failure)
+        if chunk is None:
             return b""
-        if not isinstance(chunk, dict):
-            return b""
-        if "error" in chunk and "choices" not in chunk:
-            error = chunk["error"]
-            return self.error(str(error.get("message") if isinstance(error, dict) else error))
         if not self._started:
             self._model = chunk.get("model") or self._model
         out = b"" if self._started else self._start()
