@@ -48,11 +48,11 @@ def main() -> None:
         size = len(json.dumps(body))
         for upstream in Dialect:
             pair = registry.get(client, upstream)
-            req = per_call(lambda: pair.translate_request(body, CTX), 2000)
+            req = per_call(lambda pair=pair, body=body: pair.translate_request(body, CTX), 2000)
             raw = (GOLDEN / f"streams/{upstream.value}/text.sse").read_bytes()
             events = sse.Decoder().feed(raw)
 
-            def stream() -> None:
+            def stream(pair: registry.Pair = pair, events: list[sse.Event] = events) -> None:
                 t = pair.stream(SCTX)
                 for e in events:
                     t.feed(e)

@@ -29,7 +29,9 @@ def _api_client() -> k8s.ApiClient:
         k8s_config.load_incluster_config()  # type: ignore[no-untyped-call]
     except k8s_config.ConfigException:
         k8s_config.load_kube_config()  # type: ignore[no-untyped-call]
-    return k8s.ApiClient()
+    configuration = k8s.Configuration.get_default_copy()
+    configuration.connection_pool_maxsize = 32  # status patches run 16 at a time
+    return k8s.ApiClient(configuration)
 
 
 @kopf.on.startup()

@@ -140,9 +140,16 @@ class Reconciler:
         if config is not None:
             await asyncio.to_thread(self._publish, namespace, config)
             published = True
-        for report in result.reports.values():
-            await asyncio.to_thread(self._status, report, published)
-            self._events(report)
+        # Status patches are independent API calls: run them concurrently (bounded).
+        limit = asyncio.Semaphore(16)
+
+        async def report_one(report: compiler.ObjectReport) -> None:
+            async with limit:
+                await asyncio.to_thread(self._status, report, published)
+                if report.problems:
+                    await asyncio.to_thread(self._events, report)
+
+        await asyncio.gather(*(report_one(r) for r in result.reports.values()))
 
     # --- writing -----------------------------------------------------------------------------
 
