@@ -28,7 +28,6 @@ sys.path.insert(0, str(ROOT))
 import anthropic  # noqa: E402
 import httpx  # noqa: E402
 import openai  # noqa: E402
-
 from tests.support.controlplane import ControlPlane, build_binaries  # noqa: E402
 
 NAMESPACE = "switchboard-demo"
@@ -57,7 +56,11 @@ class Cluster:
 
     def kubectl(self, *args: str) -> str:
         result = subprocess.run(
-            [str(self.bin_dir / "kubectl"), *args], env=self.env, capture_output=True, text=True
+            [str(self.bin_dir / "kubectl"), *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            check=False,
         )
         if result.returncode != 0:
             raise SystemExit(f"kubectl {' '.join(args)} failed:\n{result.stderr}")
@@ -72,8 +75,13 @@ def cluster() -> Iterator[Cluster]:
     )
     if configured:
         env = {**os.environ, "KUBECONFIG": configured}
-        probe = subprocess.run([str(bin_dir / "kubectl"), "version", "--request-timeout=5s"],
-                               env=env, capture_output=True, text=True)
+        probe = subprocess.run(
+            [str(bin_dir / "kubectl"), "version", "--request-timeout=5s"],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         if probe.returncode == 0:
             step(f"using the configured cluster ({configured})")
             yield Cluster(bin_dir, env)
@@ -88,8 +96,9 @@ def cluster() -> Iterator[Cluster]:
 def process(name: str, args: list[str], env: dict[str, str], log_dir: Path) -> Iterator[Path]:
     log = log_dir / f"{name}.log"
     with log.open("wb") as handle:
-        proc = subprocess.Popen([sys.executable, *args], env=env, stdout=handle,
-                                stderr=subprocess.STDOUT, cwd=ROOT)
+        proc = subprocess.Popen(
+            [sys.executable, *args], env=env, stdout=handle, stderr=subprocess.STDOUT, cwd=ROOT
+        )
     try:
         yield log
     finally:
@@ -129,37 +138,107 @@ def main() -> int:
 
         step(f"starting a model server (fake vLLM) on localhost:{UPSTREAM_PORT}")
         if free_port(UPSTREAM_PORT) != UPSTREAM_PORT:
-            raise SystemExit(f"port {UPSTREAM_PORT} is busy; the quickstart's provider points there")
+            raise SystemExit(
+                f"port {UPSTREAM_PORT} is busy; the quickstart's provider points there"
+            )
         with contextlib.ExitStack() as stack:
-            up_log = stack.enter_context(process(
-                "upstream", ["-m", "tests.upstreams", "--shape", "vllm", "--port",
-                             str(UPSTREAM_PORT), "--cached", "3"], env, work))
-            wait_until("the model server",
-                       lambda: httpx.get(f"http://127.0.0.1:{UPSTREAM_PORT}/v1/models").is_success,
-                       up_log)
+            up_log = stack.enter_context(
+                process(
+                    "upstream",
+                    [
+                        "-m",
+                        "tests.upstreams",
+                        "--shape",
+                        "vllm",
+                        "--port",
+                        str(UPSTREAM_PORT),
+                        "--cached",
+                        "3",
+                    ],
+                    env,
+                    work,
+                )
+            )
+            wait_until(
+                "the model server",
+                lambda: httpx.get(f"http://127.0.0.1:{UPSTREAM_PORT}/v1/models").is_success,
+                up_log,
+            )
 
             step("starting the operator and waiting until every object is Ready")
-            op_log = stack.enter_context(process(
-                "operator", ["-m", "switchboard.cli", "operator", "--standalone",
-                             "--namespace", NAMESPACE], env, work))
+            op_log = stack.enter_context(
+                process(
+                    "operator",
+                    ["-m", "switchboard.cli", "operator", "--standalone", "--namespace", NAMESPACE],
+                    env,
+                    work,
+                )
+            )
             started = time.monotonic()
-            wait_until("Ready", lambda: subprocess.run(
-                [str(k.bin_dir / "kubectl"), "wait", "--for=condition=Ready", "-n", NAMESPACE,
-                 "customprovider/local", "agent/coder", "accesskeyconfig/demo", "--timeout=2s"],
-                env=k.env, capture_output=True).returncode == 0, op_log)
+            wait_until(
+                "Ready",
+                lambda: (
+                    subprocess.run(
+                        [
+                            str(k.bin_dir / "kubectl"),
+                            "wait",
+                            "--for=condition=Ready",
+                            "-n",
+                            NAMESPACE,
+                            "customprovider/local",
+                            "agent/coder",
+                            "accesskeyconfig/demo",
+                            "--timeout=2s",
+                        ],
+                        env=k.env,
+                        capture_output=True,
+                        check=False,
+                    ).returncode
+                    == 0
+                ),
+                op_log,
+            )
             print(f"    Ready after {time.monotonic() - started:.1f} s")
             print(k.kubectl("get", "switchboard", "-n", NAMESPACE), end="")
 
             step("starting config-sync (routing Secret -> file) and the gateway")
             routing = work / "config" / "routing.json"
-            sync_log = stack.enter_context(process(
-                "config-sync", ["-m", "switchboard.cli", "config-sync", "--namespace", NAMESPACE,
-                                "--out", str(routing)], env, work))
+            sync_log = stack.enter_context(
+                process(
+                    "config-sync",
+                    [
+                        "-m",
+                        "switchboard.cli",
+                        "config-sync",
+                        "--namespace",
+                        NAMESPACE,
+                        "--out",
+                        str(routing),
+                    ],
+                    env,
+                    work,
+                )
+            )
             wait_until("the routing file", routing.exists, sync_log)
             port = free_port(8080)
-            gw_log = stack.enter_context(process(
-                "gateway", ["-m", "switchboard.cli", "gateway", "--config", str(routing),
-                            "--host", "127.0.0.1", "--port", str(port)], env, work))
+            gw_log = stack.enter_context(
+                process(
+                    "gateway",
+                    [
+                        "-m",
+                        "switchboard.cli",
+                        "gateway",
+                        "--config",
+                        str(routing),
+                        "--host",
+                        "127.0.0.1",
+                        "--port",
+                        str(port),
+                    ],
+                    env,
+                    work,
+                )
+            )
             url = f"http://127.0.0.1:{port}"
             wait_until("the gateway", lambda: httpx.get(f"{url}/readyz").is_success, gw_log)
             print(f"    gateway on {url}, serving {httpx.get(f'{url}/readyz').text}")
@@ -177,15 +256,19 @@ def calls(url: str) -> None:
     )
     answer = raw.parse()
     print(f"    answer:   {answer.choices[0].message.content}")
-    print(f"    served by {raw.headers['x-switchboard-provider']}:"
-          f"{raw.headers['x-switchboard-model']} in {raw.headers['x-switchboard-attempts']} "
-          f"attempt(s), cost ${float(raw.headers['x-switchboard-cost-usd']):.8f}")
+    print(
+        f"    served by {raw.headers['x-switchboard-provider']}:"
+        f"{raw.headers['x-switchboard-model']} in {raw.headers['x-switchboard-attempts']} "
+        f"attempt(s), cost ${float(raw.headers['x-switchboard-cost-usd']):.8f}"
+    )
 
     step("openai SDK, streaming, with usage")
     text = []
     usage = None
     for chunk in oai.chat.completions.create(
-        model="local:qwen2.5-coder:7b", stream=True, stream_options={"include_usage": True},
+        model="local:qwen2.5-coder:7b",
+        stream=True,
+        stream_options={"include_usage": True},
         messages=[{"role": "user", "content": "Count to five."}],
     ):
         if chunk.choices:
@@ -197,13 +280,16 @@ def calls(url: str) -> None:
     step("anthropic SDK, Messages API, on the same OpenAI-compatible model server")
     claude = anthropic.Anthropic(base_url=url, api_key=KEY)
     message = claude.messages.create(
-        model="local:qwen2.5-coder:7b", max_tokens=256,
+        model="local:qwen2.5-coder:7b",
+        max_tokens=256,
         messages=[{"role": "user", "content": "Say hello in French."}],
     )
     block = message.content[0]
     print(f"    answer:   {block.text if block.type == 'text' else block}")
-    print(f"    usage:    {message.usage.input_tokens} in, {message.usage.output_tokens} out, "
-          f"{message.usage.cache_read_input_tokens} cached")
+    print(
+        f"    usage:    {message.usage.input_tokens} in, {message.usage.output_tokens} out, "
+        f"{message.usage.cache_read_input_tokens} cached"
+    )
 
     step("openai SDK, Responses API, agent 'coder'")
     response = oai.responses.create(model="coder", input="What is a switchboard?")

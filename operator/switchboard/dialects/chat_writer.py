@@ -16,8 +16,10 @@ class ChatWriter:
         self.usage = Usage()
         self._id = f"chatcmpl-{ctx.request_id}"
         self._model = ctx.response_model
+        self._started = False
         self._finished = False
         self._finish_reason = "stop"
+        self._tools: dict[object, int] = {}  # reader's key -> tool_call index
 
     def _data(self, choices: list[Json], **extra: object) -> bytes:
         data = {
@@ -32,6 +34,48 @@ class ChatWriter:
 
     def _chunk(self, delta: Json, finish: str | None = None) -> bytes:
         return self._data([{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}])
+
+    def start(self, upstream_id: object = None, model: object = None) -> bytes:
+        """The first chunk (the assistant role), once."""
+        if self._started:
+            return b""
+        self._started = True
+        if upstream_id:
+            self._id = f"chatcmpl-{upstream_id}"
+        if isinstance(model, str) and model:
+            self._model = model
+        return self._chunk({"role": "assistant", "content": ""})
+
+    def text(self, text: str) -> bytes:
+        return self._chunk({"content": text})
+
+    def has_tool(self, key: object) -> bool:
+        return key in self._tools
+
+    def tool_start(self, key: object, call_id: object, name: object) -> bytes:
+        index = self._tools[key] = len(self._tools)
+        call = {
+            "index": index,
+            "id": call_id,
+            "type": "function",
+            "function": {"name": name, "arguments": ""},
+        }
+        return self._chunk({"tool_calls": [call]})
+
+    def tool_delta(self, key: object, partial_json: str) -> bytes:
+        index = self._tools.get(key)
+        if index is None or not partial_json:
+            return b""
+        return self._chunk(
+            {"tool_calls": [{"index": index, "function": {"arguments": partial_json}}]}
+        )
+
+    def tool_done(self, key: object) -> bytes:
+        return b""
+
+    def stop(self, reason: str) -> None:
+        """The stop reason, in Anthropic's words (the richest of the three)."""
+        self._finish_reason = common.STOP_TO_FINISH.get(reason, "stop")
 
     def finish(self) -> bytes:
         if self._finished:

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
-
-from switchboard.dialects import common, sse
+from switchboard.dialects import common, messages_writer, sse
 from switchboard.dialects.errors import MalformedPayload
 from switchboard.dialects.types import Ctx, Json, Usage
 
@@ -143,77 +141,23 @@ def translate_response(body: Json, ctx: Ctx) -> tuple[Json, Usage]:
         content.append({"type": "text", "text": message["refusal"]})
     for call in message.get("tool_calls") or []:
         function = call.get("function") or {}
+        value = common.loads_arguments(function.get("arguments"), "tool arguments")
         content.append(
-            {
-                "type": "tool_use",
-                "id": call.get("id") or f"toolu_{ctx.request_id}_{len(content)}",
-                "name": function.get("name", ""),
-                "input": common.loads_arguments(function.get("arguments"), "tool arguments"),
-            }
+            messages_writer.tool_use_block(
+                ctx, call.get("id"), function.get("name"), len(content), value
+            )
         )
     finish = choice.get("finish_reason") or "stop"
-    out = {
-        "id": _message_id(body.get("id"), ctx),
-        "type": "message",
-        "role": "assistant",
-        "model": body.get("model") or ctx.response_model,
-        "content": content,
-        "stop_reason": common.FINISH_TO_STOP.get(finish, "end_turn"),
-        "stop_sequence": None,
-        "usage": common.messages_usage(usage),
-    }
+    stop = common.FINISH_TO_STOP.get(finish, "end_turn")
+    out = messages_writer.message_object(
+        ctx, upstream_id=body.get("id"), model=body.get("model"), content=content, stop_reason=stop
+    )
+    out["usage"] = common.messages_usage(usage)
     return out, usage
 
 
-def _message_id(upstream_id: Any, ctx: Ctx) -> str:
-    return f"msg_{upstream_id or ctx.request_id}"
-
-
-def _event(name: str, data: Json) -> bytes:
-    return b"event: " + name.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
-
-
-class StreamTranslator:
+class StreamTranslator(messages_writer.MessagesWriter):
     """Upstream Chat chunks -> Anthropic Messages events. One per request."""
-
-    def __init__(self, ctx: Ctx) -> None:
-        self.ctx = ctx
-        self.usage = Usage()
-        self._started = False
-        self._finished = False
-        self._block = -1
-        self._open: str | None = None  # "text" or "tool"
-        self._tools: dict[int, int] = {}  # chat tool_call index -> block index
-        self._stop_reason = "end_turn"
-
-    def _start(self, chunk: Json) -> bytes:
-        self._started = True
-        message: Json = {
-            "id": _message_id(chunk.get("id"), self.ctx),
-            "type": "message",
-            "role": "assistant",
-            "model": chunk.get("model") or self.ctx.response_model,
-            "content": [],
-            "stop_reason": None,
-            "stop_sequence": None,
-            "usage": {"input_tokens": 0, "output_tokens": 0},
-        }
-        return _event("message_start", {"type": "message_start", "message": message})
-
-    def _close_block(self) -> bytes:
-        if self._open is None:
-            return b""
-        self._open = None
-        return _event("content_block_stop", {"type": "content_block_stop", "index": self._block})
-
-    def _open_block(self, kind: str, block: Json) -> bytes:
-        out = self._close_block()
-        self._block += 1
-        self._open = kind
-        return out + _event(
-            "content_block_start",
-            {"type": "content_block_start", "index": self._block, "content_block": block},
-        )
 
     def feed(self, event: sse.Event) -> bytes:
         if self._finished:
@@ -225,74 +169,20 @@ class StreamTranslator:
             return self.error(failure)
         if chunk is None:
             return b""
-        out = b"" if self._started else self._start(chunk)
+        out = self.start(chunk.get("id"), chunk.get("model"))
         if isinstance(chunk.get("usage"), dict):
             self.usage = common.usage_from_chat(chunk["usage"])
         for choice in chunk.get("choices") or ():
             delta = choice.get("delta") or {}
             text = delta.get("content")
             if text:
-                if self._open != "text":
-                    out += self._open_block("text", {"type": "text", "text": ""})
-                out += _event(
-                    "content_block_delta",
-                    {
-                        "type": "content_block_delta",
-                        "index": self._block,
-                        "delta": {"type": "text_delta", "text": text},
-                    },
-                )
+                out += self.text(text)
             for call in delta.get("tool_calls") or ():
-                out += self._tool_delta(call)
+                index = call.get("index", 0)
+                function = call.get("function") or {}
+                if not self.has_tool(index):
+                    out += self.tool_start(index, call.get("id"), function.get("name"))
+                out += self.tool_delta(index, function.get("arguments") or "")
             if choice.get("finish_reason"):
-                self._stop_reason = common.FINISH_TO_STOP.get(choice["finish_reason"], "end_turn")
+                self.stop_reason = common.FINISH_TO_STOP.get(choice["finish_reason"], "end_turn")
         return out
-
-    def _tool_delta(self, call: Json) -> bytes:
-        out = b""
-        index = call.get("index", 0)
-        function = call.get("function") or {}
-        if index not in self._tools:
-            out += self._open_block(
-                "tool",
-                {
-                    "type": "tool_use",
-                    "id": call.get("id") or f"toolu_{self.ctx.request_id}_{index}",
-                    "name": function.get("name") or "",
-                    "input": {},
-                },
-            )
-            self._tools[index] = self._block
-        arguments = function.get("arguments")
-        if arguments:
-            out += _event(
-                "content_block_delta",
-                {
-                    "type": "content_block_delta",
-                    "index": self._tools[index],
-                    "delta": {"type": "input_json_delta", "partial_json": arguments},
-                },
-            )
-        return out
-
-    def finish(self) -> bytes:
-        if self._finished:
-            return b""
-        out = b"" if self._started else self._start({})
-        self._finished = True
-        out += self._close_block()
-        out += _event(
-            "message_delta",
-            {
-                "type": "message_delta",
-                "delta": {"stop_reason": self._stop_reason, "stop_sequence": None},
-                "usage": common.messages_usage(self.usage),
-            },
-        )
-        return out + _event("message_stop", {"type": "message_stop"})
-
-    def error(self, message: str) -> bytes:
-        self._finished = True
-        return _event(
-            "error", {"type": "error", "error": {"type": "api_error", "message": message}}
-        )

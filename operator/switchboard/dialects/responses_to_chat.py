@@ -8,9 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
-
-from switchboard.dialects import common, sse
+from switchboard.dialects import common, responses_writer, sse
 from switchboard.dialects.errors import MalformedPayload, UnsupportedFeature
 from switchboard.dialects.types import Ctx, Json, Usage
 
@@ -136,28 +134,6 @@ def _items(items: list[Any], messages: list[Json]) -> None:
             raise UnsupportedFeature(f"input item type {kind!r} is not supported", "input")
 
 
-def response_object(
-    ctx: Ctx, *, response_id: str, model: str, output: list[Json], usage: Usage | None, status: str
-) -> Json:
-    incomplete = {"reason": "max_output_tokens"} if status == "incomplete" else None
-    return {
-        "id": response_id,
-        "object": "response",
-        "created_at": ctx.created,
-        "status": status,
-        "error": None,
-        "incomplete_details": incomplete,
-        "instructions": None,
-        "model": model,
-        "output": output,
-        "parallel_tool_calls": True,
-        "tool_choice": "auto",
-        "tools": [],
-        "usage": common.responses_usage(usage) if usage is not None else None,
-        "metadata": {},
-    }
-
-
 def translate_response(body: Json, ctx: Ctx) -> tuple[Json, Usage]:
     usage = common.usage_from_chat(body.get("usage"))
     choices = body.get("choices") or [{}]
@@ -170,30 +146,21 @@ def translate_response(body: Json, ctx: Ctx) -> tuple[Json, Usage]:
             if message.get("content")
             else {"type": "refusal", "refusal": message["refusal"]}
         )
-        output.append(
-            {
-                "type": "message",
-                "id": f"msg_{ctx.request_id}",
-                "status": "completed",
-                "role": "assistant",
-                "content": [part],
-            }
-        )
+        output.append(responses_writer.message_item(ctx, [part]))
     for i, call in enumerate(message.get("tool_calls") or ()):
         function = call.get("function") or {}
         output.append(
-            {
-                "type": "function_call",
-                "id": f"fc_{ctx.request_id}_{i}",
-                "call_id": call.get("id") or f"call_{ctx.request_id}_{i}",
-                "name": function.get("name", ""),
-                "arguments": function.get("arguments") or "{}",
-                "status": "completed",
-            }
+            responses_writer.call_item(
+                f"fc_{ctx.request_id}_{i}",
+                call.get("id") or f"call_{ctx.request_id}_{i}",
+                function.get("name", ""),
+                function.get("arguments") or "{}",
+                "completed",
+            )
         )
     status = "incomplete" if choice.get("finish_reason") == "length" else "completed"
     model = body.get("model") or ctx.response_model
-    response = response_object(
+    response = responses_writer.response_object(
         ctx,
         response_id=f"resp_{ctx.request_id}",
         model=model,
@@ -204,136 +171,8 @@ def translate_response(body: Json, ctx: Ctx) -> tuple[Json, Usage]:
     return response, usage
 
 
-class StreamTranslator:
+class StreamTranslator(responses_writer.ResponsesWriter):
     """Upstream Chat chunks -> Responses events. One per request."""
-
-    def __init__(self, ctx: Ctx) -> None:
-        self.ctx = ctx
-        self.usage = Usage()
-        self._seq = 0
-        self._id = f"resp_{ctx.request_id}"
-        self._model = ctx.response_model
-        self._started = False
-        self._finished = False
-        self._output: list[Json] = []
-        self._text: Json | None = None  # the open message item
-        self._calls: dict[int, Json] = {}  # chat tool_call index -> function_call item
-        self._status = "completed"
-
-    def _event(self, data: Json) -> bytes:
-        data["sequence_number"] = self._seq
-        self._seq += 1
-        return b"event: " + str(data["type"]).encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
-
-    def _start(self) -> bytes:
-        self._started = True
-        response = response_object(
-            self.ctx,
-            response_id=self._id,
-            model=self._model,
-            output=[],
-            usage=None,
-            status="in_progress",
-        )
-        return self._event({"type": "response.created", "response": response}) + self._event(
-            {"type": "response.in_progress", "response": response}
-        )
-
-    def _open_text(self) -> bytes:
-        item = {
-            "type": "message",
-            "id": f"msg_{self.ctx.request_id}",
-            "status": "in_progress",
-            "role": "assistant",
-            "content": [],
-        }
-        self._text = item
-        self._output.append(item)
-        index = len(self._output) - 1
-        part = {"type": "output_text", "text": "", "annotations": []}
-        return self._event(
-            {"type": "response.output_item.added", "output_index": index, "item": dict(item)}
-        ) + self._event(
-            {
-                "type": "response.content_part.added",
-                "item_id": item["id"],
-                "output_index": index,
-                "content_index": 0,
-                "part": part,
-            }
-        )
-
-    def _close_text(self) -> bytes:
-        item = self._text
-        if item is None:
-            return b""
-        self._text = None
-        index = self._output.index(item)
-        text = "".join(item.pop("_chunks", []))
-        part = {"type": "output_text", "text": text, "annotations": []}
-        item["content"] = [part]
-        item["status"] = "completed"
-        return (
-            self._event(
-                {
-                    "type": "response.output_text.done",
-                    "item_id": item["id"],
-                    "output_index": index,
-                    "content_index": 0,
-                    "text": text,
-                    "logprobs": [],
-                }
-            )
-            + self._event(
-                {
-                    "type": "response.content_part.done",
-                    "item_id": item["id"],
-                    "output_index": index,
-                    "content_index": 0,
-                    "part": part,
-                }
-            )
-            + self._event(
-                {"type": "response.output_item.done", "output_index": index, "item": item}
-            )
-        )
-
-    def _call_delta(self, call: Json) -> bytes:
-        out = b""
-        index = call.get("index", 0)
-        function = call.get("function") or {}
-        item = self._calls.get(index)
-        if item is None:
-            out += self._close_text()
-            item = {
-                "type": "function_call",
-                "id": f"fc_{self.ctx.request_id}_{index}",
-                "call_id": call.get("id") or f"call_{self.ctx.request_id}_{index}",
-                "name": function.get("name") or "",
-                "arguments": "",
-                "status": "in_progress",
-            }
-            self._calls[index] = item
-            self._output.append(item)
-            out += self._event(
-                {
-                    "type": "response.output_item.added",
-                    "output_index": len(self._output) - 1,
-                    "item": dict(item),
-                }
-            )
-        delta = function.get("arguments")
-        if delta:
-            item["arguments"] += delta
-            out += self._event(
-                {
-                    "type": "response.function_call_arguments.delta",
-                    "item_id": item["id"],
-                    "output_index": self._output.index(item),
-                    "delta": delta,
-                }
-            )
-        return out
 
     def feed(self, event: sse.Event) -> bytes:
         if self._finished:
@@ -345,69 +184,20 @@ class StreamTranslator:
             return self.error(failure)
         if chunk is None:
             return b""
-        if not self._started:
-            self._model = chunk.get("model") or self._model
-        out = b"" if self._started else self._start()
+        out = self.start(chunk.get("model"))
         if isinstance(chunk.get("usage"), dict):
             self.usage = common.usage_from_chat(chunk["usage"])
         for choice in chunk.get("choices") or ():
             delta = choice.get("delta") or {}
             text = delta.get("content")
             if text:
-                if self._text is None:
-                    out += self._open_text()
-                assert self._text is not None
-                self._text.setdefault("_chunks", []).append(text)
-                out += self._event(
-                    {
-                        "type": "response.output_text.delta",
-                        "item_id": self._text["id"],
-                        "output_index": self._output.index(self._text),
-                        "content_index": 0,
-                        "delta": text,
-                        "logprobs": [],
-                    }
-                )
+                out += self.text(text)
             for call in delta.get("tool_calls") or ():
-                out += self._call_delta(call)
+                index = call.get("index", 0)
+                function = call.get("function") or {}
+                if not self.has_call(index):
+                    out += self.call_start(index, call.get("id"), function.get("name"))
+                out += self.call_delta(index, function.get("arguments") or "")
             if choice.get("finish_reason") == "length":
-                self._status = "incomplete"
+                self.status = "incomplete"
         return out
-
-    def finish(self) -> bytes:
-        if self._finished:
-            return b""
-        out = b"" if self._started else self._start()
-        self._finished = True
-        out += self._close_text()
-        for item in self._calls.values():
-            item["status"] = "completed"
-            index = self._output.index(item)
-            out += self._event(
-                {
-                    "type": "response.function_call_arguments.done",
-                    "item_id": item["id"],
-                    "output_index": index,
-                    "name": item["name"],
-                    "arguments": item["arguments"],
-                }
-            )
-            out += self._event(
-                {"type": "response.output_item.done", "output_index": index, "item": item}
-            )
-        response = response_object(
-            self.ctx,
-            response_id=self._id,
-            model=self._model,
-            output=self._output,
-            usage=self.usage,
-            status=self._status,
-        )
-        kind = "response.completed" if self._status == "completed" else "response.incomplete"
-        return out + self._event({"type": kind, "response": response})
-
-    def error(self, message: str) -> bytes:
-        self._finished = True
-        return self._event(
-            {"type": "error", "code": "upstream_error", "message": message, "param": None}
-        )

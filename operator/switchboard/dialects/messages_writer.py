@@ -1,0 +1,152 @@
+"""Anthropic Messages events out: the half of a stream translator shared by every pair whose
+client is Messages. The reading half (Chat chunks, Responses events) calls `start`, `text`,
+`tool_start`, `tool_delta`, `tool_done` and `stop`; this class numbers the content blocks, opens
+and closes them, and ends with `message_delta` (stop reason, usage) and `message_stop`, once.
+"""
+
+from __future__ import annotations
+
+import orjson
+
+from switchboard.dialects import common
+from switchboard.dialects.types import Ctx, Json, Usage
+
+
+def message_id(upstream_id: object, ctx: Ctx) -> str:
+    return f"msg_{upstream_id or ctx.request_id}"
+
+
+def message_object(
+    ctx: Ctx, *, upstream_id: object, model: object, content: list[Json], stop_reason: str | None
+) -> Json:
+    return {
+        "id": message_id(upstream_id, ctx),
+        "type": "message",
+        "role": "assistant",
+        "model": model or ctx.response_model,
+        "content": content,
+        "stop_reason": stop_reason,
+        "stop_sequence": None,
+        "usage": {"input_tokens": 0, "output_tokens": 0},
+    }
+
+
+def tool_use_block(ctx: Ctx, call_id: object, name: object, number: int, value: object) -> Json:
+    return {
+        "type": "tool_use",
+        "id": call_id
+        if isinstance(call_id, str) and call_id
+        else f"toolu_{ctx.request_id}_{number}",
+        "name": name if isinstance(name, str) else "",
+        "input": value,
+    }
+
+
+def _event(name: str, data: Json) -> bytes:
+    return b"event: " + name.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
+
+
+class MessagesWriter:
+    """Encodes Anthropic stream events with content blocks numbered from 0."""
+
+    def __init__(self, ctx: Ctx) -> None:
+        self.ctx = ctx
+        self.usage = Usage()
+        self.stop_reason = "end_turn"
+        self._started = False
+        self._finished = False
+        self._block = -1
+        self._open: str | None = None  # "text" or "tool"
+        self._tools: dict[object, int] = {}  # reader's key -> block index
+
+    def start(self, upstream_id: object = None, model: object = None) -> bytes:
+        """`message_start`, once."""
+        if self._started:
+            return b""
+        self._started = True
+        message = message_object(
+            self.ctx, upstream_id=upstream_id, model=model, content=[], stop_reason=None
+        )
+        return _event("message_start", {"type": "message_start", "message": message})
+
+    def close_block(self) -> bytes:
+        if self._open is None:
+            return b""
+        self._open = None
+        return _event("content_block_stop", {"type": "content_block_stop", "index": self._block})
+
+    def _open_block(self, kind: str, block: Json) -> bytes:
+        out = self.close_block()
+        self._block += 1
+        self._open = kind
+        return out + _event(
+            "content_block_start",
+            {"type": "content_block_start", "index": self._block, "content_block": block},
+        )
+
+    def text(self, text: str) -> bytes:
+        out = b""
+        if self._open != "text":
+            out = self._open_block("text", {"type": "text", "text": ""})
+        return out + _event(
+            "content_block_delta",
+            {
+                "type": "content_block_delta",
+                "index": self._block,
+                "delta": {"type": "text_delta", "text": text},
+            },
+        )
+
+    def has_tool(self, key: object) -> bool:
+        return key in self._tools
+
+    def tool_start(self, key: object, call_id: object, name: object) -> bytes:
+        """A new tool_use block; `key` is how the reader names it in later deltas."""
+        block = tool_use_block(self.ctx, call_id, name, len(self._tools), {})
+        out = self._open_block("tool", block)
+        self._tools[key] = self._block
+        return out
+
+    def tool_delta(self, key: object, partial_json: str) -> bytes:
+        index = self._tools.get(key)
+        if index is None or not partial_json:
+            return b""
+        return _event(
+            "content_block_delta",
+            {
+                "type": "content_block_delta",
+                "index": index,
+                "delta": {"type": "input_json_delta", "partial_json": partial_json},
+            },
+        )
+
+    def tool_done(self, key: object) -> bytes:
+        if self._open == "tool" and self._tools.get(key) == self._block:
+            return self.close_block()
+        return b""
+
+    def stop(self, reason: str) -> None:
+        """The stop reason, in Anthropic's words (the richest of the three)."""
+        self.stop_reason = reason
+
+    def finish(self) -> bytes:
+        if self._finished:
+            return b""
+        out = self.start()
+        self._finished = True
+        out += self.close_block()
+        out += _event(
+            "message_delta",
+            {
+                "type": "message_delta",
+                "delta": {"stop_reason": self.stop_reason, "stop_sequence": None},
+                "usage": common.messages_usage(self.usage),
+            },
+        )
+        return out + _event("message_stop", {"type": "message_stop"})
+
+    def error(self, message: str) -> bytes:
+        self._finished = True
+        return _event(
+            "error", {"type": "error", "error": {"type": "api_error", "message": message}}
+        )

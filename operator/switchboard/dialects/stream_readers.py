@@ -1,0 +1,198 @@
+"""Upstream stream events in: the reading half of every translating stream.
+
+A pair's `StreamTranslator` is one reader (the upstream's dialect) driving one writer (the
+client's: `chat_writer`, `responses_writer`, `messages_writer`). Readers parse each upstream
+event once and call the writer directly: there is no intermediate event type, and a Responses
+upstream feeding a Messages client costs the same as one feeding a Chat client. Stop reasons
+cross in Anthropic's vocabulary (`end_turn`, `stop_sequence`, `max_tokens`, `tool_use`,
+`refusal`), the richest of the three.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import orjson
+
+from switchboard.dialects import common, sse
+from switchboard.dialects.types import Usage
+
+
+class Writer(Protocol):
+    usage: Usage
+
+    def start(self, upstream_id: object = None, model: object = None) -> bytes: ...
+    def text(self, text: str) -> bytes: ...
+    def has_tool(self, key: object) -> bool: ...
+    def tool_start(self, key: object, call_id: object, name: object) -> bytes: ...
+    def tool_delta(self, key: object, partial_json: str) -> bytes: ...
+    def tool_done(self, key: object) -> bytes: ...
+    def stop(self, reason: str) -> None: ...
+    def finish(self) -> bytes: ...
+    def error(self, message: str) -> bytes: ...
+
+
+class _Reader:
+    __slots__ = ("_done", "_w")
+
+    def __init__(self, writer: Writer) -> None:
+        self._w = writer
+        self._done = False
+
+    @property
+    def usage(self) -> Usage:
+        return self._w.usage
+
+    def finish(self) -> bytes:
+        self._done = True
+        return self._w.finish()
+
+    def error(self, message: str) -> bytes:
+        self._done = True
+        return self._w.error(message)
+
+
+def _load(data: bytes) -> dict[str, Any] | None:
+    try:
+        value = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _error_message(error: Any) -> str:
+    message = error.get("message") if isinstance(error, dict) else error
+    return str(message or "upstream error")
+
+
+class ChatReader(_Reader):
+    """Upstream Chat Completions chunks (ended by `[DONE]`)."""
+
+    __slots__ = ()
+
+    def feed(self, event: sse.Event) -> bytes:
+        if self._done:
+            return b""
+        if event.data == b"[DONE]":
+            return self.finish()
+        chunk, failure = common.read_chat_chunk(event.data)
+        if failure is not None:
+            return self.error(failure)
+        if chunk is None:
+            return b""
+        w = self._w
+        out = w.start(chunk.get("id"), chunk.get("model"))
+        if isinstance(chunk.get("usage"), dict):
+            w.usage = common.usage_from_chat(chunk["usage"])
+        for choice in chunk.get("choices") or ():
+            delta = choice.get("delta") or {}
+            text = delta.get("content")
+            if text:
+                out += w.text(text)
+            for call in delta.get("tool_calls") or ():
+                index = call.get("index", 0)
+                function = call.get("function") or {}
+                if not w.has_tool(index):
+                    out += w.tool_start(index, call.get("id"), function.get("name"))
+                out += w.tool_delta(index, function.get("arguments") or "")
+            if choice.get("finish_reason"):
+                w.stop(common.FINISH_TO_STOP.get(choice["finish_reason"], "end_turn"))
+        return out
+
+
+class MessagesReader(_Reader):
+    """Upstream Anthropic Messages events (ended by `message_stop`)."""
+
+    __slots__ = ()
+
+    def feed(self, event: sse.Event) -> bytes:
+        if self._done:
+            return b""
+        data = _load(event.data)
+        if data is None:
+            return b""
+        kind = data.get("type")
+        w = self._w
+        if kind == "content_block_delta":
+            delta = data.get("delta") or {}
+            if delta.get("type") == "text_delta":
+                return w.text(delta.get("text", ""))
+            if delta.get("type") == "input_json_delta":
+                return w.tool_delta(data.get("index", 0), delta.get("partial_json", ""))
+            return b""
+        if kind == "content_block_start":
+            block = data.get("content_block") or {}
+            if block.get("type") == "tool_use":
+                return w.tool_start(data.get("index", 0), block.get("id"), block.get("name"))
+            if block.get("type") == "text" and block.get("text"):
+                return w.text(block["text"])
+            return b""
+        if kind == "content_block_stop":
+            return w.tool_done(data.get("index", 0))
+        if kind == "message_start":
+            message = data.get("message") or {}
+            w.usage = common.usage_from_messages(message.get("usage"))
+            return w.start(message.get("id"), message.get("model"))
+        if kind == "message_delta":
+            common.update_from_message_delta(w.usage, data.get("usage"))
+            reason = (data.get("delta") or {}).get("stop_reason")
+            if reason:
+                w.stop(reason)
+            return b""
+        if kind == "message_stop":
+            return self.finish()
+        if kind == "error":
+            return self.error(_error_message(data.get("error")))
+        return b""
+
+
+class ResponsesReader(_Reader):
+    """Upstream OpenAI Responses events (ended by `response.completed` or `.incomplete`)."""
+
+    __slots__ = ("_calls",)
+
+    def __init__(self, writer: Writer) -> None:
+        super().__init__(writer)
+        self._calls = False
+
+    def feed(self, event: sse.Event) -> bytes:
+        if self._done:
+            return b""
+        data = _load(event.data)
+        if data is None:
+            return b""
+        kind = data.get("type")
+        w = self._w
+        if kind == "response.output_text.delta":
+            return w.text(data.get("delta", ""))
+        if kind == "response.function_call_arguments.delta":
+            return w.tool_delta(data.get("item_id", ""), data.get("delta", ""))
+        if kind == "response.output_item.added":
+            item = data.get("item") or {}
+            if item.get("type") != "function_call":
+                return b""
+            self._calls = True
+            return w.tool_start(item.get("id", ""), item.get("call_id"), item.get("name"))
+        if kind == "response.output_item.done":
+            item = data.get("item") or {}
+            return w.tool_done(item.get("id", "")) if item.get("type") == "function_call" else b""
+        if kind == "response.refusal.delta":
+            w.stop("refusal")
+            return w.text(data.get("delta", ""))
+        if kind == "response.created":
+            response = data.get("response") or {}
+            return w.start(response.get("id"), response.get("model"))
+        if kind in ("response.completed", "response.incomplete"):
+            response = data.get("response") or {}
+            w.usage = common.usage_from_responses(response.get("usage"))
+            w.stop(
+                common.responses_stop(
+                    response.get("status"), response.get("incomplete_details"), self._calls
+                )
+            )
+            return self.finish()
+        if kind == "response.failed":
+            return self.error(_error_message((data.get("response") or {}).get("error")))
+        if kind == "error":
+            return self.error(_error_message(data))
+        return b""
