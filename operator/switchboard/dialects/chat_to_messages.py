@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
-
-from switchboard.dialects import chat_writer, common, sse
+from switchboard.dialects import chat_writer, common, stream_readers
 from switchboard.dialects.errors import MalformedPayload, UnsupportedFeature
 from switchboard.dialects.types import Ctx, Json, Usage
 
@@ -164,69 +162,10 @@ def translate_response(body: Json, ctx: Ctx) -> tuple[Json, Usage]:
     return out, usage
 
 
-class StreamTranslator(chat_writer.ChatWriter):
+class StreamTranslator(stream_readers.MessagesReader):
     """Upstream Anthropic Messages events -> Chat chunks. One per request."""
 
-    def __init__(self, ctx: Ctx) -> None:
-        super().__init__(ctx)
-        self._tools: dict[int, int] = {}  # content block index -> tool_call index
+    __slots__ = ()
 
-    def feed(self, event: sse.Event) -> bytes:
-        if self._finished:
-            return b""
-        try:
-            data = orjson.loads(event.data)
-        except orjson.JSONDecodeError:
-            return b""
-        kind = data.get("type") if isinstance(data, dict) else None
-        if kind == "content_block_delta":
-            delta = data.get("delta") or {}
-            if delta.get("type") == "text_delta":
-                return self._chunk({"content": delta.get("text", "")})
-            if delta.get("type") == "input_json_delta":
-                index = self._tools.get(data.get("index", 0))
-                if index is None:
-                    return b""
-                call = {"index": index, "function": {"arguments": delta.get("partial_json", "")}}
-                return self._chunk({"tool_calls": [call]})
-            return b""
-        if kind == "content_block_start":
-            block = data.get("content_block") or {}
-            if block.get("type") != "tool_use":
-                return b""
-            index = len(self._tools)
-            self._tools[data.get("index", 0)] = index
-            call = {
-                "index": index,
-                "id": block.get("id"),
-                "type": "function",
-                "function": {"name": block.get("name"), "arguments": ""},
-            }
-            return self._chunk({"tool_calls": [call]})
-        if kind == "message_start":
-            message = data.get("message") or {}
-            self._id = f"chatcmpl-{message.get('id') or self.ctx.request_id}"
-            self._model = message.get("model") or self._model
-            self.usage = common.usage_from_messages(message.get("usage"))
-            return self._chunk({"role": "assistant", "content": ""})
-        if kind == "message_delta":
-            usage = data.get("usage") or {}
-            if "output_tokens" in usage:
-                self.usage.output_tokens = int(usage["output_tokens"] or 0)
-            for key, attr in (
-                ("input_tokens", "input_tokens"),
-                ("cache_read_input_tokens", "cache_read_tokens"),
-                ("cache_creation_input_tokens", "cache_write_tokens"),
-            ):
-                if usage.get(key):
-                    setattr(self.usage, attr, int(usage[key]))
-            reason = (data.get("delta") or {}).get("stop_reason")
-            if reason:
-                self._finish_reason = common.STOP_TO_FINISH.get(reason, "stop")
-            return b""
-        if kind == "message_stop":
-            return self.finish()
-        if kind == "error":
-            error = data.get("error") or {}
-            return self.error(str(error.get("message") or "upstream error"))
-        return b""
+    def __init__(self, ctx: Ctx) -> None:
+        super().__init__(chat_writer.ChatWriter(ctx))

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
-
-from switchboard.dialects import chat_writer, common, sse
+from switchboard.dialects import chat_writer, common, stream_readers
 from switchboard.dialects.errors import MalformedPayload, UnsupportedFeature
 from switchboard.dialects.types import Ctx, Json, Usage
 
@@ -168,56 +166,10 @@ def translate_response(body: Json, ctx: Ctx) -> tuple[Json, Usage]:
     return out, usage
 
 
-class StreamTranslator(chat_writer.ChatWriter):
+class StreamTranslator(stream_readers.ResponsesReader):
     """Upstream Responses events -> Chat chunks. One per request."""
 
-    def __init__(self, ctx: Ctx) -> None:
-        super().__init__(ctx)
-        self._calls: dict[str, int] = {}  # function_call item id -> tool_call index
+    __slots__ = ()
 
-    def feed(self, event: sse.Event) -> bytes:
-        if self._finished:
-            return b""
-        try:
-            data = orjson.loads(event.data)
-        except orjson.JSONDecodeError:
-            return b""
-        kind = data.get("type") if isinstance(data, dict) else None
-        if kind == "response.output_text.delta":
-            return self._chunk({"content": data.get("delta", "")})
-        if kind == "response.function_call_arguments.delta":
-            index = self._calls.get(data.get("item_id", ""))
-            if index is None:
-                return b""
-            call = {"index": index, "function": {"arguments": data.get("delta", "")}}
-            return self._chunk({"tool_calls": [call]})
-        if kind == "response.output_item.added":
-            item = data.get("item") or {}
-            if item.get("type") != "function_call":
-                return b""
-            index = len(self._calls)
-            self._calls[item.get("id", "")] = index
-            call = {
-                "index": index,
-                "id": item.get("call_id"),
-                "type": "function",
-                "function": {"name": item.get("name"), "arguments": ""},
-            }
-            return self._chunk({"tool_calls": [call]})
-        if kind == "response.created":
-            response = data.get("response") or {}
-            self._id = f"chatcmpl-{response.get('id') or self.ctx.request_id}"
-            self._model = response.get("model") or self._model
-            return self._chunk({"role": "assistant", "content": ""})
-        if kind in ("response.completed", "response.incomplete"):
-            response = data.get("response") or {}
-            self.usage = common.usage_from_responses(response.get("usage"))
-            self._finish_reason = _finish(
-                response.get("status"), response.get("incomplete_details"), bool(self._calls)
-            )
-            return self.finish()
-        if kind in ("response.failed", "error"):
-            error = (data.get("response") or {}).get("error") if kind == "response.failed" else data
-            message = error.get("message") if isinstance(error, dict) else None
-            return self.error(str(message or "upstream error"))
-        return b""
+    def __init__(self, ctx: Ctx) -> None:
+        super().__init__(chat_writer.ChatWriter(ctx))

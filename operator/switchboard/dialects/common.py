@@ -28,6 +28,16 @@ STOP_TO_FINISH = {
 }
 
 
+def responses_stop(status: Any, details: Any, has_calls: bool) -> str:
+    """A Responses status / incomplete_details as an Anthropic stop reason."""
+    if has_calls:
+        return "tool_use"
+    if status == "incomplete":
+        reason = details.get("reason") if isinstance(details, dict) else None
+        return "refusal" if reason == "content_filter" else "max_tokens"
+    return "end_turn"
+
+
 def _int(value: Any) -> int:
     return value if isinstance(value, int) else 0
 
@@ -60,6 +70,20 @@ def usage_from_responses(u: Any) -> Usage:
     return Usage(
         max(_int(u.get("input_tokens")) - cached, 0), _int(u.get("output_tokens")), cached, 0
     )
+
+
+def update_from_message_delta(usage: Usage, u: Any) -> None:
+    """Anthropic's `message_delta.usage` is cumulative: it replaces what it names."""
+    if not isinstance(u, dict):
+        return
+    if "output_tokens" in u:
+        usage.output_tokens = _int(u["output_tokens"])
+    if u.get("input_tokens"):
+        usage.input_tokens = _int(u["input_tokens"])
+    if u.get("cache_read_input_tokens"):
+        usage.cache_read_tokens = _int(u["cache_read_input_tokens"])
+    if u.get("cache_creation_input_tokens"):
+        usage.cache_write_tokens = _int(u["cache_creation_input_tokens"])
 
 
 def chat_usage(u: Usage) -> Json:
@@ -107,7 +131,10 @@ def loads_arguments(arguments: Any, where: str) -> Any:
 
 
 def dumps(value: Any) -> str:
-    return orjson.dumps(value).decode()
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError as exc:  # e.g. an integer beyond 64 bits
+        raise MalformedPayload(f"value cannot be serialised as JSON: {exc}") from None
 
 
 def data_url_to_source(url: str) -> Json:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from switchboard.dialects import common, messages_writer, sse
+from switchboard.dialects import common, messages_writer, stream_readers
 from switchboard.dialects.errors import MalformedPayload
 from switchboard.dialects.types import Ctx, Json, Usage
 
@@ -156,33 +156,10 @@ def translate_response(body: Json, ctx: Ctx) -> tuple[Json, Usage]:
     return out, usage
 
 
-class StreamTranslator(messages_writer.MessagesWriter):
+class StreamTranslator(stream_readers.ChatReader):
     """Upstream Chat chunks -> Anthropic Messages events. One per request."""
 
-    def feed(self, event: sse.Event) -> bytes:
-        if self._finished:
-            return b""
-        if event.data == b"[DONE]":
-            return self.finish()
-        chunk, failure = common.read_chat_chunk(event.data)
-        if failure is not None:
-            return self.error(failure)
-        if chunk is None:
-            return b""
-        out = self.start(chunk.get("id"), chunk.get("model"))
-        if isinstance(chunk.get("usage"), dict):
-            self.usage = common.usage_from_chat(chunk["usage"])
-        for choice in chunk.get("choices") or ():
-            delta = choice.get("delta") or {}
-            text = delta.get("content")
-            if text:
-                out += self.text(text)
-            for call in delta.get("tool_calls") or ():
-                index = call.get("index", 0)
-                function = call.get("function") or {}
-                if not self.has_tool(index):
-                    out += self.tool_start(index, call.get("id"), function.get("name"))
-                out += self.tool_delta(index, function.get("arguments") or "")
-            if choice.get("finish_reason"):
-                self.stop_reason = common.FINISH_TO_STOP.get(choice["finish_reason"], "end_turn")
-        return out
+    __slots__ = ()
+
+    def __init__(self, ctx: Ctx) -> None:
+        super().__init__(messages_writer.MessagesWriter(ctx))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from switchboard.dialects import common, responses_writer, sse
+from switchboard.dialects import common, responses_writer, stream_readers
 from switchboard.dialects.errors import MalformedPayload, UnsupportedFeature
 from switchboard.dialects.types import Ctx, Json, Usage
 
@@ -171,33 +171,10 @@ def translate_response(body: Json, ctx: Ctx) -> tuple[Json, Usage]:
     return response, usage
 
 
-class StreamTranslator(responses_writer.ResponsesWriter):
+class StreamTranslator(stream_readers.ChatReader):
     """Upstream Chat chunks -> Responses events. One per request."""
 
-    def feed(self, event: sse.Event) -> bytes:
-        if self._finished:
-            return b""
-        if event.data == b"[DONE]":
-            return self.finish()
-        chunk, failure = common.read_chat_chunk(event.data)
-        if failure is not None:
-            return self.error(failure)
-        if chunk is None:
-            return b""
-        out = self.start(chunk.get("model"))
-        if isinstance(chunk.get("usage"), dict):
-            self.usage = common.usage_from_chat(chunk["usage"])
-        for choice in chunk.get("choices") or ():
-            delta = choice.get("delta") or {}
-            text = delta.get("content")
-            if text:
-                out += self.text(text)
-            for call in delta.get("tool_calls") or ():
-                index = call.get("index", 0)
-                function = call.get("function") or {}
-                if not self.has_call(index):
-                    out += self.call_start(index, call.get("id"), function.get("name"))
-                out += self.call_delta(index, function.get("arguments") or "")
-            if choice.get("finish_reason") == "length":
-                self.status = "incomplete"
-        return out
+    __slots__ = ()
+
+    def __init__(self, ctx: Ctx) -> None:
+        super().__init__(responses_writer.ResponsesWriter(ctx))

@@ -87,7 +87,7 @@ class ResponsesWriter:
         self._seq += 1
         return b"event: " + str(data["type"]).encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
 
-    def start(self, model: object = None) -> bytes:
+    def start(self, upstream_id: object = None, model: object = None) -> bytes:
         """`response.created` and `response.in_progress`, once."""
         if self._started:
             return b""

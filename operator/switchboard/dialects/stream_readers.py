@@ -149,11 +149,12 @@ class MessagesReader(_Reader):
 class ResponsesReader(_Reader):
     """Upstream OpenAI Responses events (ended by `response.completed` or `.incomplete`)."""
 
-    __slots__ = ("_calls",)
+    __slots__ = ("_calls", "_refused")
 
     def __init__(self, writer: Writer) -> None:
         super().__init__(writer)
         self._calls = False
+        self._refused = False
 
     def feed(self, event: sse.Event) -> bytes:
         if self._done:
@@ -177,7 +178,7 @@ class ResponsesReader(_Reader):
             item = data.get("item") or {}
             return w.tool_done(item.get("id", "")) if item.get("type") == "function_call" else b""
         if kind == "response.refusal.delta":
-            w.stop("refusal")
+            self._refused = True
             return w.text(data.get("delta", ""))
         if kind == "response.created":
             response = data.get("response") or {}
@@ -185,11 +186,10 @@ class ResponsesReader(_Reader):
         if kind in ("response.completed", "response.incomplete"):
             response = data.get("response") or {}
             w.usage = common.usage_from_responses(response.get("usage"))
-            w.stop(
-                common.responses_stop(
-                    response.get("status"), response.get("incomplete_details"), self._calls
-                )
+            reason = common.responses_stop(
+                response.get("status"), response.get("incomplete_details"), self._calls
             )
+            w.stop("refusal" if reason == "end_turn" and self._refused else reason)
             return self.finish()
         if kind == "response.failed":
             return self.error(_error_message((data.get("response") or {}).get("error")))
