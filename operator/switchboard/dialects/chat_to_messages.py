@@ -8,31 +8,27 @@ from switchboard.dialects import chat_writer, common, stream_readers
 from switchboard.dialects.errors import MalformedPayload, UnsupportedFeature
 from switchboard.dialects.types import Ctx, Json, Usage
 
-_TOOL_CHOICE = {"auto": {"type": "auto"}, "required": {"type": "any"}, "none": {"type": "none"}}
-
 
 def translate_request(body: Json, ctx: Ctx) -> Json:
     if (body.get("n") or 1) != 1:
         raise UnsupportedFeature("n > 1 is not supported by an Anthropic Messages upstream", "n")
     fmt = body.get("response_format")
     if isinstance(fmt, dict) and fmt.get("type") in ("json_schema", "json_object"):
-        raise UnsupportedFeature(
-            "response_format is not supported by an Anthropic Messages upstream; use a tool "
-            "with an input_schema instead",
-            "response_format",
-        )
+        raise common.no_json_output_on_messages("response_format")
     system, messages = _messages(common.require_list(body, "messages"))
-    out: Json = {
-        "model": ctx.upstream_model,
-        "messages": messages,
-        "max_tokens": ctx.max_tokens or 4096,
-    }
+    requested = body.get("max_completion_tokens", body.get("max_tokens"))
+    max_tokens = common.messages_max_tokens(ctx.max_tokens, requested)
+    out: Json = {"model": ctx.upstream_model, "messages": messages, "max_tokens": max_tokens}
     if system:
         out["system"] = system
-    if body.get("temperature") is not None:
-        out["temperature"] = min(float(body["temperature"]), 1.0)
-    if body.get("top_p") is not None:
-        out["top_p"] = body["top_p"]
+    thinking = common.thinking_for(body.get("reasoning_effort"), max_tokens)
+    if thinking:
+        out["thinking"] = thinking  # Anthropic refuses temperature / top_p with thinking on
+    else:
+        if body.get("temperature") is not None:
+            out["temperature"] = min(float(body["temperature"]), 1.0)
+        if body.get("top_p") is not None:
+            out["top_p"] = body["top_p"]
     stop = body.get("stop")
     if stop:
         out["stop_sequences"] = [stop] if isinstance(stop, str) else list(stop)
@@ -40,8 +36,8 @@ def translate_request(body: Json, ctx: Ctx) -> Json:
     if tools:
         out["tools"] = [_tool(t) for t in tools]
         choice = body.get("tool_choice")
-        if isinstance(choice, str) and choice in _TOOL_CHOICE:
-            out["tool_choice"] = dict(_TOOL_CHOICE[choice])
+        if isinstance(choice, str) and choice in common.OPENAI_TO_MESSAGES_CHOICE:
+            out["tool_choice"] = {"type": common.OPENAI_TO_MESSAGES_CHOICE[choice]}
         elif isinstance(choice, dict):
             name = (choice.get("function") or {}).get("name")
             out["tool_choice"] = {"type": "tool", "name": name}
@@ -58,11 +54,9 @@ def _tool(tool: Any) -> Json:
     function = tool.get("function") if isinstance(tool, dict) else None
     if tool.get("type") != "function" or not isinstance(function, dict):
         raise UnsupportedFeature("only function tools can be sent to this upstream", "tools")
-    out: Json = {"name": function.get("name")}
-    if function.get("description"):
-        out["description"] = function["description"]
-    out["input_schema"] = function.get("parameters") or {"type": "object", "properties": {}}
-    return out
+    return common.messages_tool(
+        function.get("name"), function.get("description"), function.get("parameters")
+    )
 
 
 def _content(content: Any) -> list[Json]:

@@ -13,9 +13,7 @@ def translate_request(body: Json, ctx: Ctx) -> Json:
     if (body.get("n") or 1) != 1:
         raise UnsupportedFeature("n > 1 is not supported by an OpenAI Responses upstream", "n")
     if body.get("stop"):
-        raise UnsupportedFeature(
-            "stop sequences are not supported by an OpenAI Responses upstream", "stop"
-        )
+        raise common.no_stop_on_responses("stop")
     instructions, items = _input(common.require_list(body, "messages"))
     out: Json = {"model": ctx.upstream_model, "input": items, "store": False}
     if instructions:

@@ -6,7 +6,7 @@ from typing import Any
 
 import orjson
 
-from switchboard.dialects.errors import MalformedPayload
+from switchboard.dialects.errors import MalformedPayload, UnsupportedFeature
 from switchboard.dialects.types import Json, Usage
 
 # Chat finish_reason <-> Messages stop_reason
@@ -189,3 +189,79 @@ def read_chat_chunk(data: bytes) -> tuple[Json | None, str | None]:
         message = error.get("message") if isinstance(error, dict) else error
         return None, str(message or "upstream error")
     return chunk, None
+
+
+# Pieces of requests that more than one pair writes or checks.
+
+DEFAULT_MAX_TOKENS = 4096
+"""Anthropic requires `max_tokens`; used only when neither the gateway nor the client set one."""
+
+# Messages tool_choice type <-> the OpenAI tool_choice string (Chat and Responses agree).
+MESSAGES_TO_OPENAI_CHOICE = {"auto": "auto", "any": "required", "none": "none"}
+OPENAI_TO_MESSAGES_CHOICE = {"auto": "auto", "required": "any", "none": "none"}
+
+# Reasoning effort (OpenAI) <-> thinking budget (Anthropic, at least 1024 tokens).
+EFFORT_BUDGET = {"minimal": 1024, "low": 2048, "medium": 8192, "high": 24576}
+
+
+def messages_max_tokens(ctx_max: int | None, requested: Any) -> int:
+    if ctx_max is not None:
+        return ctx_max
+    if isinstance(requested, int) and not isinstance(requested, bool) and requested > 0:
+        return requested
+    return DEFAULT_MAX_TOKENS
+
+
+def thinking_for(effort: Any, max_tokens: int) -> Json | None:
+    """Anthropic `thinking` for an OpenAI reasoning effort; None when it cannot fit."""
+    budget = EFFORT_BUDGET.get(effort) if isinstance(effort, str) else None
+    if budget is None:
+        return None
+    budget = min(budget, max_tokens - 1)
+    return {"type": "enabled", "budget_tokens": budget} if budget >= 1024 else None
+
+
+def effort_for(thinking: Any) -> str | None:
+    """OpenAI reasoning effort for an Anthropic `thinking` setting."""
+    if not isinstance(thinking, dict) or thinking.get("type") != "enabled":
+        return None
+    budget = _int(thinking.get("budget_tokens"))
+    return "low" if budget <= 4096 else "medium" if budget <= 16384 else "high"
+
+
+def messages_tool(name: Any, description: Any, parameters: Any) -> Json:
+    out: Json = {"name": name}
+    if description:
+        out["description"] = description
+    out["input_schema"] = parameters or {"type": "object", "properties": {}}
+    return out
+
+
+def no_json_output_on_messages(param: str) -> UnsupportedFeature:
+    return UnsupportedFeature(
+        "structured JSON output is not supported by an Anthropic Messages upstream; use a tool "
+        "with an input_schema instead",
+        param,
+    )
+
+
+def no_stop_on_responses(param: str) -> UnsupportedFeature:
+    return UnsupportedFeature(
+        "stop sequences are not supported by an OpenAI Responses upstream", param
+    )
+
+
+def refuse_stateful(body: Json) -> None:
+    """The gateway keeps no conversations: a Responses client must send the whole history."""
+    if body.get("previous_response_id") or body.get("conversation"):
+        raise UnsupportedFeature(
+            "previous_response_id and conversation need server-side state, which this upstream "
+            "does not keep; send the whole conversation in input",
+            "previous_response_id",
+        )
+
+
+def tool_result_text(block: Json) -> str:
+    """A Messages tool_result's content as text; `is_error` prefixes "Error: "."""
+    content = text_of(block.get("content"))
+    return f"Error: {content}" if block.get("is_error") else content

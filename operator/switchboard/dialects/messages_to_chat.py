@@ -8,13 +8,12 @@ from switchboard.dialects import common, messages_writer, stream_readers
 from switchboard.dialects.errors import MalformedPayload
 from switchboard.dialects.types import Ctx, Json, Usage
 
-_TOOL_CHOICE = {"auto": "auto", "any": "required", "none": "none"}
-
 
 def translate_request(body: Json, ctx: Ctx) -> Json:
     out: Json = {"model": ctx.upstream_model, "messages": _messages(body)}
-    if ctx.max_tokens is not None:
-        out["max_tokens"] = ctx.max_tokens
+    limit = ctx.max_tokens if ctx.max_tokens is not None else body.get("max_tokens")
+    if limit is not None:
+        out["max_tokens"] = limit
     for key in ("temperature", "top_p"):
         if body.get(key) is not None:
             out[key] = body[key]
@@ -28,10 +27,13 @@ def translate_request(body: Json, ctx: Ctx) -> Json:
         kind = choice.get("type")
         if kind == "tool":
             out["tool_choice"] = {"type": "function", "function": {"name": choice.get("name")}}
-        elif kind in _TOOL_CHOICE:
-            out["tool_choice"] = _TOOL_CHOICE[kind]
+        elif kind in common.MESSAGES_TO_OPENAI_CHOICE:
+            out["tool_choice"] = common.MESSAGES_TO_OPENAI_CHOICE[kind]
         if choice.get("disable_parallel_tool_use") and tools:
             out["parallel_tool_calls"] = False
+    effort = common.effort_for(body.get("thinking"))
+    if effort:
+        out["reasoning_effort"] = effort
     metadata = body.get("metadata")
     if isinstance(metadata, dict) and metadata.get("user_id"):
         out["user"] = str(metadata["user_id"])
@@ -111,9 +113,7 @@ def _user(blocks: list[Any]) -> list[Json]:
             url = common.source_to_url(block.get("source"))
             parts.append({"type": "image_url", "image_url": {"url": url}})
         elif kind == "tool_result":
-            content = common.text_of(block.get("content"))
-            if block.get("is_error"):
-                content = f"Error: {content}"
+            content = common.tool_result_text(block)
             tools.append(
                 {"role": "tool", "tool_call_id": block.get("tool_use_id"), "content": content}
             )

@@ -1,8 +1,7 @@
 """TRANSLATORS[(client, upstream)]: one lookup per request.
 
-Four direct pairs translate between OpenAI Chat Completions and each other dialect (both ways);
-the two pairs between Responses and Messages are compositions through the Chat wire shape (see
-docs/translation.md for why and what that costs); same-dialect pairs pass through.
+Six direct pairs, one module each (`<client>_to_<upstream>.py`); same-dialect pairs pass
+through (`identity.py`). docs/translation.md says why there is no intermediate type.
 """
 
 from __future__ import annotations
@@ -15,9 +14,12 @@ from typing import Any, Protocol
 from switchboard.dialects import (
     chat_to_messages,
     chat_to_responses,
+    errors,
     identity,
     messages_to_chat,
+    messages_to_responses,
     responses_to_chat,
+    responses_to_messages,
     sse,
 )
 from switchboard.dialects.types import Ctx, Dialect, Json, Usage
@@ -41,6 +43,35 @@ class Pair:
     stream: Callable[[Ctx], Stream]
 
 
+_SHAPE_ERRORS = (AttributeError, TypeError, KeyError, IndexError, ValueError)
+
+
+def _guard_request(fn: Callable[[Json, Ctx], Json]) -> Callable[[Json, Ctx], Json]:
+    """A body of the wrong shape somewhere deep (a number where a list belongs) is the
+    client's 400, not the gateway's 500: translators check the shapes they rely on, and this
+    catches the rest. Costs nothing when nothing is raised."""
+
+    def request(body: Json, ctx: Ctx) -> Json:
+        try:
+            return fn(body, ctx)
+        except _SHAPE_ERRORS as exc:
+            raise errors.MalformedPayload(f"the request does not match its API: {exc}") from exc
+
+    return request
+
+
+def _guard_response(
+    fn: Callable[[Json, Ctx], tuple[Json, Usage]],
+) -> Callable[[Json, Ctx], tuple[Json, Usage]]:
+    def response(body: Json, ctx: Ctx) -> tuple[Json, Usage]:
+        try:
+            return fn(body, ctx)
+        except _SHAPE_ERRORS as exc:
+            raise errors.MalformedPayload(f"the upstream's response is malformed: {exc}") from exc
+
+    return response
+
+
 def _identity(dialect: Dialect) -> Pair:
     def response(body: Json, ctx: Ctx) -> tuple[Json, Usage]:
         return body, identity.usage(dialect, body)
@@ -50,75 +81,16 @@ def _identity(dialect: Dialect) -> Pair:
         Dialect.MESSAGES: identity.MessagesStream,
         Dialect.RESPONSES: identity.ResponsesStream,
     }
-    return Pair(dialect, dialect, partial(identity.request, dialect), response, streams[dialect])
-
-
-class _Chained:
-    """Upstream events -> Chat chunks -> client events."""
-
-    def __init__(self, ctx: Ctx, first: Callable[[Ctx], Any], second: Callable[[Ctx], Any]):
-        self._first = first(_with_usage(ctx))
-        self._second = second(ctx)
-        self._decoder = sse.Decoder()
-
-    @property
-    def usage(self) -> Usage:
-        usage: Usage = self._first.usage
-        return usage
-
-    def _pipe(self, chat_bytes: bytes) -> bytes:
-        return b"".join(self._second.feed(e) for e in self._decoder.feed(chat_bytes))
-
-    def feed(self, event: sse.Event) -> bytes:
-        return self._pipe(self._first.feed(event))
-
-    def finish(self) -> bytes:
-        out = self._pipe(self._first.finish())
-        second_finish: bytes = self._second.finish()
-        return out + second_finish
-
-    def error(self, message: str) -> bytes:
-        error: bytes = self._second.error(message)
-        return error
-
-
-def _with_usage(ctx: Ctx) -> Ctx:
-    return Ctx(
-        ctx.upstream_model,
-        ctx.response_model,
-        ctx.max_tokens,
-        ctx.stream,
-        True,
-        ctx.request_id,
-        ctx.created,
-    )
-
-
-def _chained(client_side: Any, upstream_side: Any, client: Dialect, upstream: Dialect) -> Pair:
-    """client <-> chat pair `client_side`, chat <-> upstream pair `upstream_side`."""
-
-    def request(body: Json, ctx: Ctx) -> Json:
-        chat_request: Json = client_side.translate_request(body, ctx)
-        out: Json = upstream_side.translate_request(chat_request, ctx)
-        return out
-
-    def response(body: Json, ctx: Ctx) -> tuple[Json, Usage]:
-        chat, usage = upstream_side.translate_response(body, ctx)
-        out, _ = client_side.translate_response(chat, ctx)
-        return out, usage
-
-    def stream(ctx: Ctx) -> Stream:
-        return _Chained(ctx, upstream_side.StreamTranslator, client_side.StreamTranslator)
-
-    return Pair(client, upstream, request, response, stream)
+    request = _guard_request(partial(identity.request, dialect))
+    return Pair(dialect, dialect, request, response, streams[dialect])
 
 
 def _direct(module: Any, client: Dialect, upstream: Dialect) -> Pair:
     return Pair(
         client,
         upstream,
-        module.translate_request,
-        module.translate_response,
+        _guard_request(module.translate_request),
+        _guard_response(module.translate_response),
         module.StreamTranslator,
     )
 
@@ -131,11 +103,11 @@ TRANSLATORS: dict[tuple[Dialect, Dialect], Pair] = {
     (Dialect.MESSAGES, Dialect.CHAT): _direct(messages_to_chat, Dialect.MESSAGES, Dialect.CHAT),
     (Dialect.CHAT, Dialect.RESPONSES): _direct(chat_to_responses, Dialect.CHAT, Dialect.RESPONSES),
     (Dialect.RESPONSES, Dialect.CHAT): _direct(responses_to_chat, Dialect.RESPONSES, Dialect.CHAT),
-    (Dialect.MESSAGES, Dialect.RESPONSES): _chained(
-        messages_to_chat, chat_to_responses, Dialect.MESSAGES, Dialect.RESPONSES
+    (Dialect.MESSAGES, Dialect.RESPONSES): _direct(
+        messages_to_responses, Dialect.MESSAGES, Dialect.RESPONSES
     ),
-    (Dialect.RESPONSES, Dialect.MESSAGES): _chained(
-        responses_to_chat, chat_to_messages, Dialect.RESPONSES, Dialect.MESSAGES
+    (Dialect.RESPONSES, Dialect.MESSAGES): _direct(
+        responses_to_messages, Dialect.RESPONSES, Dialect.MESSAGES
     ),
 }
 

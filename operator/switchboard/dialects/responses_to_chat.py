@@ -14,12 +14,7 @@ from switchboard.dialects.types import Ctx, Json, Usage
 
 
 def translate_request(body: Json, ctx: Ctx) -> Json:
-    if body.get("previous_response_id") or body.get("conversation"):
-        raise UnsupportedFeature(
-            "previous_response_id and conversation need server-side state, which this upstream "
-            "does not keep; send the whole conversation in input",
-            "previous_response_id",
-        )
+    common.refuse_stateful(body)
     messages: list[Json] = []
     if body.get("instructions"):
         messages.append({"role": "system", "content": str(body["instructions"])})

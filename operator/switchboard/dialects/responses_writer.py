@@ -41,6 +41,15 @@ def response_object(
     }
 
 
+def status_for(stop_reason: str) -> tuple[str, str]:
+    """Responses `status` and `incomplete_details.reason` for an Anthropic stop reason."""
+    if stop_reason in ("max_tokens", "model_context_window_exceeded"):
+        return "incomplete", "max_output_tokens"
+    if stop_reason == "refusal":
+        return "incomplete", "content_filter"
+    return "completed", "max_output_tokens"
+
+
 def message_item(ctx: Ctx, parts: list[Json], status: str = "completed") -> Json:
     return {
         "type": "message",
@@ -224,12 +233,7 @@ class ResponsesWriter:
 
     def stop(self, reason: str) -> None:
         """The stop reason, in Anthropic's words (the richest of the three)."""
-        if reason in ("max_tokens", "model_context_window_exceeded"):
-            self.status, self.incomplete_reason = "incomplete", "max_output_tokens"
-        elif reason == "refusal":
-            self.status, self.incomplete_reason = "incomplete", "content_filter"
-        else:
-            self.status = "completed"
+        self.status, self.incomplete_reason = status_for(reason)
 
     def finish(self) -> bytes:
         if self._finished:

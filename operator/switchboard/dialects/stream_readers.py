@@ -39,6 +39,19 @@ class _Reader:
         self._w = writer
         self._done = False
 
+    def feed(self, event: sse.Event) -> bytes:
+        """Client bytes for one upstream event; an event of the wrong shape ends the stream
+        with the client's error event rather than an exception in the gateway."""
+        if self._done:
+            return b""
+        try:
+            return self._feed(event)
+        except (AttributeError, TypeError, KeyError, IndexError, ValueError) as exc:
+            return self.error(f"malformed upstream event: {exc}")
+
+    def _feed(self, event: sse.Event) -> bytes:
+        raise NotImplementedError
+
     @property
     def usage(self) -> Usage:
         return self._w.usage
@@ -70,9 +83,7 @@ class ChatReader(_Reader):
 
     __slots__ = ()
 
-    def feed(self, event: sse.Event) -> bytes:
-        if self._done:
-            return b""
+    def _feed(self, event: sse.Event) -> bytes:
         if event.data == b"[DONE]":
             return self.finish()
         chunk, failure = common.read_chat_chunk(event.data)
@@ -105,9 +116,7 @@ class MessagesReader(_Reader):
 
     __slots__ = ()
 
-    def feed(self, event: sse.Event) -> bytes:
-        if self._done:
-            return b""
+    def _feed(self, event: sse.Event) -> bytes:
         data = _load(event.data)
         if data is None:
             return b""
@@ -156,9 +165,7 @@ class ResponsesReader(_Reader):
         self._calls = False
         self._refused = False
 
-    def feed(self, event: sse.Event) -> bytes:
-        if self._done:
-            return b""
+    def _feed(self, event: sse.Event) -> bytes:
         data = _load(event.data)
         if data is None:
             return b""

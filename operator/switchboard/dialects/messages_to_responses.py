@@ -1,0 +1,187 @@
+"""Client: Anthropic Messages. Upstream: OpenAI Responses."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from switchboard.dialects import common, messages_writer, stream_readers
+from switchboard.dialects.errors import MalformedPayload, UnsupportedFeature
+from switchboard.dialects.types import Ctx, Json, Usage
+
+
+def translate_request(body: Json, ctx: Ctx) -> Json:
+    if body.get("stop_sequences"):
+        raise common.no_stop_on_responses("stop_sequences")
+    out: Json = {"model": ctx.upstream_model, "input": _input(body), "store": False}
+    system = body.get("system")
+    if system:
+        out["instructions"] = common.text_of(system)
+    limit = ctx.max_tokens if ctx.max_tokens is not None else body.get("max_tokens")
+    if limit is not None:
+        out["max_output_tokens"] = limit
+    for key in ("temperature", "top_p"):
+        if body.get(key) is not None:
+            out[key] = body[key]
+    tools = body.get("tools")
+    if tools:
+        out["tools"] = [_tool(t) for t in tools]
+    choice = body.get("tool_choice")
+    if isinstance(choice, dict):
+        kind = choice.get("type")
+        if kind == "tool":
+            out["tool_choice"] = {"type": "function", "name": choice.get("name")}
+        elif kind in common.MESSAGES_TO_OPENAI_CHOICE:
+            out["tool_choice"] = common.MESSAGES_TO_OPENAI_CHOICE[kind]
+        if choice.get("disable_parallel_tool_use") and tools:
+            out["parallel_tool_calls"] = False
+    effort = common.effort_for(body.get("thinking"))
+    if effort:
+        out["reasoning"] = {"effort": effort}
+    metadata = body.get("metadata")
+    if isinstance(metadata, dict) and metadata.get("user_id"):
+        out["user"] = str(metadata["user_id"])
+    if ctx.stream:
+        out["stream"] = True
+    return out
+
+
+def _tool(tool: Any) -> Json:
+    if not isinstance(tool, dict) or "name" not in tool:
+        raise MalformedPayload("each tool needs a name", "tools")
+    if tool.get("type", "custom") != "custom":
+        raise UnsupportedFeature(
+            f"server tool {tool.get('type')!r} is not available on this upstream", "tools"
+        )
+    return {
+        "type": "function",
+        "name": tool["name"],
+        "description": tool.get("description") or "",
+        "parameters": tool.get("input_schema") or {"type": "object", "properties": {}},
+        "strict": False,
+    }
+
+
+def _input(body: Json) -> list[Json]:
+    items: list[Json] = []
+    for message in common.require_list(body, "messages"):
+        if not isinstance(message, dict):
+            raise MalformedPayload("each message must be an object", "messages")
+        role = message.get("role")
+        content = message.get("content")
+        if role not in ("user", "assistant"):
+            raise MalformedPayload(f"message role must be user or assistant, not {role!r}", "role")
+        if isinstance(content, str):
+            items.append({"role": role, "content": content})
+        elif not isinstance(content, list):
+            raise MalformedPayload("message content must be a string or a list", "content")
+        elif role == "assistant":
+            _assistant(content, items)
+        else:
+            _user(content, items)
+    return items
+
+
+def _assistant(blocks: list[Any], items: list[Json]) -> None:
+    text: list[str] = []
+    calls: list[Json] = []
+    for block in blocks:
+        kind = block.get("type") if isinstance(block, dict) else None
+        if kind == "text":
+            text.append(str(block.get("text", "")))
+        elif kind == "tool_use":
+            calls.append(
+                {
+                    "type": "function_call",
+                    "call_id": block.get("id"),
+                    "name": block.get("name"),
+                    "arguments": common.dumps(block.get("input") or {}),
+                }
+            )
+    if text:
+        items.append({"role": "assistant", "content": "".join(text)})
+    items.extend(calls)
+
+
+def _image(block: Json) -> Json:
+    return {"type": "input_image", "image_url": common.source_to_url(block.get("source"))}
+
+
+def _user(blocks: list[Any], items: list[Json]) -> None:
+    """Tool results become function_call_output items (first), the rest one user message."""
+    parts: list[Json] = []
+    for block in blocks:
+        kind = block.get("type") if isinstance(block, dict) else None
+        if kind == "text":
+            parts.append({"type": "input_text", "text": str(block.get("text", ""))})
+        elif kind == "image":
+            parts.append({**_image(block), "detail": "auto"})
+        elif kind == "tool_result":
+            items.append(
+                {
+                    "type": "function_call_output",
+                    "call_id": block.get("tool_use_id"),
+                    "output": _tool_output(block),
+                }
+            )
+        elif kind == "document":
+            raise UnsupportedFeature(
+                "document blocks are not supported by this upstream", "content"
+            )
+    if parts:
+        items.append({"role": "user", "content": parts})
+
+
+def _tool_output(block: Json) -> str | list[Json]:
+    """Text, or input_text / input_image parts when the result carries images."""
+    content = block.get("content")
+    if not isinstance(content, list) or not any(
+        isinstance(p, dict) and p.get("type") == "image" for p in content
+    ):
+        return common.tool_result_text(block)
+    parts: list[Json] = []
+    for part in content:
+        if isinstance(part, dict) and part.get("type") == "image":
+            parts.append({**_image(part), "detail": "auto"})
+        elif isinstance(part, dict) and part.get("type") == "text":
+            parts.append({"type": "input_text", "text": str(part.get("text", ""))})
+    return parts
+
+
+def translate_response(body: Json, ctx: Ctx) -> tuple[Json, Usage]:
+    usage = common.usage_from_responses(body.get("usage"))
+    content: list[Json] = []
+    refused = False
+    for item in body.get("output") or ():
+        kind = item.get("type") if isinstance(item, dict) else None
+        if kind == "message":
+            for part in item.get("content") or ():
+                if part.get("type") == "output_text" and part.get("text"):
+                    content.append({"type": "text", "text": part["text"]})
+                elif part.get("type") == "refusal":
+                    refused = True
+                    content.append({"type": "text", "text": part.get("refusal", "")})
+        elif kind == "function_call":
+            value = common.loads_arguments(item.get("arguments"), "tool arguments")
+            content.append(
+                messages_writer.tool_use_block(
+                    ctx, item.get("call_id"), item.get("name"), len(content), value
+                )
+            )
+    calls = any(block["type"] == "tool_use" for block in content)
+    stop = common.responses_stop(body.get("status"), body.get("incomplete_details"), calls)
+    if refused and stop == "end_turn":
+        stop = "refusal"
+    out = messages_writer.message_object(
+        ctx, upstream_id=body.get("id"), model=body.get("model"), content=content, stop_reason=stop
+    )
+    out["usage"] = common.messages_usage(usage)
+    return out, usage
+
+
+class StreamTranslator(stream_readers.ResponsesReader):
+    """Upstream Responses events -> Anthropic Messages events. One per request."""
+
+    __slots__ = ()
+
+    def __init__(self, ctx: Ctx) -> None:
+        super().__init__(messages_writer.MessagesWriter(ctx))
