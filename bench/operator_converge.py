@@ -105,9 +105,12 @@ def converge(cp: ControlPlane, work: Path, n: int) -> dict[str, object]:
     ns = f"converge-{n}"
     cp.kubectl("create", "namespace", ns)
     docs = objects(n)
-    (work / "objects.json").write_text(
-        json.dumps({"apiVersion": "v1", "kind": "List", "items": docs})
-    )
+    parts = 8  # applied by 8 kubectl processes at once, as a GitOps controller would batch them
+    for part in range(parts):
+        items = docs[part::parts]
+        (work / f"objects-{part}.json").write_text(
+            json.dumps({"apiVersion": "v1", "kind": "List", "items": items})
+        )
     manifests = [{**d, "metadata": {**d["metadata"], "namespace": ns}} for d in docs]  # type: ignore[dict-item]
     secrets = {(ns, "keys"): {k: v.encode() for k, v in docs[0]["stringData"].items()}}  # type: ignore[attr-defined]
     expected = (
@@ -122,22 +125,19 @@ def converge(cp: ControlPlane, work: Path, n: int) -> dict[str, object]:
     )
     time.sleep(3)  # operator up and watching
     started = time.monotonic()
-    apply = subprocess.run(
-        [
-            str(cp.bin_dir / "kubectl"),
-            "apply",
-            "--server-side",
-            "-n",
-            ns,
-            "-f",  # type: ignore[operator]
-            str(work / "objects.json"),
-        ],
-        env=cp.env,
-        capture_output=True,
-        check=True,
-    )
+    kubectl = str(cp.bin_dir / "kubectl")  # type: ignore[operator]
+    appliers = [
+        subprocess.Popen(
+            [kubectl, "apply", "--server-side", "-n", ns, "-f", str(work / f"objects-{p}.json")],
+            env=cp.env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for p in range(parts)
+    ]
+    for applier in appliers:
+        applier.wait()
     applied = time.monotonic() - started
-    del apply
     while secret_hash(cp, ns) != expected:
         if time.monotonic() - started > 300:
             raise SystemExit("did not converge in 300 s")

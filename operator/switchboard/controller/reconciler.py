@@ -145,6 +145,8 @@ class Reconciler:
 
         async def report_one(report: compiler.ObjectReport) -> None:
             async with limit:
+                if namespace in self.dirty:
+                    return  # newer changes: the next round compiles and reports again
                 await asyncio.to_thread(self._status, report, published)
                 if report.problems:
                     await asyncio.to_thread(self._events, report)
