@@ -42,13 +42,21 @@ def _int(value: Any) -> int:
     return value if isinstance(value, int) else 0
 
 
+def _openai_usage(total: Any, details: Any, output: Any) -> Usage:
+    """OpenAI counts cache reads and writes inside the prompt total."""
+    cached = written = 0
+    if isinstance(details, dict):
+        cached = _int(details.get("cached_tokens"))
+        written = _int(details.get("cache_write_tokens"))
+    return Usage(max(_int(total) - cached - written, 0), _int(output), cached, written)
+
+
 def usage_from_chat(u: Any) -> Usage:
     if not isinstance(u, dict):
         return Usage()
-    details = u.get("prompt_tokens_details")
-    cached = _int(details.get("cached_tokens")) if isinstance(details, dict) else 0
-    prompt = _int(u.get("prompt_tokens"))
-    return Usage(max(prompt - cached, 0), _int(u.get("completion_tokens")), cached, 0)
+    return _openai_usage(
+        u.get("prompt_tokens"), u.get("prompt_tokens_details"), u.get("completion_tokens")
+    )
 
 
 def usage_from_messages(u: Any) -> Usage:
@@ -65,10 +73,8 @@ def usage_from_messages(u: Any) -> Usage:
 def usage_from_responses(u: Any) -> Usage:
     if not isinstance(u, dict):
         return Usage()
-    details = u.get("input_tokens_details")
-    cached = _int(details.get("cached_tokens")) if isinstance(details, dict) else 0
-    return Usage(
-        max(_int(u.get("input_tokens")) - cached, 0), _int(u.get("output_tokens")), cached, 0
+    return _openai_usage(
+        u.get("input_tokens"), u.get("input_tokens_details"), u.get("output_tokens")
     )
 
 
@@ -87,11 +93,14 @@ def update_from_message_delta(usage: Usage, u: Any) -> None:
 
 
 def chat_usage(u: Usage) -> Json:
+    details: Json = {"cached_tokens": u.cache_read_tokens}
+    if u.cache_write_tokens:
+        details["cache_write_tokens"] = u.cache_write_tokens
     return {
         "prompt_tokens": u.prompt_total,
         "completion_tokens": u.output_tokens,
         "total_tokens": u.prompt_total + u.output_tokens,
-        "prompt_tokens_details": {"cached_tokens": u.cache_read_tokens},
+        "prompt_tokens_details": details,
     }
 
 
@@ -156,12 +165,12 @@ def source_to_url(source: Any) -> str:
     raise MalformedPayload(f"image source type {source.get('type')!r} is not supported", "source")
 
 
-def text_of(content: Any) -> str:
+def text_of(content: Any, sep: str = "") -> str:
     """Plain text of a content value that is a string or a list of text parts."""
     if isinstance(content, str):
         return content
     if isinstance(content, list):
-        return "".join(
+        return sep.join(
             str(p.get("text", ""))
             for p in content
             if isinstance(p, dict) and p.get("type") in ("text", "input_text", "output_text")

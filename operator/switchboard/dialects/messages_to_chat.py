@@ -57,7 +57,7 @@ def _messages(body: Json) -> list[Json]:
     out: list[Json] = []
     system = body.get("system")
     if system:
-        out.append({"role": "system", "content": common.text_of(system)})
+        out.append({"role": "system", "content": common.text_of(system, "\n\n")})
     for message in common.require_list(body, "messages"):
         if not isinstance(message, dict):
             raise MalformedPayload("each message must be an object", "messages")

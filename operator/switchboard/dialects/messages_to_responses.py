@@ -15,7 +15,7 @@ def translate_request(body: Json, ctx: Ctx) -> Json:
     out: Json = {"model": ctx.upstream_model, "input": _input(body), "store": False}
     system = body.get("system")
     if system:
-        out["instructions"] = common.text_of(system)
+        out["instructions"] = common.text_of(system, "\n\n")
     limit = ctx.max_tokens if ctx.max_tokens is not None else body.get("max_tokens")
     if limit is not None:
         out["max_output_tokens"] = limit
