@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import logging
+import socket
 
 import kopf
 
@@ -27,10 +29,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--peering", default="switchboard", help="KopfPeering name for leader election"
     )
-    parser.add_argument("--priority", type=int, default=0, help="peering priority of this replica")
+    parser.add_argument(
+        "--priority",
+        type=int,
+        default=None,
+        help="peering priority of this replica (default: derived from the host name, so that "
+        "replicas of one Deployment differ; the highest is active)",
+    )
     parser.add_argument("--debounce", type=float, default=0.3, help="seconds to batch changes")
     parser.add_argument("--liveness", default=None, help="e.g. http://0.0.0.0:8081/healthz")
     parser.add_argument("--log-level", default="info")
+
+
+def _priority(args: argparse.Namespace) -> int:
+    """Replicas with equal priorities would all freeze, so derive a distinct one per pod."""
+    if args.priority is not None:
+        return int(args.priority)
+    digest = hashlib.sha256(socket.gethostname().encode()).digest()
+    return 1 + int.from_bytes(digest[:4], "big") % 1_000_000
 
 
 def run(args: argparse.Namespace) -> int:
@@ -45,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
             namespaces=args.namespace,
             standalone=args.standalone,
             peering_name=None if args.standalone else args.peering,
-            priority=args.priority,
+            priority=_priority(args),
             liveness_endpoint=args.liveness,
         )
     )
