@@ -187,6 +187,7 @@ def test_upstream_error(case: str, update_goldens: bool) -> None:
         "status": info.status,
         "message": info.message,
         "context_length": info.context_length,
+        "type": info.type,
         "rendered": rendered,
     }
     _check(GOLDEN / "errors" / f"{case}.expected.json", _dump(result), update_goldens)

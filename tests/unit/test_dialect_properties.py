@@ -2,12 +2,13 @@
 
 Covers: random valid requests of each client dialect, to every upstream dialect, give a dict or
 a TranslationError (never another exception); random JSON-ish junk in place of a request gives
-nothing but TranslationError or a dict; the SSE decoder yields the same events whatever the byte
-splits and line endings.
+nothing but TranslationError or a dict; every golden upstream stream, cut at random places,
+gives every client the same bytes as uncut. (The SSE decoder's own properties: test_sse.py.)
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from hypothesis import given, settings
@@ -223,28 +224,40 @@ def test_junk_is_a_translation_error_or_a_dict(client: Dialect, body: dict[str, 
     _all_upstreams(client, body)
 
 
-events = st.lists(
-    st.tuples(
-        st.one_of(st.none(), st.sampled_from(["message_start", "ping", "x"])),
-        st.binary(min_size=0, max_size=30).filter(lambda b: b"\n" not in b and b"\r" not in b),
-    ),
-    max_size=6,
+GOLDEN_STREAMS = sorted(
+    (Path(__file__).resolve().parents[1] / "golden" / "streams").glob("*/*.sse")
 )
+UPSTREAM_STREAMS = [p for p in GOLDEN_STREAMS if p.name.count(".") == 1]
+SCTX = Ctx("up", "p:up", 128, True, True, "r", 1)
+
+
+def _run(client: Dialect, upstream: Dialect, raw: bytes, cuts: list[int]) -> tuple[bytes, Any]:
+    translator = registry.get(client, upstream).stream(SCTX)
+    decoder = sse.Decoder()
+    out = b""
+    last = 0
+    for cut in [*sorted(c for c in cuts if c <= len(raw)), len(raw)]:
+        out += b"".join(translator.feed(e) for e in decoder.feed(raw[last:cut]))
+        last = cut
+    out += b"".join(translator.feed(e) for e in decoder.close())
+    return out + translator.finish(), translator.usage
 
 
 @settings(max_examples=200, deadline=None)
-@given(events, st.lists(st.integers(0, 400), max_size=8), st.sampled_from([b"\n", b"\r\n"]))
-def test_sse_any_split(evts: list[tuple[str | None, bytes]], cuts: list[int], eol: bytes) -> None:
-    raw = b"".join(
-        (b"event: " + name.encode() + eol if name else b"") + b"data: " + data + eol + eol
-        for name, data in evts
-    )
-    decoder = sse.Decoder()
-    got: list[sse.Event] = []
-    last = 0
-    for cut in sorted(c for c in cuts if c <= len(raw)):
-        got += decoder.feed(raw[last:cut])
-        last = cut
-    got += decoder.feed(raw[last:])
-    got += decoder.close()
-    assert [(e.event, e.data) for e in got] == list(evts)
+@given(
+    st.sampled_from(UPSTREAM_STREAMS),
+    st.sampled_from(list(Dialect)),
+    st.lists(st.integers(0, 6000), max_size=40),
+    st.booleans(),
+)
+def test_any_split_of_an_upstream_stream(
+    path: Path, client: Dialect, cuts: list[int], crlf: bool
+) -> None:
+    upstream = Dialect(path.parent.name)
+    raw = path.read_bytes()
+    whole, usage = _run(client, upstream, raw, [])
+    if crlf:
+        raw = raw.replace(b"\n", b"\r\n")
+    again, usage_again = _run(client, upstream, raw, cuts)
+    assert again == whole
+    assert usage_again == usage

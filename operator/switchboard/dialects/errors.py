@@ -49,17 +49,27 @@ _OPENAI_TYPES = {
     404: "not_found",
     413: "request_too_large",
     429: "rate_limit_exceeded",
+    500: "server_error",
     502: "upstream_error",
     504: "timeout",
 }
 
 
-def render_error(client: Dialect, status: int, message: str, param: str | None = None) -> bytes:
-    """An error body in the shape the client's SDK parses."""
+def render_error(
+    client: Dialect,
+    status: int,
+    message: str,
+    param: str | None = None,
+    *,
+    type_: str | None = None,
+) -> bytes:
+    """An error body in the shape the client's SDK parses. The error type follows the status
+    (Anthropic's list for Messages); an OpenAI-shaped `type_` may be given for Chat/Responses."""
     if client is Dialect.MESSAGES:
         kind = _ANTHROPIC_TYPES.get(status, "api_error")
         return orjson.dumps({"type": "error", "error": {"type": kind, "message": message}})
-    kind = _OPENAI_TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
+    default = "server_error" if status >= 500 else "invalid_request_error"
+    kind = type_ or _OPENAI_TYPES.get(status, default)
     return orjson.dumps({"error": {"message": message, "type": kind, "param": param, "code": kind}})
 
 
@@ -97,6 +107,9 @@ class UpstreamError:
     status: int
     message: str
     context_length: bool
+    """A prompt too long for the model's window: the gateway tries the next candidate."""
+    type: str = ""
+    """The upstream's own error type or code where it gave one (`rate_limit_error`, ...)."""
 
 
 def parse_upstream_error(status: int, body: bytes) -> UpstreamError:
@@ -110,13 +123,14 @@ def parse_upstream_error(status: int, body: bytes) -> UpstreamError:
         message = _message_of(data)
     if not message:
         message = f"upstream answered HTTP {status}"
-    code = ""
+    code = kind = ""
     if isinstance(data := _safe_loads(body), dict) and isinstance(data.get("error"), dict):
         code = str(data["error"].get("code") or "")
+        kind = str(data["error"].get("type") or "")
     context = status in (400, 413, 422) and (
         bool(_CONTEXT_PATTERNS.search(message)) or code == "context_length_exceeded"
     )
-    return UpstreamError(status, message[:1000], context)
+    return UpstreamError(status, message[:1000], context, kind or code)
 
 
 def _safe_loads(body: bytes) -> Any:
