@@ -41,10 +41,13 @@ def request(client: Dialect) -> dict[str, object]:
 
 
 def _is_delta(event: sse.Event) -> bool:
-    return any(
-        marker in event.data
-        for marker in (b'"text_delta"', b'"response.output_text.delta"', b'"content":"')
-    ) and b'"role"' not in event.data
+    return (
+        any(
+            marker in event.data
+            for marker in (b'"text_delta"', b'"response.output_text.delta"', b'"content":"')
+        )
+        and b'"role"' not in event.data
+    )
 
 
 def stream(upstream: Dialect, deltas: int) -> list[sse.Event]:
