@@ -46,6 +46,9 @@ def translate_request(body: Json, ctx: Ctx) -> Json:
             out["response_format"] = {"type": "json_schema", "json_schema": schema}
         elif fmt.get("type") == "json_object":
             out["response_format"] = {"type": "json_object"}
+    reasoning = body.get("reasoning")
+    if isinstance(reasoning, dict) and reasoning.get("effort"):
+        out["reasoning_effort"] = reasoning["effort"]
     if ctx.stream:
         out["stream"] = True
         out["stream_options"] = {"include_usage": True}
