@@ -21,14 +21,7 @@ def translate_request(body: Json, ctx: Ctx) -> Json:
     out: Json = {"model": ctx.upstream_model, "messages": messages, "max_tokens": max_tokens}
     if system:
         out["system"] = system
-    thinking = common.thinking_for(body.get("reasoning_effort"), max_tokens)
-    if thinking:
-        out["thinking"] = thinking  # Anthropic refuses temperature / top_p with thinking on
-    else:
-        if body.get("temperature") is not None:
-            out["temperature"] = min(float(body["temperature"]), 1.0)
-        if body.get("top_p") is not None:
-            out["top_p"] = body["top_p"]
+    common.messages_sampling(body, out, body.get("reasoning_effort"))
     stop = body.get("stop")
     if stop:
         out["stop_sequences"] = [stop] if isinstance(stop, str) else list(stop)
@@ -36,13 +29,8 @@ def translate_request(body: Json, ctx: Ctx) -> Json:
     if tools:
         out["tools"] = [_tool(t) for t in tools]
         choice = body.get("tool_choice")
-        if isinstance(choice, str) and choice in common.OPENAI_TO_MESSAGES_CHOICE:
-            out["tool_choice"] = {"type": common.OPENAI_TO_MESSAGES_CHOICE[choice]}
-        elif isinstance(choice, dict):
-            name = (choice.get("function") or {}).get("name")
-            out["tool_choice"] = {"type": "tool", "name": name}
-        if body.get("parallel_tool_calls") is False:
-            out.setdefault("tool_choice", {"type": "auto"})["disable_parallel_tool_use"] = True
+        name = (choice.get("function") or {}).get("name") if isinstance(choice, dict) else None
+        common.messages_tool_choice(out, choice, name, body.get("parallel_tool_calls"))
     if body.get("user"):
         out["metadata"] = {"user_id": str(body["user"])}
     if ctx.stream:
@@ -80,12 +68,6 @@ def _messages(items: list[Any]) -> tuple[str, list[Json]]:
     system: list[str] = []
     out: list[Json] = []
 
-    def add(role: str, blocks: list[Json]) -> None:
-        if out and out[-1]["role"] == role:
-            out[-1]["content"].extend(blocks)
-        else:
-            out.append({"role": role, "content": blocks})
-
     for message in items:
         if not isinstance(message, dict):
             raise MalformedPayload("each message must be an object", "messages")
@@ -93,7 +75,7 @@ def _messages(items: list[Any]) -> tuple[str, list[Json]]:
         if role in ("system", "developer"):
             system.append(common.text_of(message.get("content")))
         elif role == "user":
-            add("user", _content(message.get("content")))
+            common.append_turn(out, "user", _content(message.get("content")))
         elif role == "assistant":
             blocks = _content(message.get("content"))
             for call in message.get("tool_calls") or ():
@@ -106,9 +88,10 @@ def _messages(items: list[Any]) -> tuple[str, list[Json]]:
                         "input": common.loads_arguments(function.get("arguments"), "arguments"),
                     }
                 )
-            add("assistant", blocks)
+            common.append_turn(out, "assistant", blocks)
         elif role == "tool":
-            add(
+            common.append_turn(
+                out,
                 "user",
                 [
                     {

@@ -18,11 +18,11 @@ def translate_request(body: Json, ctx: Ctx) -> Json:
     out: Json = {"model": ctx.upstream_model, "input": items, "store": False}
     if instructions:
         out["instructions"] = instructions
-    if ctx.max_tokens is not None:
-        out["max_output_tokens"] = ctx.max_tokens
-    for key in ("temperature", "top_p", "parallel_tool_calls", "user"):
-        if body.get(key) is not None:
-            out[key] = body[key]
+    requested = body.get("max_completion_tokens", body.get("max_tokens"))
+    limit = common.output_limit(ctx.max_tokens, requested)
+    if limit is not None:
+        out["max_output_tokens"] = limit
+    common.copy_set(body, out, ("temperature", "top_p", "parallel_tool_calls", "user"))
     tools = body.get("tools")
     if tools:
         out["tools"] = [_tool(t) for t in tools]
@@ -116,15 +116,6 @@ def _input(messages: list[Any]) -> tuple[str, list[Json]]:
     return "\n\n".join(i for i in instructions if i), items
 
 
-def _finish(status: Any, details: Any, has_calls: bool) -> str:
-    if has_calls:
-        return "tool_calls"
-    if status == "incomplete":
-        reason = details.get("reason") if isinstance(details, dict) else None
-        return "content_filter" if reason == "content_filter" else "length"
-    return "stop"
-
-
 def translate_response(body: Json, ctx: Ctx) -> tuple[Json, Usage]:
     usage = common.usage_from_responses(body.get("usage"))
     text: list[str] = []
@@ -152,7 +143,8 @@ def translate_response(body: Json, ctx: Ctx) -> tuple[Json, Usage]:
     }
     if calls:
         message["tool_calls"] = calls
-    finish = _finish(body.get("status"), body.get("incomplete_details"), bool(calls))
+    stop = common.responses_stop(body.get("status"), body.get("incomplete_details"), bool(calls))
+    finish = common.STOP_TO_FINISH[stop]
     out = {
         "id": f"chatcmpl-{body.get('id') or ctx.request_id}",
         "object": "chat.completion",

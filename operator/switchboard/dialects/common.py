@@ -213,6 +213,50 @@ OPENAI_TO_MESSAGES_CHOICE = {"auto": "auto", "required": "any", "none": "none"}
 EFFORT_BUDGET = {"minimal": 1024, "low": 2048, "medium": 8192, "high": 24576}
 
 
+def copy_set(body: Json, out: Json, keys: tuple[str, ...]) -> None:
+    """Fields both dialects spell and mean alike, copied when the client set them."""
+    for key in keys:
+        if body.get(key) is not None:
+            out[key] = body[key]
+
+
+def output_limit(ctx_max: int | None, requested: Any) -> Any:
+    """The gateway's output limit, else whatever the client asked for (None: leave it out)."""
+    return ctx_max if ctx_max is not None else requested
+
+
+def append_turn(turns: list[Json], role: str, blocks: list[Json]) -> None:
+    """A Messages turn; consecutive turns of one role merge, as Anthropic prefers."""
+    if turns and turns[-1]["role"] == role:
+        turns[-1]["content"].extend(blocks)
+    else:
+        turns.append({"role": role, "content": blocks})
+
+
+def messages_sampling(body: Json, out: Json, effort: Any) -> None:
+    """Anthropic `thinking` for an OpenAI reasoning effort, or else temperature (capped at 1,
+    Anthropic's maximum) and top_p: Anthropic refuses them together with thinking."""
+    thinking = thinking_for(effort, out["max_tokens"])
+    if thinking:
+        out["thinking"] = thinking
+        return
+    if body.get("temperature") is not None:
+        out["temperature"] = min(float(body["temperature"]), 1.0)
+    if body.get("top_p") is not None:
+        out["top_p"] = body["top_p"]
+
+
+def messages_tool_choice(out: Json, choice: Any, name: Any, parallel: Any) -> None:
+    """Anthropic `tool_choice` for an OpenAI one: a string, or the name of a forced function;
+    `parallel_tool_calls: false` becomes `disable_parallel_tool_use`."""
+    if name is not None:
+        out["tool_choice"] = {"type": "tool", "name": name}
+    elif isinstance(choice, str) and choice in OPENAI_TO_MESSAGES_CHOICE:
+        out["tool_choice"] = {"type": OPENAI_TO_MESSAGES_CHOICE[choice]}
+    if parallel is False:
+        out.setdefault("tool_choice", {"type": "auto"})["disable_parallel_tool_use"] = True
+
+
 def messages_max_tokens(ctx_max: int | None, requested: Any) -> int:
     if ctx_max is not None:
         return ctx_max

@@ -11,12 +11,10 @@ from switchboard.dialects.types import Ctx, Json, Usage
 
 def translate_request(body: Json, ctx: Ctx) -> Json:
     out: Json = {"model": ctx.upstream_model, "messages": _messages(body)}
-    limit = ctx.max_tokens if ctx.max_tokens is not None else body.get("max_tokens")
+    limit = common.output_limit(ctx.max_tokens, body.get("max_tokens"))
     if limit is not None:
         out["max_tokens"] = limit
-    for key in ("temperature", "top_p"):
-        if body.get(key) is not None:
-            out[key] = body[key]
+    common.copy_set(body, out, ("temperature", "top_p"))
     if body.get("stop_sequences"):
         out["stop"] = body["stop_sequences"]
     tools = body.get("tools")
@@ -150,9 +148,13 @@ def translate_response(body: Json, ctx: Ctx) -> tuple[Json, Usage]:
     finish = choice.get("finish_reason") or "stop"
     stop = common.FINISH_TO_STOP.get(finish, "end_turn")
     out = messages_writer.message_object(
-        ctx, upstream_id=body.get("id"), model=body.get("model"), content=content, stop_reason=stop
+        ctx,
+        upstream_id=body.get("id"),
+        model=body.get("model"),
+        content=content,
+        stop_reason=stop,
+        usage=usage,
     )
-    out["usage"] = common.messages_usage(usage)
     return out, usage
 
 

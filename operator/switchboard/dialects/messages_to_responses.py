@@ -16,12 +16,10 @@ def translate_request(body: Json, ctx: Ctx) -> Json:
     system = body.get("system")
     if system:
         out["instructions"] = common.text_of(system, "\n\n")
-    limit = ctx.max_tokens if ctx.max_tokens is not None else body.get("max_tokens")
+    limit = common.output_limit(ctx.max_tokens, body.get("max_tokens"))
     if limit is not None:
         out["max_output_tokens"] = limit
-    for key in ("temperature", "top_p"):
-        if body.get(key) is not None:
-            out[key] = body[key]
+    common.copy_set(body, out, ("temperature", "top_p"))
     tools = body.get("tools")
     if tools:
         out["tools"] = [_tool(t) for t in tools]
@@ -172,9 +170,13 @@ def translate_response(body: Json, ctx: Ctx) -> tuple[Json, Usage]:
     if refused and stop == "end_turn":
         stop = "refusal"
     out = messages_writer.message_object(
-        ctx, upstream_id=body.get("id"), model=body.get("model"), content=content, stop_reason=stop
+        ctx,
+        upstream_id=body.get("id"),
+        model=body.get("model"),
+        content=content,
+        stop_reason=stop,
+        usage=usage,
     )
-    out["usage"] = common.messages_usage(usage)
     return out, usage
 
 

@@ -17,7 +17,13 @@ def message_id(upstream_id: object, ctx: Ctx) -> str:
 
 
 def message_object(
-    ctx: Ctx, *, upstream_id: object, model: object, content: list[Json], stop_reason: str | None
+    ctx: Ctx,
+    *,
+    upstream_id: object,
+    model: object,
+    content: list[Json],
+    stop_reason: str | None,
+    usage: Usage | None = None,
 ) -> Json:
     return {
         "id": message_id(upstream_id, ctx),
@@ -27,7 +33,9 @@ def message_object(
         "content": content,
         "stop_reason": stop_reason,
         "stop_sequence": None,
-        "usage": {"input_tokens": 0, "output_tokens": 0},
+        "usage": common.messages_usage(usage)
+        if usage is not None
+        else {"input_tokens": 0, "output_tokens": 0},
     }
 
 

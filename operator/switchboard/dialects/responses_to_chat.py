@@ -26,11 +26,10 @@ def translate_request(body: Json, ctx: Ctx) -> Json:
     else:
         raise MalformedPayload("input must be a string or a list", "input")
     out: Json = {"model": ctx.upstream_model, "messages": messages}
-    if ctx.max_tokens is not None:
-        out["max_tokens"] = ctx.max_tokens
-    for key in ("temperature", "top_p", "parallel_tool_calls", "user"):
-        if body.get(key) is not None:
-            out[key] = body[key]
+    limit = common.output_limit(ctx.max_tokens, body.get("max_output_tokens"))
+    if limit is not None:
+        out["max_tokens"] = limit
+    common.copy_set(body, out, ("temperature", "top_p", "parallel_tool_calls", "user"))
     tools = body.get("tools")
     if tools:
         out["tools"] = [_tool(t) for t in tools]

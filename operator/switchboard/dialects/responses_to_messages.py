@@ -30,26 +30,16 @@ def translate_request(body: Json, ctx: Ctx) -> Json:
     if system:
         out["system"] = "\n\n".join(system)
     reasoning = body.get("reasoning")
-    thinking = common.thinking_for(
-        reasoning.get("effort") if isinstance(reasoning, dict) else None, max_tokens
+    common.messages_sampling(
+        body, out, reasoning.get("effort") if isinstance(reasoning, dict) else None
     )
-    if thinking:
-        out["thinking"] = thinking  # Anthropic refuses temperature / top_p with thinking on
-    else:
-        if body.get("temperature") is not None:
-            out["temperature"] = min(float(body["temperature"]), 1.0)
-        if body.get("top_p") is not None:
-            out["top_p"] = body["top_p"]
     tools = body.get("tools")
     if tools:
         out["tools"] = [_tool(t) for t in tools]
         choice = body.get("tool_choice")
-        if isinstance(choice, str) and choice in common.OPENAI_TO_MESSAGES_CHOICE:
-            out["tool_choice"] = {"type": common.OPENAI_TO_MESSAGES_CHOICE[choice]}
-        elif isinstance(choice, dict) and choice.get("type") == "function":
-            out["tool_choice"] = {"type": "tool", "name": choice.get("name")}
-        if body.get("parallel_tool_calls") is False:
-            out.setdefault("tool_choice", {"type": "auto"})["disable_parallel_tool_use"] = True
+        forced = isinstance(choice, dict) and choice.get("type") == "function"
+        name = choice.get("name") if isinstance(choice, dict) and forced else None
+        common.messages_tool_choice(out, choice, name, body.get("parallel_tool_calls"))
     if body.get("user"):
         out["metadata"] = {"user_id": str(body["user"])}
     if ctx.stream:
@@ -89,12 +79,6 @@ def _blocks(content: Any) -> list[Json]:
 def _messages(items: list[Any], system: list[str]) -> list[Json]:
     out: list[Json] = []
 
-    def add(role: str, blocks: list[Json]) -> None:
-        if out and out[-1]["role"] == role:
-            out[-1]["content"].extend(blocks)
-        else:
-            out.append({"role": role, "content": blocks})
-
     for item in items:
         if not isinstance(item, dict):
             raise MalformedPayload("each input item must be an object", "input")
@@ -104,17 +88,18 @@ def _messages(items: list[Any], system: list[str]) -> list[Json]:
             if role in ("system", "developer"):
                 system.append(common.text_of(item.get("content")))
             elif role in ("user", "assistant"):
-                add(role, _blocks(item.get("content")))
+                common.append_turn(out, role, _blocks(item.get("content")))
             else:
                 raise MalformedPayload(f"unknown role {role!r}", "input")
         elif kind == "function_call":
             value = common.loads_arguments(item.get("arguments"), "arguments")
             call = {"type": "tool_use", "id": item.get("call_id"), "name": item.get("name")}
-            add("assistant", [{**call, "input": value}])
+            common.append_turn(out, "assistant", [{**call, "input": value}])
         elif kind == "function_call_output":
             output = item.get("output")
             content = output if isinstance(output, str) else _blocks(output)
-            add(
+            common.append_turn(
+                out,
                 "user",
                 [{"type": "tool_result", "tool_use_id": item.get("call_id"), "content": content}],
             )
