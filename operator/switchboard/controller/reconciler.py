@@ -183,12 +183,13 @@ class Reconciler:
             if exc.status != 404:
                 raise
             self.core.create_namespaced_secret(namespace, body)
+            log.info("namespace %s: routing config %s written", namespace, config.hash[:12])
         else:
             annotations = (live.metadata.annotations if live.metadata else None) or {}
             if annotations.get(HASH_ANNOTATION) != config.hash:
                 self.core.replace_namespaced_secret(SECRET_NAME, namespace, body)
+                log.info("namespace %s: routing config %s written", namespace, config.hash[:12])
         self.published[namespace] = config.hash
-        log.info("namespace %s: routing config %s written", namespace, config.hash[:12])
 
     def _status(self, report: compiler.ObjectReport, published: bool) -> None:
         kind = KINDS.get(report.ref.kind)
