@@ -271,3 +271,34 @@ def test_no_secret_anywhere(gateway: Gateway) -> None:
     for secret in (KEY, NARROW_KEY, PROVIDER_KEY):
         for text in (*bodies, metrics, log):
             assert secret not in text
+
+
+def test_model_retrieve_count_tokens_and_unknown_routes(gateway: Gateway) -> None:
+    client = openai.OpenAI(base_url=f"{gateway.url}/v1", api_key=KEY, max_retries=0)
+    assert client.models.retrieve("chat:m").id == "chat:m"
+    assert client.models.retrieve("coder").owned_by == "switchboard-agent"
+    with pytest.raises(openai.NotFoundError):
+        openai.OpenAI(
+            base_url=f"{gateway.url}/v1", api_key=NARROW_KEY, max_retries=0
+        ).models.retrieve("chat:m")
+    claude = anthropic.Anthropic(base_url=gateway.url, api_key=KEY, max_retries=0)
+    counted = claude.messages.count_tokens(
+        model="anth:m", messages=[{"role": "user", "content": "word " * 400}]
+    )
+    assert 450 <= counted.input_tokens <= 560
+    with pytest.raises(anthropic.PermissionDeniedError):
+        anthropic.Anthropic(
+            base_url=gateway.url, api_key=NARROW_KEY, max_retries=0
+        ).messages.count_tokens(model="chat:m", messages=[{"role": "user", "content": "x"}])
+    missing = httpx.post(f"{gateway.url}/v1/embeddings", headers={"authorization": f"Bearer {KEY}"})
+    assert (
+        missing.status_code == 404 and "/v1/chat/completions" in missing.json()["error"]["message"]
+    )
+    assert httpx.get(f"{gateway.url}/v1/messages/batches").json()["type"] == "error"
+
+
+def test_429_passes_retry_after(gateway: Gateway) -> None:
+    response = post_chat(gateway, "chat:m@status=429")
+    assert response.status_code == 429
+    assert response.headers["retry-after"] == "1"
+    assert response.json()["error"]["type"] == "rate_limit_exceeded"

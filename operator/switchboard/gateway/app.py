@@ -17,6 +17,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from switchboard import manifests
+from switchboard.dialects import errors as derrors
 from switchboard.dialects.types import Dialect
 from switchboard.gateway.accesslog import AccessLog
 from switchboard.gateway.metrics import Metrics
@@ -166,8 +167,29 @@ def build_app(
     app.router.add_post("/v1/chat/completions", surface(Dialect.CHAT))  # type: ignore[arg-type]
     app.router.add_post("/v1/responses", surface(Dialect.RESPONSES))  # type: ignore[arg-type]
     app.router.add_post("/v1/messages", surface(Dialect.MESSAGES))  # type: ignore[arg-type]
+
+    async def model(request: web.Request) -> web.Response:
+        return request.app[PROXY].model(request)
+
+    async def count_tokens(request: web.Request) -> web.Response:
+        return await request.app[PROXY].count_tokens(request)
+
+    async def unknown(request: web.Request) -> web.Response:
+        dialect = Dialect.MESSAGES if request.path.startswith("/v1/messages") else Dialect.CHAT
+        body = derrors.render_error(
+            dialect,
+            404,
+            f"no route {request.method} {request.path}; the gateway serves POST "
+            "/v1/chat/completions, /v1/responses, /v1/messages, /v1/messages/count_tokens and "
+            "GET /v1/models",
+        )
+        return web.Response(status=404, body=body, content_type="application/json")
+
+    app.router.add_post("/v1/messages/count_tokens", count_tokens)
     app.router.add_get("/v1/models", models)
+    app.router.add_get("/v1/models/{model:.+}", model)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics_view)
+    app.router.add_route("*", "/{tail:.*}", unknown)
     return app

@@ -12,10 +12,18 @@ from __future__ import annotations
 class GatewayError(Exception):
     status = 500
 
-    def __init__(self, message: str, *, status: int | None = None, param: str | None = None):
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        param: str | None = None,
+        headers: dict[str, str] | None = None,
+    ):
         super().__init__(message)
         self.message = message
         self.param = param
+        self.headers = headers or {}
         if status is not None:
             self.status = status
 

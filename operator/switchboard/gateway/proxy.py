@@ -54,12 +54,15 @@ class Outcome:
 class _Failed(Exception):
     """One candidate failed before answering; the next one may be tried."""
 
-    def __init__(self, kind: str, status: int, message: str, *, retry: bool) -> None:
+    def __init__(
+        self, kind: str, status: int, message: str, *, retry: bool, retry_after: str | None = None
+    ) -> None:
         super().__init__(message)
         self.kind = kind
         self.status = status
         self.message = message
         self.retry = retry
+        self.retry_after = retry_after
 
 
 class Proxy:
@@ -99,17 +102,56 @@ class Proxy:
             raise errors.AuthError("invalid API key: it is not in any AccessKeyConfig")
         return access
 
-    def models(self, request: web.Request) -> web.Response:
+    def _ready_access(self, request: web.Request) -> tuple[Table, Access]:
         table = self.table
         if table is None:
-            return _error_response(
-                Dialect.CHAT, errors.UpstreamError("no routing config loaded yet", status=503)
-            )
+            raise errors.UpstreamError("no routing config loaded yet; retry shortly", status=503)
+        return table, self._access(request, table)
+
+    def models(self, request: web.Request) -> web.Response:
+        """GET /v1/models: what this key may call."""
         try:
-            access = self._access(request, table)
+            _, access = self._ready_access(request)
         except errors.GatewayError as exc:
             return _error_response(Dialect.CHAT, exc)
         return web.Response(body=access.models_json, content_type=_JSON)
+
+    def model(self, request: web.Request) -> web.Response:
+        """GET /v1/models/{id}: one of them."""
+        try:
+            _, access = self._ready_access(request)
+            entry = access.model_json.get(request.match_info["model"])
+            if entry is None:
+                raise errors.RouteNotFound(
+                    f"model {request.match_info['model']!r} not found for this key; "
+                    "GET /v1/models lists what it may call"
+                )
+        except errors.GatewayError as exc:
+            return _error_response(Dialect.CHAT, exc)
+        return web.Response(body=entry, content_type=_JSON)
+
+    async def count_tokens(self, request: web.Request) -> web.Response:
+        """POST /v1/messages/count_tokens: the gateway's estimate (characters / 4, see
+        dialects/inspect.py), the same one it uses to pick a candidate that fits."""
+        try:
+            table, access = self._ready_access(request)
+            try:
+                body = orjson.loads(await request.read())
+            except orjson.JSONDecodeError as exc:
+                raise errors.BadRequest(f"request body is not valid JSON: {exc}") from None
+            if not isinstance(body, dict) or not isinstance(body.get("model"), str):
+                raise errors.BadRequest("'model' is required", param="model")
+            route = table.route(body["model"])
+            if route is None:
+                raise errors.RouteNotFound(f"model {body['model']!r} not found", param="model")
+            if not access.may_call(route, None if route.agent else route.chain[0]):
+                raise errors.Forbidden(
+                    f"key {access.name!r} may not call {body['model']!r}", param="model"
+                )
+            tokens = inspect.estimate_prompt_tokens(Dialect.MESSAGES, body)
+        except errors.GatewayError as exc:
+            return _error_response(Dialect.MESSAGES, exc)
+        return web.Response(body=orjson.dumps({"input_tokens": tokens}), content_type=_JSON)
 
     # --- the request path --------------------------------------------------------------------
 
@@ -225,6 +267,7 @@ class Proxy:
         raise errors.GatewayError(
             f"every candidate failed ({', '.join(out.fallbacks)}); last: {last.message}",
             status=last.status,
+            headers={"retry-after": last.retry_after} if last.retry_after else None,
         )
 
     async def _send(self, target: Target, body: Json) -> aiohttp.ClientResponse:
@@ -267,7 +310,13 @@ class Proxy:
         if info.context_length:
             raise _Failed("context_length", 400, message, retry=True)
         if response.status == 429:
-            raise _Failed("status_429", 429, message, retry=True)
+            raise _Failed(
+                "status_429",
+                429,
+                message,
+                retry=True,
+                retry_after=response.headers.get("retry-after"),
+            )
         if response.status >= 500:
             raise _Failed("status_5xx", 502, message, retry=True)
         raise _Failed("status_4xx", response.status, message, retry=False)
@@ -434,9 +483,9 @@ def _served_headers(out: Outcome) -> dict[str, str]:
 def _error_response(
     surface: Dialect, exc: errors.GatewayError, out: Outcome | None = None
 ) -> web.Response:
-    headers = {}
+    headers = dict(exc.headers)
     if out is not None and out.target is not None:
-        headers = _served_headers(out)
+        headers.update(_served_headers(out))
     return web.Response(
         status=exc.status,
         body=derrors.render_error(surface, exc.status, exc.message, exc.param),

@@ -56,6 +56,8 @@ class Access:
     models: frozenset[str] | None
     agents: frozenset[str]
     models_json: bytes
+    model_json: dict[str, bytes]
+    """One /v1/models/{id} entry per callable id."""
 
     def may_call(self, route: Route, target: Target | None) -> bool:
         if route.agent:
@@ -141,7 +143,8 @@ class Table:
             "first_id": data[0]["id"] if data else None,
             "last_id": data[-1]["id"] if data else None,
         }
-        return Access(grant.key, providers, models, agents, orjson.dumps(payload))
+        entries = {str(entry["id"]): orjson.dumps(entry) for entry in data}
+        return Access(grant.key, providers, models, agents, orjson.dumps(payload), entries)
 
 
 def _model_entry(model_id: str, owner: str, display: str) -> dict[str, object]:
