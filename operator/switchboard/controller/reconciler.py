@@ -228,6 +228,8 @@ class Reconciler:
             )
             if key in self.posted:
                 continue
+            if len(self.posted) > 50_000:  # bounded memory; at worst a problem is posted again
+                self.posted.clear()
             self.posted.add(key)
             self._post_event(body, problem.severity, problem.reason.value, key[2])
 
