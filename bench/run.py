@@ -4,7 +4,8 @@ Systems (each its own process, all on loopback, against the same fast upstream):
 direct (the upstream itself), raw_proxy (bench/raw_proxy.py, the Python ceiling), switchboard
 (`switchboard gateway`, one worker), switchboard_w2 (two workers), litellm (the LiteLLM proxy,
 one worker). Load: wrk (a second process, C) for request/response; bench/stream_client.py for
-streams. Scenarios:
+streams (bench/streamgen, Go, built once into .cache/; the Python bench/stream_client.py when no
+Go toolchain is there). Scenarios:
 
   a  one client at a time, non-streaming: p50 and p99 latency
   b  64 concurrent clients, non-streaming: requests/s and p99
@@ -188,9 +189,43 @@ def process(
             proc.wait()
 
 
+STREAMGEN = ROOT / ".cache/streamgen"
+
+
+def streamgen() -> Path | None:
+    """Build the Go stream load generator once (bench/streamgen); None without a Go toolchain."""
+    if not STREAMGEN.exists():
+        built = subprocess.run(
+            ["go", "build", "-o", str(STREAMGEN), "."],
+            cwd=ROOT / "bench/streamgen",
+            env={**os.environ, "CGO_ENABLED": "0"},
+            capture_output=True,
+            check=False,
+        )
+        if built.returncode != 0:
+            say("no Go toolchain: streams are driven by the Python client instead")
+            return None
+    return STREAMGEN
+
+
 def stream_run(url: str, surface: str = "chat", model: str = "bench") -> dict[str, Any]:
-    out = subprocess.run(
-        [
+    generator = streamgen()
+    if generator is not None:
+        cmd = [
+            str(generator),
+            "-url",
+            url,
+            "-streams",
+            "1000",
+            "-model",
+            model,
+            "-surface",
+            surface,
+            "-key",
+            KEY,
+        ]
+    else:
+        cmd = [
             PY,
             str(ROOT / "bench/stream_client.py"),
             url,
@@ -202,11 +237,8 @@ def stream_run(url: str, surface: str = "chat", model: str = "bench") -> dict[st
             surface,
             "--key",
             KEY,
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
+        ]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     return dict(json.loads(out.strip().splitlines()[-1]))
 
 

@@ -1,0 +1,3 @@
+module switchboard.dev/bench/streamgen
+
+go 1.26
