@@ -3,9 +3,9 @@
 Systems (each its own process, all on loopback, against the same fast upstream):
 direct (the upstream itself), raw_proxy (bench/raw_proxy.py, the Python ceiling), switchboard
 (`switchboard gateway`, one worker), switchboard_w2 (two workers), litellm (the LiteLLM proxy,
-one worker). Load: wrk (a second process, C) for request/response; bench/stream_client.py for
-streams (bench/streamgen, Go, built once into .cache/; the Python bench/stream_client.py when no
-Go toolchain is there). Scenarios:
+one worker). Load: wrk (a second process, C) for request/response; for streams bench/streamgen
+(Go, built once into .cache/), or the Python bench/stream_client.py when no Go toolchain is
+there. Scenarios:
 
   a  one client at a time, non-streaming: p50 and p99 latency
   b  64 concurrent clients, non-streaming: requests/s and p99
