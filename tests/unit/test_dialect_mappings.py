@@ -4,7 +4,9 @@ Covers: the usage convention (uncached input) read from and written back to each
 count survives any pair; reasoning effort <-> thinking budget, including a budget that cannot
 fit the output limit; Anthropic error types by status; stop reasons round trip between Chat
 and Messages; a Chat stream without usage asked keeps the usage for billing but does not show
-it to the client.
+it to the client; pass-through streams read usage however the upstream spaces its JSON
+(cache tokens in `message_delta` too) and survive malformed events; a Chat pass-through keeps
+the client's output-limit field.
 """
 
 from __future__ import annotations
@@ -102,3 +104,50 @@ def test_chat_stream_usage_is_billed_but_hidden_when_not_asked() -> None:
         {"model": "x", "messages": [], "stream": True}, Ctx("up", "p:up", None, True)
     )
     assert request["stream_options"] == {"include_usage": True}
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b'{"id":"c","choices":[],"usage":{"prompt_tokens":9,"completion_tokens":3}}',
+        b'{"id": "c", "choices": [], "usage": {"prompt_tokens": 9, "completion_tokens": 3}}',
+    ],
+    ids=["compact", "spaced"],
+)
+def test_chat_passthrough_reads_usage_however_the_json_is_spaced(data: bytes) -> None:
+    translator = registry.get(Dialect.CHAT, Dialect.CHAT).stream(Ctx("up", "p:up", None, True))
+    assert translator.feed(sse.Event(None, b'{"id": "c", "usage": null, "choices": []}'))
+    assert translator.feed(sse.Event(None, data)) == b""
+    assert translator.usage == Usage(9, 3, 0, 0)
+
+
+@pytest.mark.parametrize("dialect", list(Dialect))
+def test_passthrough_streams_survive_malformed_events(dialect: Dialect) -> None:
+    translator = registry.get(dialect, dialect).stream(Ctx("up", "p:up", None, True))
+    for name in (None, "message_start", "message_delta", "response.completed"):
+        translator.feed(sse.Event(name, b'{"usage": {'))
+    assert translator.usage == Usage()
+
+
+def test_messages_passthrough_reads_cache_tokens_from_message_delta() -> None:
+    translator = registry.get(Dialect.MESSAGES, Dialect.MESSAGES).stream(
+        Ctx("up", "p:up", None, True)
+    )
+    start = {"type": "message_start", "message": {"usage": {"input_tokens": 5}}}
+    delta = {
+        "type": "message_delta",
+        "delta": {"stop_reason": "end_turn"},
+        "usage": {"output_tokens": 7, "cache_read_input_tokens": 100},
+    }
+    translator.feed(sse.Event("message_start", orjson.dumps(start)))
+    translator.feed(sse.Event("message_delta", orjson.dumps(delta)))
+    assert translator.usage == Usage(5, 7, 100, 0)
+
+
+def test_chat_passthrough_keeps_the_clients_output_limit_field() -> None:
+    pair = registry.get(Dialect.CHAT, Dialect.CHAT)
+    ctx = Ctx("up", "p:up", 100, False)
+    body = {"model": "x", "messages": [], "max_completion_tokens": 5000, "max_tokens": 5000}
+    assert pair.translate_request(body, ctx)["max_completion_tokens"] == 100
+    assert "max_tokens" not in pair.translate_request(body, ctx)
+    assert pair.translate_request({"model": "x", "messages": []}, ctx)["max_tokens"] == 100

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import orjson
 
-from switchboard.dialects import common, sse
-from switchboard.dialects.types import Ctx, Json, Usage
+from switchboard.dialects import common, errors, sse
+from switchboard.dialects.types import Ctx, Dialect, Json, Usage
 
 
 class ChatWriter:
@@ -88,5 +88,4 @@ class ChatWriter:
 
     def error(self, message: str) -> bytes:
         self._finished = True
-        data = {"error": {"message": message, "type": "upstream_error", "code": None}}
-        return b"data: " + orjson.dumps(data) + b"\n\n"
+        return errors.stream_error(Dialect.CHAT, message)

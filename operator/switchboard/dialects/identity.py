@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import orjson
 
-from switchboard.dialects import common, sse
+from switchboard.dialects import common, errors, sse
 from switchboard.dialects.types import Ctx, Dialect, Json, Usage
 
 _MAX_FIELD = {
@@ -20,9 +20,12 @@ def request(dialect: Dialect, body: Json, ctx: Ctx) -> Json:
     out = dict(body)
     out["model"] = ctx.upstream_model
     if ctx.max_tokens is not None:
-        out[_MAX_FIELD[dialect]] = ctx.max_tokens
-        if dialect is Dialect.CHAT:
-            out.pop("max_completion_tokens", None)
+        field = _MAX_FIELD[dialect]
+        if dialect is Dialect.CHAT and "max_completion_tokens" in body:
+            # Keep the client's field: OpenAI's reasoning models refuse `max_tokens`.
+            field = "max_completion_tokens"
+            out.pop("max_tokens", None)
+        out[field] = ctx.max_tokens
     if dialect is Dialect.CHAT and ctx.stream:
         options = dict(out.get("stream_options") or {})
         options["include_usage"] = True
@@ -40,19 +43,46 @@ def usage(dialect: Dialect, body: Json) -> Usage:
     return common.usage_from_messages(body.get("usage"))
 
 
+_USAGE_KEY = b'"usage"'
+
+
+def _carries_usage(data: bytes) -> bool:
+    """A Chat chunk with a usage object (not `"usage": null`), found without parsing it:
+    upstreams write JSON compactly (vLLM, Ollama, llama.cpp) or with spaces (Python servers)."""
+    at = data.find(_USAGE_KEY)
+    if at < 0:
+        return False
+    rest = data[at + len(_USAGE_KEY) :].lstrip(b" \t\r\n")
+    return rest[:1] == b":" and rest[1:].lstrip(b" \t\r\n")[:1] == b"{"
+
+
+def _load(data: bytes) -> Json | None:
+    try:
+        value = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
 class ChatStream:
+    """Chunks pass through; the usage chunk is read for billing and removed when the client
+    did not ask for it (the gateway always asks the upstream)."""
+
+    __slots__ = ("_done", "ctx", "usage")
+
     def __init__(self, ctx: Ctx) -> None:
         self.ctx = ctx
         self.usage = Usage()
         self._done = False
 
     def feed(self, event: sse.Event) -> bytes:
+        if self._done:
+            return b""
         data = event.data
         if data == b"[DONE]":
             self._done = True
             return sse.DONE
-        if b'"usage":{' in data:
-            chunk = orjson.loads(data)
+        if _carries_usage(data) and (chunk := _load(data)) is not None:
             self.usage = common.usage_from_chat(chunk.get("usage"))
             if not self.ctx.include_usage:
                 if not chunk.get("choices"):
@@ -68,45 +98,65 @@ class ChatStream:
         return sse.DONE
 
     def error(self, message: str) -> bytes:
-        data = {"error": {"message": message, "type": "upstream_error", "code": None}}
-        return b"data: " + orjson.dumps(data) + b"\n\n"
+        self._done = True
+        return errors.stream_error(Dialect.CHAT, message)
 
 
 class MessagesStream:
+    """Events pass through; usage is read from `message_start` and `message_delta`."""
+
+    __slots__ = ("_done", "ctx", "usage")
+
     def __init__(self, ctx: Ctx) -> None:
         self.ctx = ctx
         self.usage = Usage()
+        self._done = False
 
     def feed(self, event: sse.Event) -> bytes:
+        if self._done:
+            return b""
         if event.event in ("message_start", "message_delta"):
-            data = orjson.loads(event.data)
+            data = _load(event.data) or {}
             if event.event == "message_start":
-                self.usage = common.usage_from_messages((data.get("message") or {}).get("usage"))
+                message = data.get("message")
+                usage = message.get("usage") if isinstance(message, dict) else None
+                self.usage = common.usage_from_messages(usage)
             else:
-                u = data.get("usage") or {}
-                self.usage.output_tokens = int(u.get("output_tokens") or 0)
-                if u.get("input_tokens"):
-                    self.usage.input_tokens = int(u["input_tokens"])
+                common.update_from_message_delta(self.usage, data.get("usage"))
+        elif event.event in ("message_stop", "error"):
+            self._done = True
         return sse.encode(event.event, event.data)
 
     def finish(self) -> bytes:
         return b""
 
     def error(self, message: str) -> bytes:
-        data = {"type": "error", "error": {"type": "api_error", "message": message}}
-        return sse.encode("error", orjson.dumps(data))
+        self._done = True
+        return errors.stream_error(Dialect.MESSAGES, message)
 
 
 class ResponsesStream:
+    """Events pass through; usage is read from the event that ends the response."""
+
+    __slots__ = ("_done", "_seq", "ctx", "usage")
+
     def __init__(self, ctx: Ctx) -> None:
         self.ctx = ctx
         self.usage = Usage()
         self._seq = 0
+        self._done = False
 
     def feed(self, event: sse.Event) -> bytes:
-        if event.event in ("response.completed", "response.incomplete", "response.failed"):
-            data = orjson.loads(event.data)
-            self.usage = common.usage_from_responses((data.get("response") or {}).get("usage"))
+        if self._done:
+            return b""
+        if event.event in _RESPONSE_ENDS:
+            data = _load(event.data) or {}
+            response = data.get("response")
+            usage = response.get("usage") if isinstance(response, dict) else None
+            self.usage = common.usage_from_responses(usage)
+            self._done = True
+        elif event.event == "error":
+            self._done = True
         self._seq += 1
         return sse.encode(event.event, event.data)
 
@@ -114,11 +164,8 @@ class ResponsesStream:
         return b""
 
     def error(self, message: str) -> bytes:
-        data = {
-            "type": "error",
-            "code": "upstream_error",
-            "message": message,
-            "param": None,
-            "sequence_number": self._seq,
-        }
-        return sse.encode("error", orjson.dumps(data))
+        self._done = True
+        return errors.stream_error(Dialect.RESPONSES, message, self._seq)
+
+
+_RESPONSE_ENDS = frozenset(("response.completed", "response.incomplete", "response.failed"))

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import orjson
 
-from switchboard.dialects import common
-from switchboard.dialects.types import Ctx, Json, Usage
+from switchboard.dialects import common, errors
+from switchboard.dialects.types import Ctx, Dialect, Json, Usage
 
 
 def message_id(upstream_id: object, ctx: Ctx) -> str:
@@ -155,6 +155,4 @@ class MessagesWriter:
 
     def error(self, message: str) -> bytes:
         self._finished = True
-        return _event(
-            "error", {"type": "error", "error": {"type": "api_error", "message": message}}
-        )
+        return errors.stream_error(Dialect.MESSAGES, message)

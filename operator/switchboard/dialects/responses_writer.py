@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import orjson
 
-from switchboard.dialects import common
-from switchboard.dialects.types import Ctx, Json, Usage
+from switchboard.dialects import common, errors
+from switchboard.dialects.types import Ctx, Dialect, Json, Usage
 
 
 def response_object(
@@ -257,6 +257,5 @@ class ResponsesWriter:
 
     def error(self, message: str) -> bytes:
         self._finished = True
-        return self._event(
-            {"type": "error", "code": "upstream_error", "message": message, "param": None}
-        )
+        self._seq += 1
+        return errors.stream_error(Dialect.RESPONSES, message, self._seq - 1)
