@@ -1,66 +1,124 @@
 #!/usr/bin/env bash
 # Build (once per machine) or find the pinned control-plane binaries the tests and the demo use:
-# kube-apiserver, kubectl, etcd and helm, from Go modules, with their real version stamped in.
+# kube-apiserver, kubectl, etcd, helm and llm-d-inference-sim (plus kube-controller-manager on
+# request), from Go modules, with their real version stamped in. Versions: versions.env.
 #
-#   tools/controlplane/build.sh            # prints progress on stderr, the bin dir on stdout
+#   tools/controlplane/build.sh                    # the default set; progress on stderr
+#   tools/controlplane/build.sh kube-apiserver etcd kube-controller-manager   # just these
 #
-# Order of preference per binary: $KUBEBUILDER_ASSETS/<bin> (the envtest convention), then the
-# per-machine cache ${SWITCHBOARD_CACHE:-~/.cache/switchboard}/bin/<version>/<bin> when it reports
-# the pinned version, else a build from the wrapper module beside this script (first run only).
+# The last line of stdout is a directory holding (symlinks to) every requested binary, and an
+# `env` file there (SWITCHBOARD_CP_BIN=..., one line per binary) for callers that prefer it.
+#
+# Per binary, in order of preference:
+#   1. $KUBEBUILDER_ASSETS/<bin>, the envtest convention (used as is, no version check);
+#   2. ${SWITCHBOARD_CACHE:-~/.cache/switchboard}/bin/<bin>-<version>/<bin>, when the binary
+#      reports the pinned version (a few seconds for the whole set);
+#   3. a build from the wrapper module beside this script (go.mod + go.sum pin every module):
+#      CGO_ENABLED=0 GOTOOLCHAIN=local go build -trimpath -mod=readonly, with version ldflags.
+# GOMODCACHE and GOCACHE are Go's defaults, so they persist per machine as well.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 # shellcheck source=versions.env
 source "$here/versions.env"
 cache="${SWITCHBOARD_CACHE:-$HOME/.cache/switchboard}/bin"
-k8s_minor="${KUBERNETES_VERSION#v1.}"; k8s_minor="${k8s_minor%%.*}"
-out_dir="$cache/k8s-$KUBERNETES_VERSION-etcd-$ETCD_VERSION-helm-$HELM_VERSION"
-mkdir -p "$out_dir"
+k8s_minor="${KUBERNETES_VERSION#v1.}"
+k8s_minor="${k8s_minor%%.*}"
+
+default_set=(kube-apiserver kubectl etcd helm llm-d-inference-sim)
+if (($#)); then wanted=("$@"); else wanted=("${default_set[@]}"); fi
 
 say() { echo "==> $*" >&2; }
-
-have() {  # have BIN EXPECTED-VERSION-SUBSTRING VERSION-ARGS...
-  local bin="$1" want="$2"; shift 2
-  if [[ -n "${KUBEBUILDER_ASSETS:-}" && -x "$KUBEBUILDER_ASSETS/$bin" ]]; then
-    ln -sf "$KUBEBUILDER_ASSETS/$bin" "$out_dir/$bin"
-    return 0
-  fi
-  [[ -x "$out_dir/$bin" ]] && "$out_dir/$bin" "$@" 2>&1 | grep -q -- "$want"
+die() {
+  echo "error: $*" >&2
+  exit 1
 }
 
-gobuild() {  # gobuild MODULE-DIR PACKAGE OUTPUT LDFLAGS
-  local dir="$1" pkg="$2" output="$3" ldflags="$4" start=$SECONDS
-  (cd "$here/$dir" && CGO_ENABLED=0 GOTOOLCHAIN=local GOFLAGS=-mod=mod \
-    nice go build -trimpath -ldflags "$ldflags" -o "$output.tmp" "$pkg")
-  mv "$output.tmp" "$output"
-  say "built $(basename "$output") in $((SECONDS - start)) s"
-}
+mkdir -p "$cache"
+# One build at a time per machine (parallel test sessions, the demo and `make test`).
+exec 9>"$cache/.lock"
+if ! flock -n 9; then
+  say "waiting for another control-plane build on this machine (lock $cache/.lock)"
+  flock 9
+fi
 
-k8s_ldflags=""
+k8s_ldflags="-s -w"
 for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
   k8s_ldflags+=" -X $pkg.gitVersion=$KUBERNETES_VERSION -X $pkg.gitMajor=1"
   k8s_ldflags+=" -X $pkg.gitMinor=$k8s_minor -X $pkg.gitTreeState=clean"
   k8s_ldflags+=" -X $pkg.buildDate=1970-01-01T00:00:00Z"
 done
+helm_ldflags="-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION"
+for pkg in helm.sh/helm/v3/pkg/chartutil helm.sh/helm/v3/pkg/lint/rules; do
+  # Without these, `helm template`/`lint` assume Kubernetes v1.20 (chartutil/capabilities.go).
+  helm_ldflags+=" -X $pkg.k8sVersionMajor=1 -X $pkg.k8sVersionMinor=$k8s_minor"
+done
 
-if ! have kube-apiserver "$KUBERNETES_VERSION" --version; then
-  say "building kube-apiserver $KUBERNETES_VERSION (first run only: about 10 min on 2 cores)"
-  gobuild k8s k8s.io/kubernetes/cmd/kube-apiserver "$out_dir/kube-apiserver" "-s -w $k8s_ldflags"
-fi
-if ! have kubectl "$KUBERNETES_VERSION" version --client; then
-  say "building kubectl $KUBERNETES_VERSION (first run only: about 5 min)"
-  gobuild k8s k8s.io/kubernetes/cmd/kubectl "$out_dir/kubectl" "-s -w $k8s_ldflags"
-fi
-if ! have etcd "${ETCD_VERSION#v}" --version; then
-  say "building etcd $ETCD_VERSION (first run only: about 3 min)"
-  gobuild etcd go.etcd.io/etcd/server/v3 "$out_dir/etcd" "-s -w"
-fi
-if ! have helm "$HELM_VERSION" version; then
-  say "building helm $HELM_VERSION (first run only: about 3 min)"
-  helm_ldflags="-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION"
-  for pkg in helm.sh/helm/v3/pkg/chartutil helm.sh/helm/v3/pkg/lint/rules; do
-    helm_ldflags+=" -X $pkg.k8sVersionMajor=1 -X $pkg.k8sVersionMinor=$k8s_minor"
-  done
-  gobuild helm helm.sh/helm/v3/cmd/helm "$out_dir/helm" "$helm_ldflags"
-fi
-say "control-plane binaries ready in $out_dir"
-echo "$out_dir"
+# spec BIN -> "version|wrapper dir|package|ldflags|rough cold cost"
+spec() {
+  case "$1" in
+    kube-apiserver)
+      echo "$KUBERNETES_VERSION|k8s|k8s.io/kubernetes/cmd/kube-apiserver|$k8s_ldflags|~20 min" ;;
+    kubectl)
+      echo "$KUBERNETES_VERSION|k8s|k8s.io/kubernetes/cmd/kubectl|$k8s_ldflags|~3 min" ;;
+    kube-controller-manager)
+      echo "$KUBERNETES_VERSION|k8s|k8s.io/kubernetes/cmd/kube-controller-manager|$k8s_ldflags|~5 min" ;;
+    etcd)
+      echo "$ETCD_VERSION|etcd|go.etcd.io/etcd/server/v3|-s -w|~3 min" ;;
+    helm)
+      # The k8s minor is compiled into helm, so it is part of helm's cache key.
+      echo "$HELM_VERSION-k8s1.$k8s_minor|helm|helm.sh/helm/v3/cmd/helm|$helm_ldflags|~4 min" ;;
+    llm-d-inference-sim)
+      echo "$LLMD_SIM_VERSION|llmd-sim|github.com/llm-d/llm-d-inference-sim/cmd/llm-d-inference-sim|-s -w|~4 min" ;;
+    *) die "unknown binary '$1' (known: ${default_set[*]} kube-controller-manager)" ;;
+  esac
+}
+
+# reports BIN PATH VERSION: does the binary at PATH report VERSION?
+reports() {
+  local bin="$1" path="$2" version="$3" out
+  [[ -x "$path" ]] || return 1
+  case "$bin" in
+    kube-apiserver | kube-controller-manager) out="$("$path" --version 2>&1)" || return 1 ;;
+    kubectl) out="$("$path" version --client 2>&1)" || return 1 ;;
+    etcd) out="$("$path" --version 2>&1)" || return 1; version="${version#v}" ;;
+    helm) out="$("$path" version --short 2>&1)" || return 1; version="${version%%-k8s*}" ;;
+    # The simulator has no --version flag; the Go build info names the module version.
+    llm-d-inference-sim) out="$(go version -m "$path" 2>&1)" || return 1 ;;
+  esac
+  grep -qE -- "(^|[^0-9.])${version//./\\.}([^0-9.]|$)" <<<"$out"
+}
+
+set_dir="$cache/set-k8s-$KUBERNETES_VERSION-etcd-$ETCD_VERSION-helm-$HELM_VERSION-sim-$LLMD_SIM_VERSION"
+mkdir -p "$set_dir"
+env_lines=("SWITCHBOARD_CP_BIN=$set_dir")
+total_start=$SECONDS
+for bin in "${wanted[@]}"; do
+  IFS='|' read -r version dir pkg ldflags cost <<<"$(spec "$bin")"
+  if [[ -n "${KUBEBUILDER_ASSETS:-}" && -x "$KUBEBUILDER_ASSETS/$bin" ]]; then
+    path="$KUBEBUILDER_ASSETS/$bin"
+    say "$bin: using \$KUBEBUILDER_ASSETS/$bin"
+  else
+    path="$cache/$bin-$version/$bin"
+    if reports "$bin" "$path" "$version"; then
+      say "$bin $version: cached ($path)"
+    else
+      say "building $bin $version (first run only, $cost on 2 cores)"
+      start=$SECONDS
+      mkdir -p "$(dirname "$path")"
+      if ! (cd "$here/$dir" && CGO_ENABLED=0 GOTOOLCHAIN=local \
+        nice go build -trimpath -mod=readonly -ldflags "$ldflags" -o "$path.tmp.$$" "$pkg"); then
+        rm -f "$path.tmp.$$"
+        die "building $bin $version failed (wrapper module $here/$dir)"
+      fi
+      mv -f "$path.tmp.$$" "$path"
+      reports "$bin" "$path" "$version" || die "$path does not report version $version"
+      say "built $bin $version in $((SECONDS - start)) s"
+    fi
+  fi
+  ln -sfn "$path" "$set_dir/$bin"
+  env_lines+=("SWITCHBOARD_CP_$(tr 'a-z-' 'A-Z_' <<<"$bin")=$path")
+done
+printf '%s\n' "${env_lines[@]}" >"$set_dir/env.tmp.$$"
+mv -f "$set_dir/env.tmp.$$" "$set_dir/env"
+say "control-plane binaries ready in $set_dir ($((SECONDS - total_start)) s)"
+echo "$set_dir"

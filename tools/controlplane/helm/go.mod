@@ -2,7 +2,7 @@ module switchboard.dev/tools/controlplane/helm
 
 go 1.26.0
 
-require helm.sh/helm/v3 v3.22.0
+require helm.sh/helm/v3 v3.22.0 // indirect
 
 require (
 	dario.cat/mergo v1.0.1 // indirect
@@ -118,3 +118,5 @@ require (
 	sigs.k8s.io/structured-merge-diff/v6 v6.4.2 // indirect
 	sigs.k8s.io/yaml v1.6.0 // indirect
 )
+
+tool helm.sh/helm/v3/cmd/helm
