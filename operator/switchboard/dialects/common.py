@@ -226,7 +226,10 @@ def output_limit(ctx_max: int | None, requested: Any) -> Any:
 
 
 def append_turn(turns: list[Json], role: str, blocks: list[Json]) -> None:
-    """A Messages turn; consecutive turns of one role merge, as Anthropic prefers."""
+    """A Messages turn; consecutive turns of one role merge, as Anthropic prefers. A turn with
+    no content is left out: Anthropic refuses empty turns, and it carried nothing."""
+    if not blocks:
+        return
     if turns and turns[-1]["role"] == role:
         turns[-1]["content"].extend(blocks)
     else:

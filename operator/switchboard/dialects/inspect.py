@@ -27,6 +27,11 @@ def requested_max_tokens(dialect: Dialect, body: Json) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
+def wants_stream(body: Json) -> bool:
+    """The client asked for a stream (`stream: true`, the same field in every dialect)."""
+    return body.get("stream") is True
+
+
 def _turns(dialect: Dialect, body: Json) -> list[Any]:
     key = "input" if dialect is Dialect.RESPONSES else "messages"
     value = body.get(key)
@@ -127,10 +132,15 @@ def truncate_oldest(dialect: Dialect, body: Json, max_prompt_tokens: int) -> Jso
         while start < len(rest) - 1 and _is_tool_result(rest[start]):
             total -= costs[start]
             start += 1
-    if total > budget:
-        return None
     if dialect is Dialect.MESSAGES:
-        # Anthropic requires the first turn to be the user's.
-        while start < len(rest) - 1 and rest[start].get("role") != "user":
+        # Anthropic wants the user's turn first, and not one answering a call that is gone.
+        while start < len(rest) - 1 and (
+            not isinstance(rest[start], dict)
+            or rest[start].get("role") != "user"
+            or _is_tool_result(rest[start])
+        ):
+            total -= costs[start]
             start += 1
+    if total > budget or (start > 0 and _is_tool_result(rest[start])):
+        return None  # too long even alone, or only a tool result without its call is left
     return {**body, key: system + rest[start:]}

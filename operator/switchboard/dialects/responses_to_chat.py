@@ -155,15 +155,16 @@ def translate_response(body: Json, ctx: Ctx) -> tuple[Json, Usage]:
                 "completed",
             )
         )
-    status = "incomplete" if choice.get("finish_reason") == "length" else "completed"
-    model = body.get("model") or ctx.response_model
+    stop = common.FINISH_TO_STOP.get(choice.get("finish_reason") or "stop", "end_turn")
+    status, reason = responses_writer.status_for(stop)
     response = responses_writer.response_object(
         ctx,
         response_id=f"resp_{ctx.request_id}",
-        model=model,
+        model=body.get("model") or ctx.response_model,
         output=output,
         usage=usage,
         status=status,
+        incomplete_reason=reason,
     )
     return response, usage
 

@@ -50,10 +50,11 @@ def status_for(stop_reason: str) -> tuple[str, str]:
     return "completed", "max_output_tokens"
 
 
-def message_item(ctx: Ctx, parts: list[Json], status: str = "completed") -> Json:
+def message_item(ctx: Ctx, parts: list[Json], status: str = "completed", number: int = 0) -> Json:
+    """An assistant message item; `number` tells apart the messages of one response."""
     return {
         "type": "message",
-        "id": f"msg_{ctx.request_id}",
+        "id": f"msg_{ctx.request_id}_{number}" if number else f"msg_{ctx.request_id}",
         "status": status,
         "role": "assistant",
         "content": parts,
@@ -87,6 +88,7 @@ class ResponsesWriter:
         self._finished = False
         self._output: list[Json] = []
         self._text: Json | None = None  # the open message item
+        self._messages = 0  # message items so far
         self._chunks: list[str] = []  # its text so far
         self._calls: dict[object, Json] = {}  # reader's key -> function_call item
         self._open_calls: list[Json] = []
@@ -134,7 +136,8 @@ class ResponsesWriter:
         )
 
     def _open_text(self) -> bytes:
-        item = message_item(self.ctx, [], "in_progress")
+        item = message_item(self.ctx, [], "in_progress", self._messages)
+        self._messages += 1
         self._text = item
         self._output.append(item)
         index = len(self._output) - 1
