@@ -6,7 +6,8 @@ fit the output limit; Anthropic error types by status; stop reasons round trip b
 and Messages; a Chat stream without usage asked keeps the usage for billing but does not show
 it to the client; pass-through streams read usage however the upstream spaces its JSON
 (cache tokens in `message_delta` too) and survive malformed events; a Chat pass-through keeps
-the client's output-limit field.
+the client's output-limit field; Chat tool calls without `index` and a "stop" finish reason
+(older Ollama) still reach a Messages client as tool_use; tool ids Anthropic would refuse.
 """
 
 from __future__ import annotations
@@ -151,3 +152,32 @@ def test_chat_passthrough_keeps_the_clients_output_limit_field() -> None:
     assert pair.translate_request(body, ctx)["max_completion_tokens"] == 100
     assert "max_tokens" not in pair.translate_request(body, ctx)
     assert pair.translate_request({"model": "x", "messages": []}, ctx)["max_tokens"] == 100
+
+
+def _chunk(delta: dict[str, object], finish: str | None = None) -> sse.Event:
+    choice = {"index": 0, "delta": delta, "finish_reason": finish}
+    return sse.Event(None, orjson.dumps({"id": "c", "model": "m", "choices": [choice]}))
+
+
+def test_tool_calls_without_index_and_a_stop_finish_reach_messages_as_tool_use() -> None:
+    """Older Ollama: whole tool calls without `index`, then finish_reason "stop"."""
+    translator = registry.get(Dialect.MESSAGES, Dialect.CHAT).stream(Ctx("up", "p:up", 9, True))
+    calls = [
+        {"id": "a", "type": "function", "function": {"name": "f", "arguments": '{"x":1}'}},
+        {"id": "b", "type": "function", "function": {"name": "f", "arguments": '{"x":2}'}},
+    ]
+    out = translator.feed(_chunk({"role": "assistant", "tool_calls": calls}))
+    out += translator.feed(_chunk({}, "stop")) + translator.feed(sse.Event(None, b"[DONE]"))
+    events = [orjson.loads(e.data) for e in sse.Decoder().feed(out)]
+    starts = [e["content_block"]["id"] for e in events if e["type"] == "content_block_start"]
+    assert starts == ["a", "b"]
+    inputs = [e["delta"]["partial_json"] for e in events if e["type"] == "content_block_delta"]
+    assert inputs == ['{"x":1}', '{"x":2}']
+    delta = next(e for e in events if e["type"] == "message_delta")
+    assert delta["delta"]["stop_reason"] == "tool_use"
+
+
+def test_tool_ids_anthropic_refuses_are_rewritten_alike_in_call_and_result() -> None:
+    assert common.messages_tool_id("toolu_01-A") == "toolu_01-A"
+    assert common.messages_tool_id("functions.get_weather:0") == "functions_get_weather_0"
+    assert common.messages_tool_id(None) is None

@@ -83,7 +83,7 @@ def _messages(items: list[Any]) -> tuple[str, list[Json]]:
                 blocks.append(
                     {
                         "type": "tool_use",
-                        "id": call.get("id"),
+                        "id": common.messages_tool_id(call.get("id")),
                         "name": function.get("name"),
                         "input": common.loads_arguments(function.get("arguments"), "arguments"),
                     }
@@ -96,7 +96,7 @@ def _messages(items: list[Any]) -> tuple[str, list[Json]]:
                 [
                     {
                         "type": "tool_result",
-                        "tool_use_id": message.get("tool_call_id"),
+                        "tool_use_id": common.messages_tool_id(message.get("tool_call_id")),
                         "content": common.text_of(message.get("content")),
                     }
                 ],

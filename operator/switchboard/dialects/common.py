@@ -285,6 +285,33 @@ def effort_for(thinking: Any) -> str | None:
     return "low" if budget <= 4096 else "medium" if budget <= 16384 else "high"
 
 
+_TOOL_ID_OK = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-")
+
+
+def messages_tool_id(value: Any) -> Any:
+    """A tool call id as Anthropic accepts it (`^[a-zA-Z0-9_-]+$`). Some servers write ids
+    such as `functions.get_weather:0`; the same id always maps to the same safe one, so a call
+    and its result still match."""
+    if not isinstance(value, str) or not value:
+        return value
+    if all(c in _TOOL_ID_OK for c in value):
+        return value
+    return "".join(c if c in _TOOL_ID_OK else "_" for c in value)
+
+
+def messages_client_tool(tool: Any) -> tuple[Any, Any, Any]:
+    """Name, description and schema of a Messages client's tool; server tools (web search,
+    bash, ...) run at Anthropic only, so they are refused rather than sent as functions."""
+    if not isinstance(tool, dict) or "name" not in tool:
+        raise MalformedPayload("each tool needs a name", "tools")
+    if tool.get("type", "custom") != "custom":
+        raise UnsupportedFeature(
+            f"server tool {tool.get('type')!r} is not available on this upstream", "tools"
+        )
+    schema = tool.get("input_schema") or {"type": "object", "properties": {}}
+    return tool["name"], tool.get("description"), schema
+
+
 def messages_tool(name: Any, description: Any, parameters: Any) -> Json:
     out: Json = {"name": name}
     if description:

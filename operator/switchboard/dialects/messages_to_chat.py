@@ -42,12 +42,11 @@ def translate_request(body: Json, ctx: Ctx) -> Json:
 
 
 def _tool(tool: Any) -> Json:
-    if not isinstance(tool, dict) or "name" not in tool:
-        raise MalformedPayload("each tool needs a name", "tools")
-    function: Json = {"name": tool["name"]}
-    if tool.get("description"):
-        function["description"] = tool["description"]
-    function["parameters"] = tool.get("input_schema") or {"type": "object", "properties": {}}
+    name, description, schema = common.messages_client_tool(tool)
+    function: Json = {"name": name}
+    if description:
+        function["description"] = description
+    function["parameters"] = schema
     return {"type": "function", "function": function}
 
 
@@ -147,6 +146,10 @@ def translate_response(body: Json, ctx: Ctx) -> tuple[Json, Usage]:
         )
     finish = choice.get("finish_reason") or "stop"
     stop = common.FINISH_TO_STOP.get(finish, "end_turn")
+    if stop == "end_turn" and message.get("tool_calls"):
+        stop = "tool_use"  # some servers (older Ollama) say "stop" after tool calls
+    elif stop == "end_turn" and message.get("refusal") and not text:
+        stop = "refusal"
     out = messages_writer.message_object(
         ctx,
         upstream_id=body.get("id"),

@@ -44,17 +44,12 @@ def translate_request(body: Json, ctx: Ctx) -> Json:
 
 
 def _tool(tool: Any) -> Json:
-    if not isinstance(tool, dict) or "name" not in tool:
-        raise MalformedPayload("each tool needs a name", "tools")
-    if tool.get("type", "custom") != "custom":
-        raise UnsupportedFeature(
-            f"server tool {tool.get('type')!r} is not available on this upstream", "tools"
-        )
+    name, description, schema = common.messages_client_tool(tool)
     return {
         "type": "function",
-        "name": tool["name"],
-        "description": tool.get("description") or "",
-        "parameters": tool.get("input_schema") or {"type": "object", "properties": {}},
+        "name": name,
+        "description": description or "",
+        "parameters": schema,
         "strict": False,
     }
 

@@ -143,6 +143,8 @@ class MessagesWriter:
         out = self.start()
         self._finished = True
         out += self.close_block()
+        if self.stop_reason == "end_turn" and self._tools:
+            self.stop_reason = "tool_use"  # some servers say "stop" after tool calls
         out += _event(
             "message_delta",
             {

@@ -93,7 +93,8 @@ def _messages(items: list[Any], system: list[str]) -> list[Json]:
                 raise MalformedPayload(f"unknown role {role!r}", "input")
         elif kind == "function_call":
             value = common.loads_arguments(item.get("arguments"), "arguments")
-            call = {"type": "tool_use", "id": item.get("call_id"), "name": item.get("name")}
+            call_id = common.messages_tool_id(item.get("call_id"))
+            call = {"type": "tool_use", "id": call_id, "name": item.get("name")}
             common.append_turn(out, "assistant", [{**call, "input": value}])
         elif kind == "function_call_output":
             output = item.get("output")
@@ -101,7 +102,13 @@ def _messages(items: list[Any], system: list[str]) -> list[Json]:
             common.append_turn(
                 out,
                 "user",
-                [{"type": "tool_result", "tool_use_id": item.get("call_id"), "content": content}],
+                [
+                    {
+                        "type": "tool_result",
+                        "tool_use_id": common.messages_tool_id(item.get("call_id")),
+                        "content": content,
+                    }
+                ],
             )
         elif kind == "reasoning":
             continue

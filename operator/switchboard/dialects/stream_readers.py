@@ -81,7 +81,12 @@ def _error_message(error: Any) -> str:
 class ChatReader(_Reader):
     """Upstream Chat Completions chunks (ended by `[DONE]`)."""
 
-    __slots__ = ()
+    __slots__ = ("_last_tool", "_refused")
+
+    def __init__(self, writer: Writer) -> None:
+        super().__init__(writer)
+        self._last_tool: object = 0
+        self._refused = False
 
     def _feed(self, event: sse.Event) -> bytes:
         if event.data == b"[DONE]":
@@ -100,14 +105,23 @@ class ChatReader(_Reader):
             text = delta.get("content")
             if text:
                 out += w.text(text)
+            elif delta.get("refusal"):
+                self._refused = True
+                out += w.text(delta["refusal"])
             for call in delta.get("tool_calls") or ():
-                index = call.get("index", 0)
+                # `index` names the call; a server that leaves it out names it by `id`, and
+                # its later deltas (no id either) continue the last call.
+                key = call.get("index")
+                if key is None:
+                    key = call.get("id") or self._last_tool
+                self._last_tool = key
                 function = call.get("function") or {}
-                if not w.has_tool(index):
-                    out += w.tool_start(index, call.get("id"), function.get("name"))
-                out += w.tool_delta(index, function.get("arguments") or "")
+                if not w.has_tool(key):
+                    out += w.tool_start(key, call.get("id"), function.get("name"))
+                out += w.tool_delta(key, function.get("arguments") or "")
             if choice.get("finish_reason"):
-                w.stop(common.FINISH_TO_STOP.get(choice["finish_reason"], "end_turn"))
+                stop = common.FINISH_TO_STOP.get(choice["finish_reason"], "end_turn")
+                w.stop("refusal" if stop == "end_turn" and self._refused else stop)
         return out
 
 
