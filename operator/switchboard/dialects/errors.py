@@ -97,6 +97,7 @@ _CONTEXT_PATTERNS = re.compile(
     r"maximum context length|context length|context window|context_length_exceeded"
     r"|prompt is too long|too many tokens|exceeds the available context size"
     r"|input is too long|`inputs` tokens \+ `max_new_tokens` must be"
+    r"|`inputs` must have less than \d+ tokens|maximum model length"
     r"|exceeds? (the )?(model'?s? )?(max(imum)?|context)",
     re.IGNORECASE,
 )
@@ -114,30 +115,27 @@ class UpstreamError:
 
 def parse_upstream_error(status: int, body: bytes) -> UpstreamError:
     """Understand an upstream's error body, whatever server phrased it."""
-    message = ""
     try:
         data: Any = orjson.loads(body)
     except orjson.JSONDecodeError:
+        data = None
         message = body[:500].decode("utf-8", "replace").strip()
     else:
         message = _message_of(data)
-    if not message:
-        message = f"upstream answered HTTP {status}"
+    message = message or f"upstream answered HTTP {status}"
     code = kind = ""
-    if isinstance(data := _safe_loads(body), dict) and isinstance(data.get("error"), dict):
+    if isinstance(data, dict) and isinstance(data.get("error"), dict):
         code = str(data["error"].get("code") or "")
         kind = str(data["error"].get("type") or "")
+    elif isinstance(data, dict):  # vLLM: {"object": "error", "type": ...}; TGI: error_type
+        found = data.get("type") if data.get("type") != "error" else None
+        kind = str(found or data.get("error_type") or "")
     context = status in (400, 413, 422) and (
-        bool(_CONTEXT_PATTERNS.search(message)) or code == "context_length_exceeded"
+        bool(_CONTEXT_PATTERNS.search(message))
+        or code == "context_length_exceeded"
+        or kind == "exceed_context_size_error"
     )
     return UpstreamError(status, message[:1000], context, kind or code)
-
-
-def _safe_loads(body: bytes) -> Any:
-    try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return None
 
 
 def _message_of(data: Any) -> str:
