@@ -113,6 +113,10 @@ class UpstreamError:
     """The upstream's own error type or code where it gave one (`rate_limit_error`, ...)."""
 
 
+UpstreamErrorInfo = UpstreamError
+"""The name the gateway's design notes use."""
+
+
 def parse_upstream_error(status: int, body: bytes) -> UpstreamError:
     """Understand an upstream's error body, whatever server phrased it."""
     try:
