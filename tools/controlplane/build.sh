@@ -10,7 +10,8 @@
 # `env` file there (SWITCHBOARD_CP_BIN=..., one line per binary) for callers that prefer it.
 #
 # Per binary, in order of preference:
-#   1. $KUBEBUILDER_ASSETS/<bin>, the envtest convention (used as is, no version check);
+#   1. $KUBEBUILDER_ASSETS/<bin>, the envtest convention (used even when it reports another
+#      version, with a warning; such a set gets its own directory);
 #   2. ${SWITCHBOARD_CACHE:-~/.cache/switchboard}/bin/<bin>-<version>/<bin>, when the binary
 #      reports the pinned version (a few seconds for the whole set);
 #   3. a build from the wrapper module beside this script (go.mod + go.sum pin every module):
@@ -89,14 +90,22 @@ reports() {
 }
 
 set_dir="$cache/set-k8s-$KUBERNETES_VERSION-etcd-$ETCD_VERSION-helm-$HELM_VERSION-sim-$LLMD_SIM_VERSION"
+if [[ -n "${KUBEBUILDER_ASSETS:-}" ]]; then
+  # Binaries from $KUBEBUILDER_ASSETS get their own set directory: the shared one must keep
+  # pointing at the pinned builds for every other caller on this machine.
+  set_dir+="-assets-$(printf '%s' "$KUBEBUILDER_ASSETS" | sha256sum | cut -c1-12)"
+fi
 mkdir -p "$set_dir"
-env_lines=("SWITCHBOARD_CP_BIN=$set_dir")
 total_start=$SECONDS
 for bin in "${wanted[@]}"; do
   IFS='|' read -r version dir pkg ldflags cost <<<"$(spec "$bin")"
   if [[ -n "${KUBEBUILDER_ASSETS:-}" && -x "$KUBEBUILDER_ASSETS/$bin" ]]; then
     path="$KUBEBUILDER_ASSETS/$bin"
-    say "$bin: using \$KUBEBUILDER_ASSETS/$bin"
+    if reports "$bin" "$path" "$version"; then
+      say "$bin $version: using \$KUBEBUILDER_ASSETS/$bin"
+    else
+      say "$bin: using \$KUBEBUILDER_ASSETS/$bin as is (it does not report the pinned $version)"
+    fi
   else
     path="$cache/$bin-$version/$bin"
     if reports "$bin" "$path" "$version"; then
@@ -116,7 +125,12 @@ for bin in "${wanted[@]}"; do
     fi
   fi
   ln -sfn "$path" "$set_dir/$bin"
-  env_lines+=("SWITCHBOARD_CP_$(tr 'a-z-' 'A-Z_' <<<"$bin")=$path")
+done
+# The env file names every binary of the set, also those linked by earlier (partial) runs.
+env_lines=("SWITCHBOARD_CP_BIN=$set_dir")
+for link in "$set_dir"/*; do
+  [[ -L "$link" ]] || continue
+  env_lines+=("SWITCHBOARD_CP_$(basename "$link" | tr 'a-z-' 'A-Z_')=$(readlink "$link")")
 done
 printf '%s\n' "${env_lines[@]}" >"$set_dir/env.tmp.$$"
 mv -f "$set_dir/env.tmp.$$" "$set_dir/env"
