@@ -7,7 +7,8 @@ and Messages; a Chat stream without usage asked keeps the usage for billing but 
 it to the client; pass-through streams read usage however the upstream spaces its JSON
 (cache tokens in `message_delta` too) and survive malformed events; a Chat pass-through keeps
 the client's output-limit field; Chat tool calls without `index` and a "stop" finish reason
-(older Ollama) still reach a Messages client as tool_use; tool ids Anthropic would refuse.
+(older Ollama) still reach a Messages client as tool_use; tool ids Anthropic would refuse;
+vLLM's `{"object": "error"}` chunk ends every client's stream with that client's error.
 """
 
 from __future__ import annotations
@@ -181,3 +182,12 @@ def test_tool_ids_anthropic_refuses_are_rewritten_alike_in_call_and_result() -> 
     assert common.messages_tool_id("toolu_01-A") == "toolu_01-A"
     assert common.messages_tool_id("functions.get_weather:0") == "functions_get_weather_0"
     assert common.messages_tool_id(None) is None
+
+
+@pytest.mark.parametrize("client", list(Dialect))
+def test_a_vllm_error_chunk_ends_every_clients_stream_with_its_error(client: Dialect) -> None:
+    translator = registry.get(client, Dialect.CHAT).stream(Ctx("up", "p:up", 9, True))
+    error = {"object": "error", "message": "out of memory", "type": "InternalServerError"}
+    out = translator.feed(sse.Event(None, orjson.dumps(error)))
+    assert b"out of memory" in out
+    assert translator.feed(sse.Event(None, b"[DONE]")) in (b"", sse.DONE)

@@ -197,6 +197,8 @@ def read_chat_chunk(data: bytes) -> tuple[Json | None, str | None]:
         error = chunk["error"]
         message = error.get("message") if isinstance(error, dict) else error
         return None, str(message or "upstream error")
+    if chunk.get("object") == "error":  # vLLM: {"object": "error", "message": ...}
+        return None, str(chunk.get("message") or "upstream error")
     return chunk, None
 
 

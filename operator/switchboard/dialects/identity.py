@@ -82,6 +82,9 @@ class ChatStream:
         if data == b"[DONE]":
             self._done = True
             return sse.DONE
+        if b'"error"' in data and (error := _load(data)) and error.get("object") == "error":
+            # vLLM's older error shape, which the SDK would read as an empty chunk
+            return self.error(str(error.get("message") or "upstream error"))
         if _carries_usage(data) and (chunk := _load(data)) is not None:
             self.usage = common.usage_from_chat(chunk.get("usage"))
             if not self.ctx.include_usage:
