@@ -3,7 +3,9 @@
 Covers: random valid requests of each client dialect, to every upstream dialect, give a dict or
 a TranslationError (never another exception); random JSON-ish junk in place of a request gives
 nothing but TranslationError or a dict; every golden upstream stream, cut at random places,
-gives every client the same bytes as uncut. (The SSE decoder's own properties: test_sse.py.)
+gives every client the same bytes as uncut; a stream cut off before the upstream said how the
+answer ended gives every client its error event, never a normal ending. (The SSE decoder's
+own properties: test_sse.py.)
 """
 
 from __future__ import annotations
@@ -261,3 +263,28 @@ def test_any_split_of_an_upstream_stream(
     again, usage_again = _run(client, upstream, raw, cuts)
     assert again == whole
     assert usage_again == usage
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.sampled_from(UPSTREAM_STREAMS), st.sampled_from(list(Dialect)), st.data())
+def test_a_stream_cut_off_ends_with_the_clients_error(
+    path: Path, client: Dialect, data: st.DataObject
+) -> None:
+    """Upstream bytes that stop before the answer's end (a dropped connection) never look like
+    a complete answer: the client's stream ends with its error event, exactly once."""
+    upstream = Dialect(path.parent.name)
+    events = sse.Decoder().feed(path.read_bytes())
+    ends = {
+        Dialect.CHAT: lambda e: b'"finish_reason":"' in e.data or b'"error"' in e.data,
+        Dialect.MESSAGES: lambda e: e.event in ("message_delta", "error"),
+        Dialect.RESPONSES: lambda e: (
+            e.event in ("response.completed", "response.incomplete", "response.failed", "error")
+        ),
+    }
+    first_end = next(i for i, e in enumerate(events) if ends[upstream](e))
+    cut = data.draw(st.integers(0, first_end - 1)) if first_end else 0
+    translator = registry.get(client, upstream).stream(SCTX)
+    out = b"".join(translator.feed(e) for e in events[:cut]) + translator.finish()
+    assert translator.finish() == b""
+    last = sse.Decoder().feed(out)[-1]
+    assert b"the upstream ended the stream before the answer was complete" in last.data

@@ -4,9 +4,11 @@ that carry it are parsed)."""
 
 from __future__ import annotations
 
+import re
+
 import orjson
 
-from switchboard.dialects import common, errors, sse
+from switchboard.dialects import common, errors, sse, stream_readers
 from switchboard.dialects.types import Ctx, Dialect, Json, Usage
 
 _MAX_FIELD = {
@@ -64,16 +66,20 @@ def _load(data: bytes) -> Json | None:
     return value if isinstance(value, dict) else None
 
 
+_FINISHED = re.compile(rb'"finish_reason"\s*:\s*"')
+
+
 class ChatStream:
     """Chunks pass through; the usage chunk is read for billing and removed when the client
     did not ask for it (the gateway always asks the upstream)."""
 
-    __slots__ = ("_done", "ctx", "usage")
+    __slots__ = ("_done", "_stopped", "ctx", "usage")
 
     def __init__(self, ctx: Ctx) -> None:
         self.ctx = ctx
         self.usage = Usage()
         self._done = False
+        self._stopped = False
 
     def feed(self, event: sse.Event) -> bytes:
         if self._done:
@@ -82,9 +88,13 @@ class ChatStream:
         if data == b"[DONE]":
             self._done = True
             return sse.DONE
-        if b'"error"' in data and (error := _load(data)) and error.get("object") == "error":
-            # vLLM's older error shape, which the SDK would read as an empty chunk
-            return self.error(str(error.get("message") or "upstream error"))
+        if not self._stopped and _FINISHED.search(data):
+            self._stopped = True
+        if b'"error"' in data and (error := _load(data)) and "choices" not in error:
+            self._done = True  # the upstream's error ends the stream
+            if error.get("object") == "error":  # vLLM's older shape, unknown to the SDK
+                return self.error(str(error.get("message") or "upstream error"))
+            return b"data: " + data + b"\n\n"
         if _carries_usage(data) and (chunk := _load(data)) is not None:
             self.usage = common.usage_from_chat(chunk.get("usage"))
             if not self.ctx.include_usage:
@@ -95,8 +105,12 @@ class ChatStream:
         return b"data: " + data + b"\n\n"
 
     def finish(self) -> bytes:
+        """[DONE] if the upstream left it out after a finish reason; cut off before one, the
+        client's error event."""
         if self._done:
             return b""
+        if not self._stopped:
+            return self.error(stream_readers.CUT_OFF)
         self._done = True
         return sse.DONE
 
@@ -108,12 +122,13 @@ class ChatStream:
 class MessagesStream:
     """Events pass through; usage is read from `message_start` and `message_delta`."""
 
-    __slots__ = ("_done", "ctx", "usage")
+    __slots__ = ("_done", "_stopped", "ctx", "usage")
 
     def __init__(self, ctx: Ctx) -> None:
         self.ctx = ctx
         self.usage = Usage()
         self._done = False
+        self._stopped = False
 
     def feed(self, event: sse.Event) -> bytes:
         if self._done:
@@ -126,12 +141,21 @@ class MessagesStream:
                 self.usage = common.usage_from_messages(usage)
             else:
                 common.update_from_message_delta(self.usage, data.get("usage"))
+                delta = data.get("delta")
+                self._stopped = isinstance(delta, dict) and bool(delta.get("stop_reason"))
         elif event.event in ("message_stop", "error"):
             self._done = True
         return sse.encode(event.event, event.data)
 
     def finish(self) -> bytes:
-        return b""
+        """`message_stop` if the upstream left it out after its stop reason; cut off before
+        one, the client's error event."""
+        if self._done:
+            return b""
+        if not self._stopped:
+            return self.error(stream_readers.CUT_OFF)
+        self._done = True
+        return sse.encode("message_stop", b'{"type":"message_stop"}')
 
     def error(self, message: str) -> bytes:
         self._done = True
@@ -164,7 +188,8 @@ class ResponsesStream:
         return sse.encode(event.event, event.data)
 
     def finish(self) -> bytes:
-        return b""
+        """Nothing after the response's last event; cut off before it, the error event."""
+        return b"" if self._done else self.error(stream_readers.CUT_OFF)
 
     def error(self, message: str) -> bytes:
         self._done = True

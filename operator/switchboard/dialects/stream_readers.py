@@ -32,12 +32,16 @@ class Writer(Protocol):
     def error(self, message: str) -> bytes: ...
 
 
+CUT_OFF = "the upstream ended the stream before the answer was complete"
+
+
 class _Reader:
-    __slots__ = ("_done", "_w")
+    __slots__ = ("_done", "_stopped", "_w")
 
     def __init__(self, writer: Writer) -> None:
         self._w = writer
         self._done = False
+        self._stopped = False  # the upstream said how its answer ended
 
     def feed(self, event: sse.Event) -> bytes:
         """Client bytes for one upstream event; an event of the wrong shape ends the stream
@@ -57,8 +61,22 @@ class _Reader:
         return self._w.usage
 
     def finish(self) -> bytes:
+        """The upstream's bytes ended: close the client's stream, once. An upstream that ended
+        without saying how its answer ended was cut off, and the client is told so with its
+        error event rather than shown a normal ending."""
+        if self._done:
+            return b""
+        if not self._stopped:
+            return self.error(CUT_OFF)
+        return self._close()
+
+    def _close(self) -> bytes:
         self._done = True
         return self._w.finish()
+
+    def _stop(self, reason: str) -> None:
+        self._stopped = True
+        self._w.stop(reason)
 
     def error(self, message: str) -> bytes:
         self._done = True
@@ -90,7 +108,8 @@ class ChatReader(_Reader):
 
     def _feed(self, event: sse.Event) -> bytes:
         if event.data == b"[DONE]":
-            return self.finish()
+            self._stopped = True  # some servers send no finish_reason
+            return self._close()
         chunk, failure = common.read_chat_chunk(event.data)
         if failure is not None:
             return self.error(failure)
@@ -121,7 +140,7 @@ class ChatReader(_Reader):
                 out += w.tool_delta(key, function.get("arguments") or "")
             if choice.get("finish_reason"):
                 stop = common.FINISH_TO_STOP.get(choice["finish_reason"], "end_turn")
-                w.stop("refusal" if stop == "end_turn" and self._refused else stop)
+                self._stop("refusal" if stop == "end_turn" and self._refused else stop)
         return out
 
 
@@ -160,10 +179,11 @@ class MessagesReader(_Reader):
             common.update_from_message_delta(w.usage, data.get("usage"))
             reason = (data.get("delta") or {}).get("stop_reason")
             if reason:
-                w.stop(reason)
+                self._stop(reason)
             return b""
         if kind == "message_stop":
-            return self.finish()
+            self._stopped = True
+            return self._close()
         if kind == "error":
             return self.error(_error_message(data.get("error")))
         return b""
@@ -210,8 +230,8 @@ class ResponsesReader(_Reader):
             reason = common.responses_stop(
                 response.get("status"), response.get("incomplete_details"), self._calls
             )
-            w.stop("refusal" if reason == "end_turn" and self._refused else reason)
-            return self.finish()
+            self._stop("refusal" if reason == "end_turn" and self._refused else reason)
+            return self._close()
         if kind == "response.failed":
             return self.error(_error_message((data.get("response") or {}).get("error")))
         if kind == "error":
