@@ -114,16 +114,8 @@ def translate_response(body: Json, ctx: Ctx) -> tuple[Json, Usage]:
         if block.get("type") == "text":
             text.append(block.get("text", ""))
         elif block.get("type") == "tool_use":
-            calls.append(
-                {
-                    "id": block.get("id"),
-                    "type": "function",
-                    "function": {
-                        "name": block.get("name"),
-                        "arguments": common.dumps(block.get("input") or {}),
-                    },
-                }
-            )
+            arguments = common.dumps(block.get("input") or {})
+            calls.append(common.chat_tool_call(block.get("id"), block.get("name"), arguments))
     message: Json = {"role": "assistant", "content": "".join(text) or None, "refusal": None}
     if calls:
         message["tool_calls"] = calls

@@ -130,11 +130,7 @@ def translate_response(body: Json, ctx: Ctx) -> tuple[Json, Usage]:
                     refusal.append(part.get("refusal", ""))
         elif item.get("type") == "function_call":
             calls.append(
-                {
-                    "id": item.get("call_id"),
-                    "type": "function",
-                    "function": {"name": item.get("name"), "arguments": item.get("arguments")},
-                }
+                common.chat_tool_call(item.get("call_id"), item.get("name"), item.get("arguments"))
             )
     message: Json = {
         "role": "assistant",

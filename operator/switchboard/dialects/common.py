@@ -126,6 +126,11 @@ def responses_usage(u: Usage) -> Json:
     }
 
 
+def chat_tool_call(call_id: Any, name: Any, arguments: str) -> Json:
+    """One entry of a Chat assistant message's `tool_calls`."""
+    return {"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}
+
+
 def loads_arguments(arguments: Any, where: str) -> Any:
     """Tool-call arguments (a JSON string in OpenAI shapes) as an object."""
     if isinstance(arguments, dict):

@@ -82,16 +82,8 @@ def _assistant(blocks: list[Any]) -> Json:
         if kind == "text":
             text.append(str(block.get("text", "")))
         elif kind == "tool_use":
-            calls.append(
-                {
-                    "id": block.get("id"),
-                    "type": "function",
-                    "function": {
-                        "name": block.get("name"),
-                        "arguments": common.dumps(block.get("input") or {}),
-                    },
-                }
-            )
+            arguments = common.dumps(block.get("input") or {})
+            calls.append(common.chat_tool_call(block.get("id"), block.get("name"), arguments))
     message: Json = {"role": "assistant", "content": "".join(text) or None}
     if calls:
         message["tool_calls"] = calls
@@ -150,15 +142,7 @@ def translate_response(body: Json, ctx: Ctx) -> tuple[Json, Usage]:
         stop = "tool_use"  # some servers (older Ollama) say "stop" after tool calls
     elif stop == "end_turn" and message.get("refusal") and not text:
         stop = "refusal"
-    out = messages_writer.message_object(
-        ctx,
-        upstream_id=body.get("id"),
-        model=body.get("model"),
-        content=content,
-        stop_reason=stop,
-        usage=usage,
-    )
-    return out, usage
+    return messages_writer.finished_message(ctx, body, content, stop, usage), usage
 
 
 class StreamTranslator(stream_readers.ChatReader):

@@ -164,15 +164,7 @@ def translate_response(body: Json, ctx: Ctx) -> tuple[Json, Usage]:
     stop = common.responses_stop(body.get("status"), body.get("incomplete_details"), calls)
     if refused and stop == "end_turn":
         stop = "refusal"
-    out = messages_writer.message_object(
-        ctx,
-        upstream_id=body.get("id"),
-        model=body.get("model"),
-        content=content,
-        stop_reason=stop,
-        usage=usage,
-    )
-    return out, usage
+    return messages_writer.finished_message(ctx, body, content, stop, usage), usage
 
 
 class StreamTranslator(stream_readers.ResponsesReader):

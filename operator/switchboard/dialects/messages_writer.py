@@ -39,6 +39,20 @@ def message_object(
     }
 
 
+def finished_message(
+    ctx: Ctx, upstream: Json, content: list[Json], stop_reason: str, usage: Usage
+) -> Json:
+    """A whole (non-streamed) message for a client, with the upstream's id and model."""
+    return message_object(
+        ctx,
+        upstream_id=upstream.get("id"),
+        model=upstream.get("model"),
+        content=content,
+        stop_reason=stop_reason,
+        usage=usage,
+    )
+
+
 def tool_use_block(ctx: Ctx, call_id: object, name: object, number: int, value: object) -> Json:
     return {
         "type": "tool_use",

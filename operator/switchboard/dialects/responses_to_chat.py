@@ -102,11 +102,8 @@ def _items(items: list[Any], messages: list[Json]) -> None:
             role = "system" if role == "developer" else role
             messages.append({"role": role, "content": _parts(item.get("content"))})
         elif kind == "function_call":
-            call = {
-                "id": item.get("call_id"),
-                "type": "function",
-                "function": {"name": item.get("name"), "arguments": item.get("arguments", "")},
-            }
+            arguments = item.get("arguments", "")
+            call = common.chat_tool_call(item.get("call_id"), item.get("name"), arguments)
             last = messages[-1] if messages else None
             if (
                 last is not None
@@ -156,17 +153,7 @@ def translate_response(body: Json, ctx: Ctx) -> tuple[Json, Usage]:
             )
         )
     stop = common.FINISH_TO_STOP.get(choice.get("finish_reason") or "stop", "end_turn")
-    status, reason = responses_writer.status_for(stop)
-    response = responses_writer.response_object(
-        ctx,
-        response_id=f"resp_{ctx.request_id}",
-        model=body.get("model") or ctx.response_model,
-        output=output,
-        usage=usage,
-        status=status,
-        incomplete_reason=reason,
-    )
-    return response, usage
+    return responses_writer.finished_response(ctx, body.get("model"), output, usage, stop), usage
 
 
 class StreamTranslator(stream_readers.ChatReader):

@@ -141,17 +141,8 @@ def translate_response(body: Json, ctx: Ctx) -> tuple[Json, Usage]:
         part = {"type": "output_text", "text": "".join(text), "annotations": []}
         output.append(responses_writer.message_item(ctx, [part]))
     output.extend(calls)
-    status, reason = responses_writer.status_for(body.get("stop_reason") or "end_turn")
-    response = responses_writer.response_object(
-        ctx,
-        response_id=f"resp_{ctx.request_id}",
-        model=body.get("model") or ctx.response_model,
-        output=output,
-        usage=usage,
-        status=status,
-        incomplete_reason=reason,
-    )
-    return response, usage
+    stop = body.get("stop_reason") or "end_turn"
+    return responses_writer.finished_response(ctx, body.get("model"), output, usage, stop), usage
 
 
 class StreamTranslator(stream_readers.MessagesReader):

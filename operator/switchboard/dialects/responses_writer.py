@@ -41,6 +41,23 @@ def response_object(
     }
 
 
+def finished_response(
+    ctx: Ctx, upstream_model: object, output: list[Json], usage: Usage, stop_reason: str
+) -> Json:
+    """A whole (non-streamed) response for a client, its status from an Anthropic stop reason."""
+    status, reason = status_for(stop_reason)
+    model = upstream_model if isinstance(upstream_model, str) and upstream_model else None
+    return response_object(
+        ctx,
+        response_id=f"resp_{ctx.request_id}",
+        model=model or ctx.response_model,
+        output=output,
+        usage=usage,
+        status=status,
+        incomplete_reason=reason,
+    )
+
+
 def status_for(stop_reason: str) -> tuple[str, str]:
     """Responses `status` and `incomplete_details.reason` for an Anthropic stop reason."""
     if stop_reason in ("max_tokens", "model_context_window_exceeded"):
