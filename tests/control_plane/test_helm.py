@@ -4,7 +4,7 @@ Uses the helm and kubectl binaries of the control-plane harness (`ControlPlane.b
 
 Covers:
 - `helm lint --strict` with the default values and each file in helm_values/ (ha,
-  servicemonitor, watch-namespaces, no-hooks, tenant-gateway);
+  servicemonitor, watch-namespaces, operator-only, no-hooks, tenant-gateway);
 - every object of each `helm template` accepted by `kubectl apply --dry-run=server` (the real
   schemas and admission; a minimal ServiceMonitor CRD is installed for that);
 - in every render: pods and containers run as uid 65532, non-root, read-only root file system,
@@ -16,7 +16,8 @@ Covers:
 - RBAC in the render: no wildcard and no delete; the operator may update/patch only
   switchboard-routing, create any Secret (resourceNames cannot restrict create), create
   Events, patch only the status of the three kinds; peering rules and objects only with
-  several replicas (ClusterKopfPeering, or a KopfPeering per watched namespace); a Role per
+  several replicas (ClusterKopfPeering, or a KopfPeering per watched namespace); an
+  operator-only release (gateway.enabled=false) renders no gateway object; a Role per
   watched namespace instead of the ClusterRole; config-sync reads one Secret by name;
 - the PodDisruptionBudget only while more than one gateway pod is wanted, the HPA with
   autoscaling (and then no fixed replicas), the ServiceMonitor on request;
@@ -159,7 +160,7 @@ def test_lint_and_server_dry_run(cp: ControlPlane, values: Path | None) -> None:
     result = cp.kubectl("apply", "--dry-run=server", "-f", "-", input=rendered.stdout, check=False)
     assert result.returncode == 0, result.stderr
     kinds = {line.split("/")[0] for line in result.stdout.splitlines()}
-    assert {"deployment.apps", "service", "serviceaccount"} <= kinds, result.stdout
+    assert {"deployment.apps", "serviceaccount"} <= kinds, result.stdout
 
 
 # --- what the render says ---------------------------------------------------------------------
@@ -338,9 +339,9 @@ def test_operator_ha_peering_and_gateway_autoscaling(cp: ControlPlane) -> None:
     assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (2, 20)
     assert one(docs, "PodDisruptionBudget")["spec"]["minAvailable"] == 1
     # Namespaced peering: one KopfPeering and the rule in each watched namespace.
-    docs = render(
-        cp, "-f", str(VALUES_DIR / "watch-namespaces.yaml"), "--set", "operator.replicas=3"
-    )
+    docs = render(cp, "-f", str(VALUES_DIR / "operator-only.yaml"))
+    assert not [d for d in docs if "gateway" in d["metadata"]["name"]]
+    assert hooks(docs) == []
     peerings = of_kind(docs, "KopfPeering")
     assert sorted(p["metadata"]["namespace"] for p in peerings) == list(WATCHED)
     assert not of_kind(docs, "ClusterKopfPeering")
