@@ -10,6 +10,7 @@ Covers:
 - in every render: pods and containers run as uid 65532, non-root, read-only root file system,
   no privilege escalation, capabilities dropped, RuntimeDefault seccomp, a /tmp emptyDir,
   requests and limits;
+- the container args parse with the real `switchboard` CLI (chart and CLI cannot drift);
 - the gateway pod: gateway + config-sync sharing /config (read-only for the gateway), probes on
   /readyz and /healthz, the service-account token mounted in config-sync alone, prometheus
   annotations; the Service maps port 80 to the port named http;
@@ -243,6 +244,17 @@ def test_gateway_pod_and_service(cp: ControlPlane) -> None:
     assert one(docs, "PodDisruptionBudget")["spec"]["minAvailable"] == 1
     assert not of_kind(docs, "HorizontalPodAutoscaler")
     assert not of_kind(docs, "ServiceMonitor")
+
+
+@pytest.mark.parametrize("values", [None, *VALUES], ids=lambda v: v.stem if v else "default")
+def test_container_args_parse_with_the_cli(cp: ControlPlane, values: Path | None) -> None:
+    from switchboard.cli import build_parser
+
+    parser = build_parser()
+    for deployment in of_kind(render(cp, *values_args(values)), "Deployment"):
+        for container in pod_spec(deployment)["containers"]:
+            args = parser.parse_args(container["args"])
+            assert args.command == container["name"]
 
 
 def test_config_sync_reads_one_secret(cp: ControlPlane) -> None:
