@@ -4,8 +4,6 @@ that carry it are parsed)."""
 
 from __future__ import annotations
 
-import re
-
 import orjson
 
 from switchboard.dialects import common, errors, sse, stream_readers
@@ -45,17 +43,15 @@ def usage(dialect: Dialect, body: Json) -> Usage:
     return common.usage_from_messages(body.get("usage"))
 
 
-_USAGE_KEY = b'"usage"'
-
-
-def _carries_usage(data: bytes) -> bool:
-    """A Chat chunk with a usage object (not `"usage": null`), found without parsing it:
-    upstreams write JSON compactly (vLLM, Ollama, llama.cpp) or with spaces (Python servers)."""
-    at = data.find(_USAGE_KEY)
+def _value_start(data: bytes, key: bytes) -> bytes:
+    """The first byte of `key`'s value in a JSON object, found without parsing it (b"" when
+    the key is absent): upstreams write JSON compactly (vLLM, Ollama, llama.cpp) or with
+    spaces (Python servers)."""
+    at = data.find(key)
     if at < 0:
-        return False
-    rest = data[at + len(_USAGE_KEY) :].lstrip(b" \t\r\n")
-    return rest[:1] == b":" and rest[1:].lstrip(b" \t\r\n")[:1] == b"{"
+        return b""
+    rest = data[at + len(key) :].lstrip(b" \t\r\n")
+    return rest[1:].lstrip(b" \t\r\n")[:1] if rest[:1] == b":" else b""
 
 
 def _load(data: bytes) -> Json | None:
@@ -66,20 +62,22 @@ def _load(data: bytes) -> Json | None:
     return value if isinstance(value, dict) else None
 
 
-_FINISHED = re.compile(rb'"finish_reason"\s*:\s*"')
+_ERROR_STARTS = (b'{"error"', b'{"object":"error"', b'{"object": "error"')
+"""How upstream error chunks begin (OpenAI and TGI; vLLM's older shape), checked without a
+scan of every chunk."""
 
 
 class ChatStream:
     """Chunks pass through; the usage chunk is read for billing and removed when the client
     did not ask for it (the gateway always asks the upstream)."""
 
-    __slots__ = ("_done", "_stopped", "ctx", "usage")
+    __slots__ = ("_before", "_done", "_last", "ctx", "usage")
 
     def __init__(self, ctx: Ctx) -> None:
         self.ctx = ctx
         self.usage = Usage()
         self._done = False
-        self._stopped = False
+        self._before = self._last = b""  # the last two chunks, for finish() to look at
 
     def feed(self, event: sse.Event) -> bytes:
         if self._done:
@@ -88,14 +86,13 @@ class ChatStream:
         if data == b"[DONE]":
             self._done = True
             return sse.DONE
-        if not self._stopped and _FINISHED.search(data):
-            self._stopped = True
-        if b'"error"' in data and (error := _load(data)) and "choices" not in error:
+        self._before, self._last = self._last, data
+        if data.startswith(_ERROR_STARTS) and (error := _load(data)) and "choices" not in error:
             self._done = True  # the upstream's error ends the stream
             if error.get("object") == "error":  # vLLM's older shape, unknown to the SDK
                 return self.error(str(error.get("message") or "upstream error"))
             return b"data: " + data + b"\n\n"
-        if _carries_usage(data) and (chunk := _load(data)) is not None:
+        if _value_start(data, b'"usage"') == b"{" and (chunk := _load(data)) is not None:
             self.usage = common.usage_from_chat(chunk.get("usage"))
             if not self.ctx.include_usage:
                 if not chunk.get("choices"):
@@ -109,8 +106,9 @@ class ChatStream:
         client's error event."""
         if self._done:
             return b""
-        if not self._stopped:
-            return self.error(stream_readers.CUT_OFF)
+        key = b'"finish_reason"'
+        if b'"' not in (_value_start(self._last, key), _value_start(self._before, key)):
+            return self.error(stream_readers.CUT_OFF)  # (the usage chunk follows the finish)
         self._done = True
         return sse.DONE
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Event:
     event: str | None
     data: bytes
@@ -32,15 +32,13 @@ class Decoder:
             buffer += tail
         events: list[Event] = []
         start = 0
-        while True:
-            end = buffer.find(b"\n\n", start)
-            if end < 0:
-                break
+        find = buffer.find
+        while (end := find(b"\n\n", start)) >= 0:
             event = _parse(buffer[start:end])
             if event is not None:
                 events.append(event)
             start = end + 2
-        self._buffer = buffer[start:]
+        self._buffer = buffer[start:] if start else buffer
         return events
 
     def close(self) -> list[Event]:
@@ -50,7 +48,53 @@ class Decoder:
         return [event] if event is not None else []
 
 
+_NAMES = {
+    name.encode(): name
+    for name in [
+        "message_start",
+        "content_block_start",
+        "content_block_delta",
+        "content_block_stop",
+        "message_delta",
+        "message_stop",
+        "ping",
+        "error",
+        "response.created",
+        "response.in_progress",
+        "response.output_item.added",
+        "response.output_item.done",
+        "response.content_part.added",
+        "response.content_part.done",
+        "response.output_text.delta",
+        "response.output_text.done",
+        "response.function_call_arguments.delta",
+        "response.function_call_arguments.done",
+        "response.refusal.delta",
+        "response.refusal.done",
+        "response.completed",
+        "response.incomplete",
+        "response.failed",
+        "response.reasoning_summary_text.delta",
+    ]
+}
+"""Event names every stream repeats, so that they are not decoded again for each event."""
+
+
 def _parse(block: bytes) -> Event | None:
+    # Fast paths for what every server sends: `data: ...` and `event: x\ndata: ...`, one line.
+    if block.startswith(b"data: "):
+        if b"\n" not in block:
+            return Event(None, block[6:])
+    elif block.startswith(b"event: "):
+        eol = block.find(b"\n")
+        if eol > 0 and block.startswith(b"data: ", eol + 1) and block.find(b"\n", eol + 1) < 0:
+            raw = block[7:eol]
+            return Event(_NAMES.get(raw) or raw.decode("utf-8", "replace"), block[eol + 7 :])
+    return _parse_fields(block)
+
+
+def _parse_fields(block: bytes) -> Event | None:
+    """Any other block: comments, fields without a space, multi-line data, `id:`, `retry:`."""
     name: str | None = None
     data: list[bytes] = []
     for line in block.split(b"\n"):
