@@ -1,5 +1,10 @@
-"""The gateway as users meet it: a real process on a loopback port, fake upstreams as real
-servers (tests/upstreams), and the official SDKs unchanged but for base URL and key."""
+"""Fixtures of both gateway tiers.
+
+Process tier (modules marked `gateway`): the gateway as users meet it, a real process on a
+loopback port, fake upstreams as real servers (tests/upstreams), and the official SDKs unchanged
+but for base URL and key. Fast tier (`test_fast_*.py`): the application and the fakes in the
+test's own event loop, see `inproc.py`, whose `fakes` and `gw` fixtures are re-exported here.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.gateway.inproc import fakes, gw  # noqa: F401  (fixtures of the fast tier)
 from tests.upstreams.server import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -21,12 +27,6 @@ KEY = "sk-test-full-access-0123456789abcdef"
 NARROW_KEY = "sk-test-agent-only-0123456789abcdef"
 PROVIDER_KEY = "sk-provider-secret-key-9876543210"
 PRICES = {"input": 3, "output": 15, "cacheRead": 0.3, "cacheWrite": 3.75}
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        if "tests/gateway/" in str(item.fspath):
-            item.add_marker(pytest.mark.gateway)
 
 
 @dataclass

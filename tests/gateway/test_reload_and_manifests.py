@@ -18,11 +18,14 @@ from pathlib import Path
 import anthropic
 import httpx
 import openai
+import pytest
 
 from tests.gateway.conftest import KEY, Upstreams, manifests, render, start
 from tests.upstreams.server import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
+
+pytestmark = pytest.mark.gateway
 
 
 async def _load(url: str, stop: asyncio.Event, failures: list[str], counts: list[int]) -> None:

@@ -27,6 +27,8 @@ from tests.gateway.conftest import KEY, NARROW_KEY, PRICES, PROVIDER_KEY, Gatewa
 
 CHAT = {"role": "user", "content": "hello fallback"}
 
+pytestmark = pytest.mark.gateway
+
 
 def post_chat(gw: Gateway, model: str, key: str = KEY, **extra: Any) -> httpx.Response:
     return httpx.post(

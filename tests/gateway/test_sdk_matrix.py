@@ -32,6 +32,8 @@ WEATHER_TOOL_OPENAI = {
     },
 }
 
+pytestmark = pytest.mark.gateway
+
 
 def oai(gw: Gateway) -> openai.OpenAI:
     return openai.OpenAI(base_url=f"{gw.url}/v1", api_key=KEY, max_retries=0)

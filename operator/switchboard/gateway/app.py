@@ -7,10 +7,12 @@ aiohttp ClientSession; httpx on this path halved throughput even over an aiohttp
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 import aiohttp
 from aiohttp import web
@@ -63,20 +65,35 @@ class Source:
         return next(iter(configs.values()))
 
 
-def reload(app: web.Application, source: Source) -> bool:
-    """Load, validate and swap in a new table. A bad config is refused; the old one serves."""
+def _build(source: Source) -> Table:
+    """Parse, validate and index a config: pure CPU and file reads, run off the event loop."""
+    return Table(source.load())
+
+
+async def reload(app: web.Application, source: Source) -> bool:
+    """Load, validate and swap in a new table. A bad config is refused; the old one serves.
+
+    The work runs in a thread so that a big manifest set does not stall requests; the swap is
+    one reference assignment on the loop: requests in flight keep the table they started on.
+    """
     proxy, metrics = app[PROXY], app[METRICS]
     try:
-        config = source.load()
-        table = Table(config)
+        table = await asyncio.to_thread(_build, source)
     except (rc.ConfigError, OSError, ValueError) as exc:
         metrics.reloads.labels("failed").inc()
         log.error("routing config refused, keeping the last good one: %s", exc)
         return False
+    except Exception as exc:  # a compiler bug must not stop the watcher or the old table
+        metrics.reloads.labels("failed").inc()
+        log.error(
+            "routing config refused (%s), keeping the last good one: %s", type(exc).__name__, exc
+        )
+        return False
     if proxy.table is not None and proxy.table.hash == table.hash:
         return True
-    proxy.table = table  # one reference swap: requests in flight keep the table they started on
+    proxy.table = table
     metrics.reloads.labels("ok").inc()
+    config = table.config
     metrics.served(table.hash, config.namespace)
     log.info(
         "serving routing config %s (namespace %s: %d providers, %d agents, %d keys)",
@@ -89,28 +106,40 @@ def reload(app: web.Application, source: Source) -> bool:
     return True
 
 
-async def _watch(app: web.Application, source: Source, poll: float) -> None:
-    """Reload when a watched file changes (mtime, size or inode: atomic renames included)."""
+Stamp = list[tuple[str, int, int, int]]
 
-    def stamp() -> list[tuple[float, int, int]]:
-        out = []
-        for path in source.watched():
-            files = manifests.files_in([path]) if path.is_dir() else [path]
-            for f in files:
-                try:
-                    st = f.stat()
-                except OSError:
-                    continue
-                out.append((st.st_mtime, st.st_size, st.st_ino))
-        return out
 
-    last = stamp()
+def stamp(source: Source) -> Stamp:
+    """What the watcher compares: path, mtime (ns), size and inode of every watched file.
+
+    `stat()` follows symlinks, so an atomic rename over the file, a Kubernetes volume's
+    `..data` symlink swap and an in-place rewrite all change the stamp; a file added to or
+    removed from a manifest directory changes the list.
+    """
+    out: Stamp = []
+    for path in source.watched():
+        files = manifests.files_in([path]) if path.is_dir() else [path]
+        for f in files:
+            try:
+                st = f.stat()
+            except OSError:
+                continue
+            out.append((str(f), st.st_mtime_ns, st.st_size, st.st_ino))
+    return out
+
+
+async def _watch(app: web.Application, source: Source, poll: float, last: Stamp) -> None:
+    """Reload when the stamp of the watched files changes (a stat poll, see docs/gateway.md)."""
     while True:
         await asyncio.sleep(poll)
-        now = stamp()
+        try:
+            now = stamp(source)
+        except OSError as exc:  # a directory vanished mid-walk: try again next tick
+            log.warning("cannot read the watched paths: %s", exc)
+            continue
         if now != last:
             last = now
-            reload(app, source)
+            await reload(app, source)
 
 
 def build_app(
@@ -119,9 +148,10 @@ def build_app(
     max_body_bytes: int = 10 * 1024 * 1024,
     poll_seconds: float = 0.25,
     access_log: bool = True,
+    log_stream: IO[bytes] | None = None,
 ) -> web.Application:
+    """The gateway application. `log_stream` receives the access log (stdout by default)."""
     app = web.Application(client_max_size=max_body_bytes)
-    app["max_body_bytes"] = max_body_bytes
     metrics = Metrics()
     app[METRICS] = metrics
 
@@ -130,13 +160,16 @@ def build_app(
         session = aiohttp.ClientSession(
             connector=connector, auto_decompress=False, skip_auto_headers=("User-Agent",)
         )
-        log_writer = AccessLog()
+        log_writer = AccessLog(log_stream)
         log_writer.enabled = access_log
-        app[PROXY] = Proxy(session, metrics, log_writer)
-        reload(app, source)
-        watcher = asyncio.create_task(_watch(app, source, poll_seconds))
+        app[PROXY] = Proxy(session, metrics, log_writer, max_body_bytes=max_body_bytes)
+        seen = stamp(source)  # before the load: a change during it is reloaded next tick
+        await reload(app, source)
+        watcher = asyncio.create_task(_watch(app, source, poll_seconds, seen))
         yield
         watcher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watcher
         log_writer.flush()
         await session.close()
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import ctypes
 import logging
 import os
+import signal
 import socket
 import sys
 from pathlib import Path
@@ -70,6 +72,15 @@ def _serve(args: argparse.Namespace, sock: socket.socket) -> None:
     web.run_app(app, sock=sock, access_log=None, print=None, handle_signals=True)
 
 
+def _die_with_parent() -> None:
+    """A worker gets SIGTERM when the first process dies, even by SIGKILL (Linux prctl)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # pragma: no cover - not Linux
+        pass
+
+
 def run(args: argparse.Namespace) -> int:
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(JsonFormatter())
@@ -85,8 +96,13 @@ def run(args: argparse.Namespace) -> int:
     for _ in range(max(args.workers, 1) - 1):
         pid = os.fork()
         if pid == 0:
-            _serve(args, sock)
-            os._exit(0)
+            _die_with_parent()
+            code = 0
+            try:
+                _serve(args, sock)
+            except BaseException:
+                code = 1
+            os._exit(code)
         children.append(pid)
     logging.getLogger("switchboard.gateway").info(
         "listening on %s:%d with %d worker(s)", args.host, args.port, max(args.workers, 1)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import itertools
+import logging
 import os
 import time
 from dataclasses import dataclass, field
@@ -28,10 +29,9 @@ from switchboard.gateway.accesslog import AccessLog
 from switchboard.gateway.metrics import Metrics
 from switchboard.gateway.table import Access, Route, Table, Target
 
-_ids = itertools.count(1)
-_PID = f"{os.getpid():x}"
 _SSE_HEADERS = {"content-type": "text/event-stream", "cache-control": "no-cache"}
 _JSON = "application/json"
+log = logging.getLogger("switchboard.gateway")
 
 
 @dataclass
@@ -66,14 +66,26 @@ class _Failed(Exception):
 
 
 class Proxy:
+    """The request path of one process. Created on startup (after a `--workers` fork), so
+    request ids carry this process's pid and nothing is shared between processes."""
+
     def __init__(
-        self, session: aiohttp.ClientSession, metrics: Metrics, access_log: AccessLog
+        self,
+        session: aiohttp.ClientSession,
+        metrics: Metrics,
+        access_log: AccessLog,
+        *,
+        max_body_bytes: int = 10 * 1024 * 1024,
     ) -> None:
         self.session = session
         self.metrics = metrics
         self.access_log = access_log
+        self.max_body_bytes = max_body_bytes
         self.table: Table | None = None
+        """The routing table served; replaced (never mutated) by a reload."""
         self._digests: dict[str, str] = {}
+        self._ids = itertools.count(1)
+        self._pid = f"{os.getpid():x}"
 
     # --- helpers ---------------------------------------------------------------------------
 
@@ -158,21 +170,33 @@ class Proxy:
     async def handle(self, request: web.Request, surface: Dialect) -> web.StreamResponse:
         started = time.perf_counter()
         out = Outcome(surface)
-        response: web.StreamResponse
         try:
-            response = await self._handle(request, surface, out, started)
+            return await self._handle(request, surface, out, started)
         except errors.GatewayError as exc:
             out.status = exc.status
             out.error = exc.message
-            response = _error_response(surface, exc, out)
+            return _error_response(surface, exc, out)
         except derrors.TranslationError as exc:
             out.status = 400
             out.error = exc.message
-            response = _error_response(
-                surface, errors.BadRequest(exc.message, param=exc.param), out
+            return _error_response(surface, errors.BadRequest(exc.message, param=exc.param), out)
+        except (ConnectionResetError, asyncio.CancelledError):
+            out.status = 499  # the client went away; nothing to answer
+            out.error = out.error or "client went away"
+            raise
+        except Exception as exc:  # a bug: answer in the client's shape, never a traceback
+            out.status = 500
+            out.error = f"internal error ({type(exc).__name__})"
+            log.error("internal error on %s", request.path, exc_info=exc)
+            return _error_response(
+                surface,
+                errors.GatewayError(
+                    "internal gateway error; it is logged, please report it", status=500
+                ),
+                out,
             )
-        self._record(out, time.perf_counter() - started)
-        return response
+        finally:
+            self._record(out, time.perf_counter() - started)
 
     async def _handle(
         self, request: web.Request, surface: Dialect, out: Outcome, started: float
@@ -186,8 +210,7 @@ class Proxy:
             raw = await request.read()
         except web.HTTPRequestEntityTooLarge:
             raise errors.TooLarge(
-                f"request body is larger than the gateway's limit of "
-                f"{request.app['max_body_bytes']} bytes"
+                f"request body is larger than the gateway's limit of {self.max_body_bytes} bytes"
             ) from None
         try:
             body = orjson.loads(raw)
@@ -201,6 +224,7 @@ class Proxy:
                 "'model' is required: an agent name or 'provider:model'", param="model"
             )
         out.asked = model
+        _check_types(surface, body)
         route = table.route(model)
         if route is None:
             raise errors.RouteNotFound(
@@ -229,7 +253,7 @@ class Proxy:
                 max_tokens=max_tokens,
                 stream=stream,
                 include_usage=_include_usage(surface, client_body),
-                request_id=f"{_PID}{next(_ids):x}",
+                request_id=f"{self._pid}{next(self._ids):x}",
                 created=int(time.time()),
             )
             pair = registry.get(surface, target.dialect)
@@ -397,8 +421,6 @@ class Proxy:
             out.status = 502
             await client.write(translator.error(f"upstream failed mid-stream: {out.error}"))
         except (ConnectionResetError, asyncio.CancelledError):
-            out.status = 499
-            out.error = "client went away"
             response.close()
             raise
         finally:
@@ -499,6 +521,31 @@ def _include_usage(surface: Dialect, body: Json) -> bool:
         return False
     options = body.get("stream_options")
     return isinstance(options, dict) and options.get("include_usage") is True
+
+
+_NUMBERS = ("temperature", "top_p")
+
+
+def _check_types(surface: Dialect, body: Json) -> None:
+    """The top-level types every surface needs, checked before anything is sent upstream
+    (identity pairs pass the body through, so the upstream would be the first to see them)."""
+    if surface is Dialect.RESPONSES:
+        if not isinstance(body.get("input", ""), str | list):
+            raise errors.BadRequest("'input' must be a string or a list of items", param="input")
+    else:
+        turns = body.get("messages")
+        if not isinstance(turns, list) or not all(isinstance(t, dict) for t in turns):
+            raise errors.BadRequest("'messages' must be a list of objects", param="messages")
+    if "stream" in body and not isinstance(body["stream"], bool | None):
+        raise errors.BadRequest("'stream' must be true or false", param="stream")
+    for name in _MAX_KEYS[surface]:
+        value = body.get(name)
+        if value is not None and (type(value) is not int or value < 1):
+            raise errors.BadRequest(f"'{name}' must be a positive integer", param=name)
+    for name in _NUMBERS:
+        value = body.get(name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
+            raise errors.BadRequest(f"'{name}' must be a number", param=name)
 
 
 _MAX_KEYS = {
