@@ -8,7 +8,9 @@ it to the client; pass-through streams read usage however the upstream spaces it
 (cache tokens in `message_delta` too) and survive malformed events; a Chat pass-through keeps
 the client's output-limit field; Chat tool calls without `index` and a "stop" finish reason
 (older Ollama) still reach a Messages client as tool_use; tool ids Anthropic would refuse;
-vLLM's `{"object": "error"}` chunk ends every client's stream with that client's error.
+vLLM's `{"object": "error"}` chunk ends every client's stream with that client's error; no
+Anthropic thinking with a forced tool or in the middle of a tool loop; Chat tool results with
+images reach Messages as image blocks.
 """
 
 from __future__ import annotations
@@ -191,3 +193,64 @@ def test_a_vllm_error_chunk_ends_every_clients_stream_with_its_error(client: Dia
     out = translator.feed(sse.Event(None, orjson.dumps(error)))
     assert b"out of memory" in out
     assert translator.feed(sse.Event(None, b"[DONE]")) in (b"", sse.DONE)
+
+
+@pytest.mark.parametrize("client", [Dialect.CHAT, Dialect.RESPONSES])
+def test_no_thinking_where_anthropic_would_refuse_it(client: Dialect) -> None:
+    pair = registry.get(client, Dialect.MESSAGES)
+    ctx = Ctx("up", "p:up", 8000, False)
+    tools = [{"type": "function", "function": {"name": "f", "parameters": {}}}]
+    if client is Dialect.CHAT:
+        ask = {"messages": [{"role": "user", "content": "hi"}], "reasoning_effort": "low"}
+        call = {"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+        loop = [
+            *ask["messages"],
+            {"role": "assistant", "content": None, "tool_calls": [call]},
+            {"role": "tool", "tool_call_id": "c1", "content": "42"},
+        ]
+        forced = {"type": "function", "function": {"name": "f"}}
+        key = "messages"
+    else:
+        tools = [{"type": "function", "name": "f", "parameters": {}}]
+        ask = {"input": "hi", "reasoning": {"effort": "low"}}
+        loop = [
+            {"role": "user", "content": "hi"},
+            {"type": "function_call", "call_id": "c1", "name": "f", "arguments": "{}"},
+            {"type": "function_call_output", "call_id": "c1", "output": "42"},
+        ]
+        forced = {"type": "function", "name": "f"}
+        key = "input"
+    assert "thinking" in pair.translate_request({"model": "m", **ask}, ctx)
+    for choice in ("required", forced):
+        body = {"model": "m", **ask, "tools": tools, "tool_choice": choice}
+        assert "thinking" not in pair.translate_request(body, ctx)
+    assert "thinking" not in pair.translate_request({"model": "m", **ask, key: loop}, ctx)
+
+
+def test_chat_tool_results_with_images_reach_messages_as_blocks() -> None:
+    image = {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}
+    text = {"type": "text", "text": "x"}
+    body = {
+        "model": "m",
+        "messages": [
+            {"role": "user", "content": "look"},
+            {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [
+                    {"id": "c1", "type": "function", "function": {"name": "shot", "arguments": ""}}
+                ],
+            },
+            {"role": "tool", "tool_call_id": "c1", "content": [text, image]},
+        ],
+    }
+    out = registry.get(Dialect.CHAT, Dialect.MESSAGES).translate_request(
+        body, Ctx("up", "p:up", 100, False)
+    )
+    result = out["messages"][-1]["content"][0]
+    assert [b["type"] for b in result["content"]] == ["text", "image"]
+    assert result["content"][1]["source"] == {
+        "type": "base64",
+        "media_type": "image/png",
+        "data": "AAAA",
+    }

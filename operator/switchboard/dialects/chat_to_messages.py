@@ -64,6 +64,12 @@ def _content(content: Any) -> list[Json]:
     return blocks
 
 
+def _has_image(content: Any) -> bool:
+    return isinstance(content, list) and any(
+        isinstance(p, dict) and p.get("type") == "image_url" for p in content
+    )
+
+
 def _messages(items: list[Any]) -> tuple[str, list[Json]]:
     system: list[str] = []
     out: list[Json] = []
@@ -90,17 +96,14 @@ def _messages(items: list[Any]) -> tuple[str, list[Json]]:
                 )
             common.append_turn(out, "assistant", blocks)
         elif role == "tool":
-            common.append_turn(
-                out,
-                "user",
-                [
-                    {
-                        "type": "tool_result",
-                        "tool_use_id": common.messages_tool_id(message.get("tool_call_id")),
-                        "content": common.text_of(message.get("content")),
-                    }
-                ],
-            )
+            content = message.get("content")
+            result = {
+                "type": "tool_result",
+                "tool_use_id": common.messages_tool_id(message.get("tool_call_id")),
+                # text, or text and image blocks when the result carries images
+                "content": _content(content) if _has_image(content) else common.text_of(content),
+            }
+            common.append_turn(out, "user", [result])
         else:
             raise MalformedPayload(f"unknown message role {role!r}", "messages")
     return "\n\n".join(s for s in system if s), out

@@ -245,15 +245,29 @@ def append_turn(turns: list[Json], role: str, blocks: list[Json]) -> None:
 
 def messages_sampling(body: Json, out: Json, effort: Any) -> None:
     """Anthropic `thinking` for an OpenAI reasoning effort, or else temperature (capped at 1,
-    Anthropic's maximum) and top_p: Anthropic refuses them together with thinking."""
+    Anthropic's maximum) and top_p: Anthropic refuses them together with thinking.
+
+    Thinking is left out where Anthropic would refuse it: with a forced tool (`tool_choice`
+    "required" or a named function), and in the middle of a tool loop (the last turn carries
+    tool results), where Anthropic wants the previous turn's thinking blocks back, which an
+    OpenAI client never kept."""
     thinking = thinking_for(effort, out["max_tokens"])
-    if thinking:
+    choice = body.get("tool_choice")
+    forced = choice == "required" or isinstance(choice, dict)
+    if thinking and not forced and not _answers_tools(out["messages"]):
         out["thinking"] = thinking
         return
     if body.get("temperature") is not None:
         out["temperature"] = min(float(body["temperature"]), 1.0)
     if body.get("top_p") is not None:
         out["top_p"] = body["top_p"]
+
+
+def _answers_tools(turns: list[Json]) -> bool:
+    last = turns[-1] if turns else None
+    return last is not None and any(
+        isinstance(b, dict) and b.get("type") == "tool_result" for b in last["content"]
+    )
 
 
 def messages_tool_choice(out: Json, choice: Any, name: Any, parallel: Any) -> None:
