@@ -33,7 +33,14 @@ API = {
     "responses": "openai-responses",
     "messages": "anthropic-messages",
 }
-MODELS = ("m", "m@context_length", "m@stall_after=3", "m@chunk_delay=0.2,stall_after=50")
+HI = [{"role": "user", "content": "hello there"}]
+MODELS = (
+    "m",
+    "m@context_length",
+    "m@stall_after=3",
+    "m@chunk_delay=0.1",
+    "m@chunk_delay=0.2,stall_after=50",
+)
 
 
 def digest(token: str) -> str:

@@ -34,7 +34,7 @@ from switchboard.dialects import registry
 from tests.gateway import inproc
 from tests.gateway.inproc import KEY, MODELS_KEY, NARROW_KEY, PROVIDER_KEY, Gw
 
-HI = [{"role": "user", "content": "hello there"}]
+HI = inproc.HI
 
 
 def body_for(surface: str, model: str, **extra: Any) -> dict[str, Any]:
