@@ -1,11 +1,12 @@
 """The per-request helpers the gateway calls before routing (dialects/inspect.py).
 
 Covers: the requested output limit in each dialect's field (booleans are not numbers); whether
-a request carries images, in each dialect's part type; the prompt estimate (characters / 4,
-per-message overhead, a fixed cost per image, system, instructions and tools counted);
-truncation of the oldest turns: system turns and the last turn stay, a tool call and its result
-leave together, an Anthropic conversation still starts with a user turn that answers no missing
-call, and None when nothing fits; truncated requests still translate to every upstream.
+a request carries images, in each dialect's part type; the prompt estimate (UTF-8 bytes / 4, so
+other scripts are not undercounted, per-message overhead, a fixed cost per image, system,
+instructions and tools counted); truncation of the oldest turns: system turns and the last turn
+stay, a tool call and its result leave together, an Anthropic conversation still starts with a
+user turn that answers no missing call, and None when nothing fits; truncated requests still
+translate to every upstream.
 """
 
 from __future__ import annotations
@@ -154,3 +155,10 @@ def test_truncated_requests_still_translate(upstream: Dialect) -> None:
     out = inspect.truncate_oldest(Dialect.CHAT, body, 330)
     assert out is not None
     registry.get(Dialect.CHAT, upstream).translate_request(out, Ctx("u", "p:u", 10, False))
+
+
+def test_estimate_counts_utf8_bytes_so_other_scripts_are_not_undercounted() -> None:
+    ascii_text = {"messages": [{"role": "user", "content": "a" * 400}]}
+    cjk_text = {"messages": [{"role": "user", "content": "字" * 400}]}  # 3 bytes each
+    assert inspect.estimate_prompt_tokens(Dialect.CHAT, ascii_text) == 104
+    assert inspect.estimate_prompt_tokens(Dialect.CHAT, cjk_text) == 304

@@ -1,7 +1,8 @@
 """What the gateway asks of a request before routing it: output limit, images, size, truncation.
 
-The prompt estimate is deliberately cheap (it runs on every request): UTF-8 characters / 4 over
-the text, plus 4 tokens per message and 800 per image. It is an estimate, used to pick a
+The prompt estimate is deliberately cheap (it runs on every request): UTF-8 bytes / 4 over the
+text (messages, tool arguments and results, system / instructions) and over the tools' JSON,
+plus 4 tokens per message and 800 per image. It is an estimate, used to pick a
 candidate whose window fits before calling it; the upstream's own context-length error still
 triggers a fallback when the estimate was too low.
 """
@@ -9,6 +10,8 @@ triggers a fallback when the estimate was too low.
 from __future__ import annotations
 
 from typing import Any
+
+import orjson
 
 from switchboard.dialects.types import Dialect, Json
 
@@ -51,10 +54,17 @@ def has_images(dialect: Dialect, body: Json) -> bool:
     return False
 
 
+def _utf8_len(text: str) -> int:
+    """Bytes of text in UTF-8 (ASCII text is not encoded to find out). Scripts with more bytes
+    per character also take more tokens per character, so bytes / 4 tracks them better than
+    characters / 4."""
+    return len(text) if text.isascii() else len(text.encode("utf-8", "replace"))
+
+
 def _size(value: Any) -> int:
     """Characters of text and images in a content value, as tokens."""
     if isinstance(value, str):
-        return len(value)
+        return _utf8_len(value)
     if isinstance(value, list):
         total = 0
         for part in value:
@@ -73,13 +83,21 @@ def _size(value: Any) -> int:
     return 0
 
 
+def _json_size(value: Any) -> int:
+    """Length of a value as JSON (tool definitions count as the schema text they are)."""
+    try:
+        return len(orjson.dumps(value))
+    except TypeError:  # not JSON at all: the translators refuse it later
+        return len(str(value))
+
+
 def _turn_tokens(turn: Any) -> int:
     if not isinstance(turn, dict):
         return PER_MESSAGE
     chars = _size(turn.get("content"))
     for key in ("tool_calls", "arguments", "output"):
         if key in turn:
-            chars += _size(turn[key]) if not isinstance(turn[key], str) else len(turn[key])
+            chars += _size(turn[key])
     return PER_MESSAGE + chars // 4
 
 
@@ -89,9 +107,9 @@ def estimate_prompt_tokens(dialect: Dialect, body: Json) -> int:
         if key in body:
             total += _size(body[key]) // 4
     if "tools" in body:
-        total += len(str(body["tools"])) // 4
+        total += _json_size(body["tools"]) // 4
     if dialect is Dialect.RESPONSES and isinstance(body.get("input"), str):
-        total += len(body["input"]) // 4
+        total += _utf8_len(body["input"]) // 4
     return total
 
 
