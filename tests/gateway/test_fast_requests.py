@@ -15,7 +15,8 @@ Covers:
   first-token timeout, not retried (one attempt, one upstream request), counted as a timeout;
 - streaming cost when the client did not ask for usage: none reaches the client, the cost still
   lands in metrics and the log, equal to a hand-computed value with cache reads;
-- a client that goes away mid-stream is recorded as 499;
+- a client that goes away mid-stream is recorded as 499; a body that does not arrive within
+  the body timeout is 408;
 - the official async SDKs in-process (openai Chat + Responses, anthropic Messages + models.list);
 - no client token or provider key in any access-log line, log record, metric or error body.
 """
@@ -31,6 +32,7 @@ import orjson
 import pytest
 
 from switchboard.dialects import registry
+from switchboard.gateway import app as gateway_app
 from tests.gateway import inproc
 from tests.gateway.inproc import KEY, MODELS_KEY, NARROW_KEY, PROVIDER_KEY, Gw
 
@@ -276,3 +278,21 @@ async def test_no_secret_in_logs_metrics_or_errors(
     for secret in (KEY, NARROW_KEY, MODELS_KEY, PROVIDER_KEY):
         for text in (*bodies, metrics, log, caplog.text):
             assert secret not in text
+
+
+async def test_slow_body_is_408(gw: Gw) -> None:
+    gw.app[gateway_app.PROXY].body_timeout = 0.2
+    port = gw.client.port
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(
+            b"POST /v1/messages HTTP/1.1\r\nHost: x\r\ncontent-type: application/json\r\n"
+            + f"x-api-key: {KEY}\r\ncontent-length: 100\r\n\r\n".encode()
+            + b'{"model": "chat:m"'
+        )
+        await writer.drain()
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+        assert head.startswith(b"HTTP/1.1 408")
+    finally:
+        writer.close()
+        await writer.wait_closed()

@@ -76,11 +76,13 @@ class Proxy:
         access_log: AccessLog,
         *,
         max_body_bytes: int = 10 * 1024 * 1024,
+        body_timeout: float = 60.0,
     ) -> None:
         self.session = session
         self.metrics = metrics
         self.access_log = access_log
         self.max_body_bytes = max_body_bytes
+        self.body_timeout = body_timeout
         self.table: Table | None = None
         """The routing table served; replaced (never mutated) by a reload."""
         self._digests: dict[str, str] = {}
@@ -113,6 +115,20 @@ class Proxy:
         if access is None:
             raise errors.AuthError("invalid API key: it is not in any AccessKeyConfig")
         return access
+
+    async def _read(self, request: web.Request) -> bytes:
+        """The request body, within the size limit and the body timeout (slow clients)."""
+        try:
+            async with asyncio.timeout(self.body_timeout):
+                return await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            raise errors.TooLarge(
+                f"request body is larger than the gateway's limit of {self.max_body_bytes} bytes"
+            ) from None
+        except TimeoutError:
+            raise errors.GatewayError(
+                f"request body not received within {self.body_timeout:g} s", status=408
+            ) from None
 
     def _ready_access(self, request: web.Request) -> tuple[Table, Access]:
         table = self.table
@@ -148,7 +164,7 @@ class Proxy:
         try:
             table, access = self._ready_access(request)
             try:
-                body = orjson.loads(await request.read())
+                body = orjson.loads(await self._read(request))
             except orjson.JSONDecodeError as exc:
                 raise errors.BadRequest(f"request body is not valid JSON: {exc}") from None
             if not isinstance(body, dict) or not isinstance(body.get("model"), str):
@@ -206,12 +222,7 @@ class Proxy:
             raise errors.UpstreamError("no routing config loaded yet; retry shortly", status=503)
         access = self._access(request, table)
         out.key = access.name
-        try:
-            raw = await request.read()
-        except web.HTTPRequestEntityTooLarge:
-            raise errors.TooLarge(
-                f"request body is larger than the gateway's limit of {self.max_body_bytes} bytes"
-            ) from None
+        raw = await self._read(request)
         try:
             body = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
