@@ -15,7 +15,8 @@ Covers:
   first-token timeout, not retried (one attempt, one upstream request), counted as a timeout;
 - streaming cost when the client did not ask for usage: none reaches the client, the cost still
   lands in metrics and the log, equal to a hand-computed value with cache reads;
-- a client that goes away mid-stream is recorded as 499; a body that does not arrive within
+- a client that goes away mid-stream is recorded as 499, not as an upstream error, and logs
+  no traceback; a body that does not arrive within
   the body timeout is 408;
 - the official async SDKs in-process (openai Chat + Responses, anthropic Messages + models.list);
 - no client token or provider key in any access-log line, log record, metric or error body.
@@ -225,7 +226,7 @@ async def test_stream_cost_without_client_usage(gw: Gw) -> None:
     assert await gw.metric("switchboard_tokens_total", kind="output") == 4
 
 
-async def test_client_going_away_is_recorded(gw: Gw) -> None:
+async def test_client_going_away_is_recorded(gw: Gw, caplog: pytest.LogCaptureFixture) -> None:
     response = await gw.post(
         "chat", body_for("chat", "chat:m@chunk_delay=0.2,stall_after=50", stream=True)
     )
@@ -237,6 +238,8 @@ async def test_client_going_away_is_recorded(gw: Gw) -> None:
             break
         await asyncio.sleep(0.05)
     assert await gw.metric("switchboard_requests_total", status="499") == 1
+    assert await gw.metric("switchboard_upstream_errors_total") == 0  # not the upstream's fault
+    assert "Error handling request" not in caplog.text and "Traceback" not in caplog.text
 
 
 async def test_official_sdks_in_process(gw: Gw) -> None:

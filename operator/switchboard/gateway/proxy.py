@@ -65,6 +65,10 @@ class _Failed(Exception):
         self.retry_after = retry_after
 
 
+class _ClientGone(Exception):
+    """The client closed its connection while its stream was being written."""
+
+
 class Proxy:
     """The request path of one process. Created on startup (after a `--workers` fork), so
     request ids carry this process's pid and nothing is shared between processes."""
@@ -417,28 +421,43 @@ class Proxy:
         client = web.StreamResponse(headers={**_SSE_HEADERS, **_served_headers(out)})
         await client.prepare(request)
         out.ttft = time.perf_counter() - started
+
+        async def send(data: bytes) -> None:
+            # Writes to the client fail with ConnectionResetError subclasses that are also
+            # aiohttp.ClientError: tell them apart from upstream read errors here.
+            try:
+                await client.write(data)
+            except ConnectionResetError:
+                raise _ClientGone from None
+
         try:
-            await client.write(b"".join(translator.feed(e) for e in decoder.feed(first)))
-            async for chunk in chunks:
-                data = b"".join(translator.feed(e) for e in decoder.feed(chunk))
-                if data:
-                    await client.write(data)
-            tail = b"".join(translator.feed(e) for e in decoder.close())
-            await client.write(tail + translator.finish())
-        except (TimeoutError, aiohttp.ClientError) as exc:
-            kind = "timeout" if isinstance(exc, TimeoutError) else "stream"
-            self.metrics.upstream_errors.labels(target.provider, kind).inc()
-            out.error = f"{target.ref} failed mid-stream ({kind})"
-            out.status = 502
-            await client.write(translator.error(f"upstream failed mid-stream: {out.error}"))
-        except (ConnectionResetError, asyncio.CancelledError):
+            try:
+                await send(b"".join(translator.feed(e) for e in decoder.feed(first)))
+                async for chunk in chunks:
+                    data = b"".join(translator.feed(e) for e in decoder.feed(chunk))
+                    if data:
+                        await send(data)
+                tail = b"".join(translator.feed(e) for e in decoder.close())
+                await send(tail + translator.finish())
+            except (TimeoutError, aiohttp.ClientError) as exc:
+                kind = "timeout" if isinstance(exc, TimeoutError) else "stream"
+                self.metrics.child(self.metrics.upstream_errors, target.provider, kind).inc()
+                out.error = f"{target.ref} failed mid-stream ({kind})"
+                out.status = 502
+                await send(translator.error(f"upstream failed mid-stream: {out.error}"))
+        except _ClientGone:
+            out.status = 499
+            out.error = "client went away"
+            response.close()
+        except asyncio.CancelledError:
             response.close()
             raise
         finally:
             response.release()
         out.usage = translator.usage
         out.cost = _cost(target, translator.usage)
-        await client.write_eof()
+        if out.status != 499:
+            await client.write_eof()
         return client
 
     # --- accounting --------------------------------------------------------------------------
