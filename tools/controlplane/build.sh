@@ -17,6 +17,9 @@
 #   3. a build from the wrapper module beside this script (go.mod + go.sum pin every module):
 #      CGO_ENABLED=0 GOTOOLCHAIN=local go build -trimpath -mod=readonly, with version ldflags.
 # GOMODCACHE and GOCACHE are Go's defaults, so they persist per machine as well.
+# The body is one { ... } group, read whole before it runs: a checkout or edit of this file
+# while a long build runs cannot change what the running build executes.
+{
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 # shellcheck source=versions.env
@@ -58,16 +61,16 @@ done
 spec() {
   case "$1" in
     kube-apiserver)
-      echo "$KUBERNETES_VERSION|k8s|k8s.io/kubernetes/cmd/kube-apiserver|$k8s_ldflags|~20 min" ;;
+      echo "$KUBERNETES_VERSION|k8s|k8s.io/kubernetes/cmd/kube-apiserver|$k8s_ldflags|~10 min" ;;
     kubectl)
-      echo "$KUBERNETES_VERSION|k8s|k8s.io/kubernetes/cmd/kubectl|$k8s_ldflags|~3 min" ;;
+      echo "$KUBERNETES_VERSION|k8s|k8s.io/kubernetes/cmd/kubectl|$k8s_ldflags|~2 min" ;;
     kube-controller-manager)
       echo "$KUBERNETES_VERSION|k8s|k8s.io/kubernetes/cmd/kube-controller-manager|$k8s_ldflags|~5 min" ;;
     etcd)
-      echo "$ETCD_VERSION|etcd|go.etcd.io/etcd/server/v3|-s -w|~3 min" ;;
+      echo "$ETCD_VERSION|etcd|go.etcd.io/etcd/server/v3|-s -w|~1 min" ;;
     helm)
       # The k8s minor is compiled into helm, so it is part of helm's cache key.
-      echo "$HELM_VERSION-k8s1.$k8s_minor|helm|helm.sh/helm/v3/cmd/helm|$helm_ldflags|~4 min" ;;
+      echo "$HELM_VERSION-k8s1.$k8s_minor|helm|helm.sh/helm/v3/cmd/helm|$helm_ldflags|~2 min" ;;
     llm-d-inference-sim)
       echo "$LLMD_SIM_VERSION|llmd-sim|github.com/llm-d/llm-d-inference-sim/cmd/llm-d-inference-sim|-s -w|~4 min" ;;
     *) die "unknown binary '$1' (known: ${default_set[*]} kube-controller-manager)" ;;
@@ -136,3 +139,5 @@ printf '%s\n' "${env_lines[@]}" >"$set_dir/env.tmp.$$"
 mv -f "$set_dir/env.tmp.$$" "$set_dir/env"
 say "control-plane binaries ready in $set_dir ($((SECONDS - total_start)) s)"
 echo "$set_dir"
+exit 0
+}
