@@ -5,13 +5,17 @@ Covers:
   concurrent clients: zero failed requests; the served hash (/readyz and the info metric)
   follows the valid files only; failed reloads are counted;
 - `switchboard gateway --manifests examples/quickstart` with a fake upstream on the quickstart's
-  port answers an `openai` SDK call and an `anthropic` SDK call.
+  port answers an `openai` SDK call and an `anthropic` SDK call;
+- manifests that cannot be served as given (several namespaces and no `-n`, an unknown
+  namespace, a missing path) stop the command with exit code 2 and a message.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -170,3 +174,28 @@ def test_manifests_mode_quickstart(tmp_path: Path) -> None:
     finally:
         gateway.stop()
         upstream.stop()
+
+
+def test_manifests_mode_usage_errors(tmp_path: Path) -> None:
+    """Several namespaces without --namespace, an unknown namespace or a missing path: exit 2."""
+    for ns in ("alpha", "beta"):
+        text = (ROOT / "examples/quickstart/provider.yaml").read_text()
+        (tmp_path / f"{ns}.yaml").write_text(
+            text.replace("metadata:", f"metadata:\n  namespace: {ns}", 1)
+        )
+    cases = [
+        ([str(tmp_path)], "2 namespaces (alpha, beta); choose one with --namespace"),
+        ([str(tmp_path), "-n", "gamma"], "no routing config for namespace 'gamma'"),
+        ([str(tmp_path / "missing")], "no such file or directory"),
+    ]
+    for extra, message in cases:
+        result = subprocess.run(
+            [sys.executable, "-m", "switchboard.cli", "gateway", "--manifests", *extra],
+            capture_output=True,
+            check=False,
+            text=True,
+            cwd=ROOT,
+            timeout=60,
+        )
+        assert result.returncode == 2, result.stdout + result.stderr
+        assert message in result.stdout

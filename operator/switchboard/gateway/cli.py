@@ -15,6 +15,7 @@ import orjson
 from aiohttp import web
 
 from switchboard.gateway import app as gateway_app
+from switchboard.routing import config as rc
 
 
 class JsonFormatter(logging.Formatter):
@@ -86,6 +87,17 @@ def run(args: argparse.Namespace) -> int:
     handler.setFormatter(JsonFormatter())
     logging.basicConfig(level=args.log_level.upper(), handlers=[handler], force=True)
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    log = logging.getLogger("switchboard.gateway")
+    if args.manifests:
+        # Manifests that cannot be served as given (several namespaces and no --namespace, a
+        # namespace that is not there, a missing path) are a usage error: say so and stop.
+        # Later edits that break them are refused like a bad routing file.
+        source = gateway_app.Source(manifests=tuple(args.manifests), namespace=args.namespace)
+        try:
+            source.load()
+        except (rc.ConfigError, OSError) as exc:
+            log.error("cannot serve these manifests: %s", exc)
+            return 2
     sock = socket.socket(socket.AF_INET6 if ":" in args.host else socket.AF_INET)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
@@ -104,9 +116,7 @@ def run(args: argparse.Namespace) -> int:
                 code = 1
             os._exit(code)
         children.append(pid)
-    logging.getLogger("switchboard.gateway").info(
-        "listening on %s:%d with %d worker(s)", args.host, args.port, max(args.workers, 1)
-    )
+    log.info("listening on %s:%d with %d worker(s)", args.host, args.port, max(args.workers, 1))
     try:
         _serve(args, sock)
     finally:
