@@ -65,7 +65,7 @@ spec() {
     kubectl)
       echo "$KUBERNETES_VERSION|k8s|k8s.io/kubernetes/cmd/kubectl|$k8s_ldflags|~2 min" ;;
     kube-controller-manager)
-      echo "$KUBERNETES_VERSION|k8s|k8s.io/kubernetes/cmd/kube-controller-manager|$k8s_ldflags|~5 min" ;;
+      echo "$KUBERNETES_VERSION|k8s|k8s.io/kubernetes/cmd/kube-controller-manager|$k8s_ldflags|~2 min" ;;
     etcd)
       echo "$ETCD_VERSION|etcd|go.etcd.io/etcd/server/v3|-s -w|~1 min" ;;
     helm)
