@@ -1,9 +1,13 @@
 """The CRDs on a real kube-apiserver: schema, CEL messages, defaults, explain, printer columns.
 
 Covers: every case in tests/control_plane/crd_cases/<kind>/<case>.yaml through
-`kubectl apply --dry-run=server` (accepted, or rejected with the human message in the table);
-the schema's defaults applied by the apiserver; `kubectl explain` teaching the fields;
-`kubectl get switchboard` listing all three kinds.
+`kubectl apply --dry-run=server` (accepted, or rejected with the field path and the human
+message in the table); every CEL rule in crds/ has a rejected case (http:// to external hosts,
+upper case and `.svc.` suffix tricks, IP addresses; in-cluster, single-label, `.internal`,
+localhost, loopback and trailing-dot names accepted; credentials in the URL or in headers;
+header names; duplicate model ids; `provider:model` refs in every field; `*` not alone); the
+schema's defaults applied by the apiserver; `kubectl explain` teaching the fields; the
+`switchboard` category listing all three kinds.
 """
 
 from __future__ import annotations
@@ -12,28 +16,76 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.support.controlplane import ControlPlane
 
+ROOT = Path(__file__).resolve().parents[2]
+
 CASES = Path(__file__).parent / "crd_cases"
 
-EXPECTED = {
-    "provider/http-external": "baseUrl must use https:// for external hosts",
-    "provider/userinfo": "baseUrl must not contain credentials",
-    "provider/ftp": "baseUrl must be an absolute http:// or https:// URL",
-    "provider/duplicate-model": "Duplicate value",
-    "provider/credential-header": "headers must not set Authorization",
-    "provider/bad-duration": "spec.timeouts.connect",
-    "provider/bad-api": 'Unsupported value: "openai"',
+REF = (
+    "must be 'provider:model' (split at the first colon), for example "
+    "'ollama:qwen2.5-coder:32b', where provider is a CustomProvider in the same namespace"
+)
+HTTPS = (
+    "baseUrl must use https:// for external hosts; http:// is allowed only for in-cluster or "
+    "private names (*.svc, *.svc.cluster.local, single-label names, *.internal, localhost, "
+    "127.0.0.0/8, [::1])"
+)
+CREDENTIAL_HEADERS = (
+    "headers must not set Authorization, X-Api-Key or Proxy-Authorization; put the key in a "
+    "Secret and reference it with apiKeySecretRef"
+)
+WILDCARD = "'*' allows everything: list it alone"
+
+# case -> None (accepted) or (field path, the message the apiserver prints for it)
+EXPECTED: dict[str, tuple[str, str] | None] = {
+    # CustomProvider.spec.baseUrl: three CEL rules
+    "provider/ftp": (
+        "spec.baseUrl",
+        "baseUrl must be an absolute http:// or https:// URL with a host",
+    ),
+    "provider/userinfo": (
+        "spec.baseUrl",
+        "baseUrl must not contain credentials (user:password@); store the key in a Secret and "
+        "reference it with apiKeySecretRef",
+    ),
+    "provider/http-external": ("spec.baseUrl", HTTPS),
+    "provider/http-external-uppercase": ("spec.baseUrl", HTTPS),
+    "provider/http-svc-suffix-trick": ("spec.baseUrl", HTTPS),
+    "provider/http-ip-address": ("spec.baseUrl", HTTPS),
     "provider/in-cluster-http": None,
+    "provider/http-fqdn-trailing-dot": None,
+    "provider/http-single-label": None,
+    "provider/http-internal": None,
+    "provider/http-localhost": None,
     "provider/loopback-ipv6": None,
+    "provider/https-external": None,
+    # CustomProvider.spec.headers: two CEL rules
+    "provider/credential-header": ("spec.headers", CREDENTIAL_HEADERS),
+    "provider/credential-header-lowercase": ("spec.headers", CREDENTIAL_HEADERS),
+    "provider/header-name-not-token": (
+        "spec.headers",
+        "header names must be HTTP tokens (letters, digits and !#$%&'*+.^_`|~-)",
+    ),
+    # CustomProvider.spec.models: CEL rule (the list-map key reports the duplicate too)
+    "provider/duplicate-model": ("spec.models", "model ids must be unique within a provider"),
+    # schema (not CEL): enum, pattern
+    "provider/bad-api": ("spec.api", 'Unsupported value: "openai"'),
+    "provider/bad-duration": ("spec.timeouts.connect", "should match"),
     "provider/minimal": None,
-    "agent/no-colon": "must be 'provider:model'",
-    "agent/bad-fallback": "must be 'provider:model'",
+    # Agent: model, fallbacks[], imageModel share one CEL rule
+    "agent/no-colon": ("spec.model", REF),
+    "agent/uppercase-provider": ("spec.model", REF),
+    "agent/bad-fallback": ("spec.fallbacks[0]", REF),
+    "agent/bad-image-model": ("spec.imageModel", REF),
     "agent/colons-in-model": None,
-    "accesskeyconfig/wildcard-not-alone": "'*' allows everything: list it alone",
-    "accesskeyconfig/no-keys": "spec.keys",
-    "accesskeyconfig/bad-model-ref": "must be 'provider:model'",
+    # AccessKeyConfig
+    "accesskeyconfig/wildcard-not-alone": ("spec.allowedProviders", WILDCARD),
+    "accesskeyconfig/wildcard-agents-not-alone": ("spec.allowedAgents", WILDCARD),
+    "accesskeyconfig/bad-model-ref": ("spec.allowedModels[0]", REF),
+    "accesskeyconfig/no-keys": ("spec.keys", "should have at least 1 items"),
     "accesskeyconfig/ok": None,
 }
 
@@ -57,9 +109,44 @@ def test_crd_case(control_plane: ControlPlane, case: str) -> None:
     expected = EXPECTED[case]
     if expected is None:
         assert result.returncode == 0, result.stderr
-    else:
-        assert result.returncode != 0, f"{case} was accepted"
-        assert expected in result.stderr, result.stderr
+        return
+    assert result.returncode != 0, f"{case} was accepted"
+    path, message = expected
+    # one line per error: `<path>: Invalid value: ...: <message>` (or `* <path>: ...` for several)
+    lines = [line for line in result.stderr.splitlines() if f"{path}: " in line]
+    assert any(message in line for line in lines), result.stderr
+
+
+def _cel_messages(node: object) -> list[str]:
+    if isinstance(node, dict):
+        own = [r["message"] for r in node.get("x-kubernetes-validations", [])]
+        return own + [m for v in node.values() for m in _cel_messages(v)]
+    if isinstance(node, list):
+        return [m for v in node for m in _cel_messages(v)]
+    return []
+
+
+def test_every_cel_rule_has_a_rejected_case() -> None:
+    """Each CEL rule of crds/ has a case rejected with its message (a new rule needs one)."""
+    rules = {
+        m
+        for crd in (ROOT / "crds").glob("*.yaml")
+        for m in _cel_messages(yaml.safe_load(crd.read_text()))
+    }
+    assert len(rules) >= 8
+    tested = {case[1] for case in EXPECTED.values() if case}
+    assert rules - tested == set()
+
+
+def test_category_lists_all_three_kinds(control_plane: ControlPlane) -> None:
+    names = control_plane.kubectl(
+        "api-resources", "--categories=switchboard", "-o", "name"
+    ).stdout.split()
+    assert sorted(names) == [
+        "accesskeyconfigs.switchboard.dev",
+        "agents.switchboard.dev",
+        "customproviders.switchboard.dev",
+    ]
 
 
 def test_defaults_are_applied(control_plane: ControlPlane) -> None:
