@@ -10,7 +10,7 @@ import socket
 
 import kopf
 
-from switchboard.controller import handlers
+from switchboard.controller import handlers  # noqa: F401  (registers the handlers)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -54,7 +54,6 @@ def run(args: argparse.Namespace) -> int:
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     logging.getLogger("kopf.objects").setLevel(logging.WARNING)  # one line per event is noise
-    handlers.OPTIONS["debounce"] = args.debounce
     asyncio.run(
         kopf.operator(
             clusterwide=not args.namespace,
@@ -63,6 +62,7 @@ def run(args: argparse.Namespace) -> int:
             peering_name=None if args.standalone else args.peering,
             priority=_priority(args),
             liveness_endpoint=args.liveness,
+            memo=kopf.Memo(debounce=args.debounce),
         )
     )
     return 0

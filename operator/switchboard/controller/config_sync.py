@@ -4,7 +4,8 @@ Watches the routing Secret of its namespace (get/list/watch on that one name, wi
 selector), validates each version with `routing.config.load`, and writes the routing file
 atomically (a temporary file in the same directory, then rename), so the gateway never reads a
 half-written file. When the API is unreachable or the Secret is invalid, the last good file
-stays; the watch is retried with exponential backoff.
+stays; the watch is retried with exponential backoff. In a pod it uses the service account;
+elsewhere `--kubeconfig` or the usual kubeconfig ($KUBECONFIG, ~/.kube/config).
 """
 
 from __future__ import annotations
@@ -22,10 +23,11 @@ from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from kubernetes import watch
 
-from switchboard.controller.reconciler import SECRET_KEY, SECRET_NAME
+from switchboard.controller import publish
 from switchboard.routing import config as rc
 
 log = logging.getLogger("switchboard.config_sync")
+WATCH_SECONDS = 300
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -34,7 +36,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=os.environ.get("POD_NAMESPACE"),
         help="namespace of the routing Secret (default: $POD_NAMESPACE)",
     )
-    parser.add_argument("--secret", default=SECRET_NAME)
+    parser.add_argument("--secret", default=publish.SECRET_NAME)
+    parser.add_argument(
+        "--kubeconfig",
+        default=None,
+        help="kubeconfig file (default: in-cluster service account, else $KUBECONFIG)",
+    )
     parser.add_argument("--out", type=Path, required=True, help="the routing file to write")
     parser.add_argument("--max-backoff", type=float, default=30.0)
     parser.add_argument("--log-level", default="info")
@@ -70,13 +77,13 @@ class Syncer:
     def apply(self, secret: Any) -> None:
         """Write the routing file from one version of the Secret, if it is valid and new."""
         data = (secret.data or {}) if secret is not None else {}
-        encoded = data.get(SECRET_KEY)
+        encoded = data.get(publish.SECRET_KEY)
         if encoded is None:
             log.error(
                 "Secret %s/%s has no key %s; keeping the last good file",
                 self.namespace,
                 self.secret,
-                SECRET_KEY,
+                publish.SECRET_KEY,
             )
             return
         try:
@@ -93,7 +100,12 @@ class Syncer:
         if config.hash == self.hash:
             return
         write_atomically(self.out, rc.to_json(config))
-        log.info("routing config %s written to %s", config.hash[:12], self.out)
+        log.info(
+            "routing config %s -> %s written to %s",
+            (self.hash or "none")[:12],
+            config.hash[:12],
+            self.out,
+        )
         self.hash = config.hash
 
     def run(self, max_backoff: float) -> None:
@@ -101,7 +113,9 @@ class Syncer:
         selector = f"metadata.name={self.secret}"
         while True:
             try:
-                listing = self.api.list_namespaced_secret(self.namespace, field_selector=selector)
+                listing = self.api.list_namespaced_secret(
+                    self.namespace, field_selector=selector, _request_timeout=(10, 30)
+                )
                 for item in listing.items:
                     self.apply(item)
                 version = listing.metadata.resource_version if listing.metadata else None
@@ -111,7 +125,9 @@ class Syncer:
                     self.namespace,
                     field_selector=selector,
                     resource_version=version,
-                    timeout_seconds=300,
+                    timeout_seconds=WATCH_SECONDS,
+                    # a silent network drop must not hang the watch past the server's timeout
+                    _request_timeout=(10, WATCH_SECONDS + 30),
                 )
                 for event in stream:
                     if event["type"] in ("ADDED", "MODIFIED"):
@@ -142,8 +158,15 @@ def run(args: argparse.Namespace) -> int:
         log.error("no namespace: pass --namespace or set POD_NAMESPACE")
         return 2
     try:
-        k8s_config.load_incluster_config()  # type: ignore[no-untyped-call]
-    except k8s_config.ConfigException:
-        k8s_config.load_kube_config()  # type: ignore[no-untyped-call]
+        if args.kubeconfig:
+            k8s_config.load_kube_config(config_file=args.kubeconfig)  # type: ignore[no-untyped-call]
+        else:
+            try:
+                k8s_config.load_incluster_config()  # type: ignore[no-untyped-call]
+            except k8s_config.ConfigException:
+                k8s_config.load_kube_config()  # type: ignore[no-untyped-call]
+    except (k8s_config.ConfigException, OSError) as exc:
+        log.error("no Kubernetes credentials: %s", exc)
+        return 2
     Syncer(k8s.CoreV1Api(), args.namespace, args.secret, args.out).run(args.max_backoff)
     return 0

@@ -1,8 +1,9 @@
 """kopf handlers: the watch events feed the Reconciler; nothing else happens here.
 
 The three kinds are watched with `on.event` (no kopf progress storage on our objects, since the
-status is ours), and Secrets only when an object references them (`when=`), so other Secrets
-never reach the operator's memory.
+status is ours), and Secrets only when an object references them or when it is a routing Secret
+the operator wrote (`when=`), so other Secrets never reach the operator's memory. Options come
+from `switchboard operator` through kopf's memo (`debounce`).
 """
 
 from __future__ import annotations
@@ -20,9 +21,6 @@ from switchboard.api.kinds import KINDS
 from switchboard.controller import settings as settings_mod
 from switchboard.controller.reconciler import Reconciler
 
-OPTIONS: dict[str, Any] = {"debounce": 0.3}
-"""Set by `switchboard operator` before kopf starts."""
-
 
 def _api_client() -> k8s.ApiClient:
     try:
@@ -38,7 +36,8 @@ def _api_client() -> k8s.ApiClient:
 async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     settings_mod.configure(settings)
     api = _api_client()
-    reconciler = Reconciler(k8s.CoreV1Api(api), k8s.CustomObjectsApi(api), OPTIONS["debounce"])
+    debounce = float(memo.get("debounce", 0.3))
+    reconciler = Reconciler(k8s.CoreV1Api(api), k8s.CustomObjectsApi(api), debounce)
     memo["reconciler"] = reconciler
     memo["worker"] = asyncio.create_task(reconciler.run())
 
@@ -64,7 +63,9 @@ for _kind in KINDS.values():
 
 def _referenced(name: str | None, namespace: str | None, memo: kopf.Memo, **_: Any) -> bool:
     reconciler: Reconciler | None = memo.get("reconciler")
-    return bool(reconciler and name and namespace and reconciler.references(namespace, name))
+    if reconciler is None or not name or not namespace:
+        return False
+    return reconciler.references(namespace, name) or reconciler.manages(namespace, name)
 
 
 @kopf.on.event("", "v1", "secrets", when=_referenced, id="observe-secrets")

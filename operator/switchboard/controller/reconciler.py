@@ -2,9 +2,11 @@
 
 Watch events only record objects and mark their namespace dirty; a single worker waits a short
 debounce, then compiles each dirty namespace with the same `compile()` as the offline tools,
-writes the routing Secret when its hash changed, patches each object's status when it changed,
-and posts an event per new problem. A burst of thousands of objects compiles a handful of
-times. Secret values are held in memory only for Secrets that objects reference.
+writes the routing Secret when its content changed (`publish`), patches each object's status
+when it changed (`status`), and posts an event per new problem. A burst of thousands of objects
+compiles a handful of times. A namespace whose reconcile fails is retried with its own backoff,
+without holding up the others. Secret values are held in memory only for Secrets that objects
+reference; the routing Secret is watched too, so one deleted or edited by hand is rewritten.
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ import asyncio
 import base64
 import datetime
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,16 +23,15 @@ from kubernetes.client.exceptions import ApiException
 
 from switchboard.api.base import GROUP, VERSION
 from switchboard.api.kinds import KINDS
+from switchboard.controller import publish
 from switchboard.controller import status as status_mod
 from switchboard.routing import compiler
 from switchboard.routing import config as rc
 from switchboard.routing.problems import Severity
 
 log = logging.getLogger("switchboard.operator")
-SECRET_NAME = "switchboard-routing"
-SECRET_KEY = "routing.json.gz"
-HASH_ANNOTATION = "switchboard.dev/config-hash"
-LABELS = {"app.kubernetes.io/managed-by": "switchboard", "app.kubernetes.io/part-of": "switchboard"}
+LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
+MAX_BACKOFF = 30.0
 
 
 def _now() -> str:
@@ -47,6 +47,8 @@ class Reconciler:
     secrets: dict[tuple[str, str], dict[str, bytes] | None] = field(default_factory=dict)
     referenced: dict[str, set[str]] = field(default_factory=dict)
     published: dict[str, str] = field(default_factory=dict)
+    """Per namespace, `publish.live_state` of the routing Secret as last written or seen."""
+    failures: dict[str, int] = field(default_factory=dict)
     posted: set[tuple[str, str, str]] = field(default_factory=set)
     dirty: set[str] = field(default_factory=set)
     compiles: int = 0
@@ -64,7 +66,7 @@ class Reconciler:
             self._mark(namespace)
             return
         old = bucket.get(key)
-        bucket[key] = body
+        bucket[key] = body = _slim(body)
         if (
             old is None
             or old.get("spec") != body.get("spec")
@@ -76,9 +78,23 @@ class Reconciler:
     def references(self, namespace: str, name: str) -> bool:
         return name in self.referenced.get(namespace, ())
 
+    def manages(self, namespace: str, name: str) -> bool:
+        """The routing Secret of a namespace the operator has written to."""
+        return name == publish.SECRET_NAME and namespace in self.published
+
     def observe_secret(self, event_type: str, body: dict[str, Any]) -> None:
         meta = body.get("metadata") or {}
         namespace, name = meta.get("namespace", "default"), meta.get("name", "")
+        if self.manages(namespace, name):
+            live = (
+                None
+                if event_type == "DELETED"
+                else publish.live_state(meta.get("annotations"), body.get("data"))
+            )
+            if live != self.published[namespace]:
+                log.info("namespace %s: routing Secret deleted or changed; rewriting", namespace)
+                del self.published[namespace]
+                self._mark(namespace)
         if not self.references(namespace, name):
             return
         self.secrets[(namespace, name)] = None if event_type == "DELETED" else _decode(body)
@@ -101,11 +117,23 @@ class Reconciler:
             for namespace in sorted(batch):
                 try:
                     await self.reconcile(namespace)
-                except Exception:  # one namespace's failure must not stop the others
-                    log.exception("reconcile of namespace %s failed; retrying", namespace)
-                    self.dirty.add(namespace)
-                    self._wake.set()
-                    await asyncio.sleep(1)
+                except Exception as exc:  # one namespace's failure must not stop the others
+                    self._retry_later(namespace, exc)
+                else:
+                    self.failures.pop(namespace, None)
+
+    def _retry_later(self, namespace: str, exc: Exception) -> None:
+        failures = self.failures[namespace] = self.failures.get(namespace, 0) + 1
+        delay = min(0.5 * 2**failures, MAX_BACKOFF)
+        reason = exc.reason if isinstance(exc, ApiException) else repr(exc)
+        log.error(
+            "reconcile of namespace %s failed (%s); retrying in %.1f s",
+            namespace,
+            reason,
+            delay,
+            exc_info=not isinstance(exc, ApiException),  # API bodies may be long; no traceback
+        )
+        asyncio.get_running_loop().call_later(delay, self._mark, namespace)
 
     def _compile(self, namespace: str) -> compiler.CompileResult:
         self.compiles += 1
@@ -138,8 +166,7 @@ class Reconciler:
             config = rc.sealed(rc.RoutingConfig(namespace=namespace))  # everything deleted
         published = False
         if config is not None:
-            await asyncio.to_thread(self._publish, namespace, config)
-            published = True
+            published = await self._publish(namespace, config)
         # Status patches are independent API calls: run them concurrently (bounded).
         limit = asyncio.Semaphore(16)
 
@@ -164,32 +191,18 @@ class Reconciler:
             raise
         return {k: base64.b64decode(v) for k, v in (secret.data or {}).items()}
 
-    def _publish(self, namespace: str, config: rc.RoutingConfig) -> None:
-        if self.published.get(namespace) == config.hash:
-            return
-        body = k8s.V1Secret(
-            metadata=k8s.V1ObjectMeta(
-                name=SECRET_NAME,
-                namespace=namespace,
-                labels=dict(LABELS),
-                annotations={HASH_ANNOTATION: config.hash},
-            ),
-            type="Opaque",
-            data={SECRET_KEY: base64.b64encode(rc.to_secret_bytes(config)).decode()},
-        )
-        try:
-            live = self.core.read_namespaced_secret(SECRET_NAME, namespace)
-        except ApiException as exc:
-            if exc.status != 404:
-                raise
-            self.core.create_namespaced_secret(namespace, body)
-            log.info("namespace %s: routing config %s written", namespace, config.hash[:12])
-        else:
-            annotations = (live.metadata.annotations if live.metadata else None) or {}
-            if annotations.get(HASH_ANNOTATION) != config.hash:
-                self.core.replace_namespaced_secret(SECRET_NAME, namespace, body)
-                log.info("namespace %s: routing config %s written", namespace, config.hash[:12])
-        self.published[namespace] = config.hash
+    async def _publish(self, namespace: str, config: rc.RoutingConfig) -> bool:
+        """Write the routing Secret unless it holds this config already; True when it does."""
+        _, wanted = publish.encode(config)
+        state = f"{wanted.hash}/{wanted.digest}"
+        if self.published.get(namespace) == state:
+            return True  # the watch on the routing Secret tells when this stops being true
+        outcome = await asyncio.to_thread(publish.publish, self.core, namespace, config)
+        if outcome is publish.Outcome.SKIPPED:
+            self.published.pop(namespace, None)
+            return False
+        self.published[namespace] = state
+        return True
 
     def _status(self, report: compiler.ObjectReport, published: bool) -> None:
         kind = KINDS.get(report.ref.kind)
@@ -265,12 +278,19 @@ class Reconciler:
             log.warning("could not post event %s: %s", reason, exc.reason)
 
 
+def _slim(body: dict[str, Any]) -> dict[str, Any]:
+    """The object without what the operator never reads (managedFields, last-applied copy)."""
+    meta = dict(body.get("metadata") or {})
+    meta.pop("managedFields", None)
+    annotations = meta.get("annotations")
+    if annotations and LAST_APPLIED in annotations:
+        meta["annotations"] = {k: v for k, v in annotations.items() if k != LAST_APPLIED}
+    return {**body, "metadata": meta}
+
+
 def _decode(body: dict[str, Any]) -> dict[str, bytes]:
     data = body.get("data") or {}
     out = {k: base64.b64decode(v) for k, v in data.items()}
     for k, v in (body.get("stringData") or {}).items():
         out[k] = str(v).encode()
     return out
-
-
-Factory = Callable[[], Reconciler]
