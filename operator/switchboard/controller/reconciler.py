@@ -71,7 +71,10 @@ class Reconciler:
             old is None
             or old.get("spec") != body.get("spec")
             or (old.get("metadata") or {}).get("generation") != meta.get("generation")
-            or (old.get("status") or {}).get("observedGeneration") is None
+            or (  # our status wiped by someone else: write it again
+                (old.get("status") or {}).get("observedGeneration") is not None
+                and (body.get("status") or {}).get("observedGeneration") is None
+            )
         ):
             self._mark(namespace)
 
