@@ -4,7 +4,8 @@
 
 1. converge: N objects (providers, agents, access key configs, with their Secrets) applied at
    once in one namespace; time from the start of `kubectl apply` until the routing Secret holds
-   exactly what `compile()` gives for them, and how many times the operator compiled;
+   exactly what `compile()` gives for them, until every object's status reports its current
+   generation, and how many times the operator compiled and wrote the Secret;
 2. apply-to-served: with the operator, config-sync and the gateway running, time from
    `kubectl apply` of a new provider until the gateway answers a call to it (median of 5).
 Results are appended to docs/bench/controlplane.json.
@@ -143,16 +144,35 @@ def converge(cp: ControlPlane, work: Path, n: int) -> dict[str, object]:
             raise SystemExit("did not converge in 300 s")
         time.sleep(0.1)
     seconds = time.monotonic() - started
+    while not all_reported(cp, ns, n):
+        if time.monotonic() - started > 300:
+            raise SystemExit("statuses not reported in 300 s")
+        time.sleep(0.5)
+    reported = time.monotonic() - started
     op.terminate()
     op.wait()
     log.close()
-    writes = (work / "operator.log").read_text().count("routing config")
+    text = (work / "operator.log").read_text()
     return {
         "objects": n,
         "apply_seconds": round(applied, 2),
         "converge_seconds": round(seconds, 2),
-        "secret_writes": writes,
+        "all_status_reported_seconds": round(reported, 2),
+        "compiles": text.count("objects compiled in"),
+        "secret_writes": text.count("routing config"),
     }
+
+
+def all_reported(cp: ControlPlane, ns: str, n: int) -> bool:
+    """Every object has a status for its current generation and a Ready condition."""
+    items = json.loads(cp.kubectl("get", "switchboard", "-n", ns, "-o", "json").stdout)["items"]
+    done = [
+        o
+        for o in items
+        if (o.get("status") or {}).get("observedGeneration") == o["metadata"]["generation"]
+        and any(c["type"] == "Ready" for c in o["status"].get("conditions", []))
+    ]
+    return len(done) == n
 
 
 def apply_to_served(cp: ControlPlane, work: Path) -> dict[str, object]:

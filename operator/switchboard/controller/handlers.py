@@ -47,6 +47,9 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
     worker = memo.get("worker")
     if worker is not None:
         worker.cancel()
+    reconciler: Reconciler | None = memo.get("reconciler")
+    if reconciler is not None:
+        reconciler.close()
 
 
 def _register(kind: str, plural: str) -> None:

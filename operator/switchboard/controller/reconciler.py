@@ -13,10 +13,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import concurrent.futures
 import datetime
 import logging
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
@@ -32,6 +35,9 @@ from switchboard.routing.problems import Severity
 log = logging.getLogger("switchboard.operator")
 LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
 MAX_BACKOFF = 30.0
+API_CONCURRENCY = 16
+"""Blocking API calls (status patches, events, Secret reads and writes) in flight at once."""
+T = TypeVar("T")
 
 
 def _now() -> str:
@@ -53,6 +59,19 @@ class Reconciler:
     dirty: set[str] = field(default_factory=set)
     compiles: int = 0
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
+    _pool: concurrent.futures.ThreadPoolExecutor = field(
+        default_factory=lambda: concurrent.futures.ThreadPoolExecutor(
+            API_CONCURRENCY, thread_name_prefix="switchboard-api"
+        )
+    )
+
+    async def _call(self, fn: Callable[..., T], *args: Any) -> T:
+        """A blocking kubernetes-client call in the operator's own pool (asyncio's default
+        executor has min(32, cpus + 4) threads, 6 on 2 cores)."""
+        return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
 
     # --- observing ---------------------------------------------------------------------------
 
@@ -149,7 +168,15 @@ class Reconciler:
             {**body, "apiVersion": body.get("apiVersion") or f"{GROUP}/{VERSION}", "kind": kind}
             for (kind, _), body in sorted(self.objects.get(namespace, {}).items())
         ]
-        return compiler.compile(objects, secrets, default_namespace=namespace)
+        started = time.perf_counter()
+        result = compiler.compile(objects, secrets, default_namespace=namespace)
+        log.info(
+            "namespace %s: %d objects compiled in %.0f ms",
+            namespace,
+            len(objects),
+            (time.perf_counter() - started) * 1000,
+        )
+        return result
 
     async def reconcile(self, namespace: str) -> None:
         result = self._compile(namespace)
@@ -158,7 +185,7 @@ class Reconciler:
         missing = [n for n in wanted if (namespace, n) not in self.secrets]
         if missing:
             for name in missing:
-                self.secrets[(namespace, name)] = await asyncio.to_thread(
+                self.secrets[(namespace, name)] = await self._call(
                     self._read_secret, namespace, name
                 )
             result = self._compile(namespace)
@@ -171,15 +198,15 @@ class Reconciler:
         if config is not None:
             published = await self._publish(namespace, config)
         # Status patches are independent API calls: run them concurrently (bounded).
-        limit = asyncio.Semaphore(16)
+        limit = asyncio.Semaphore(API_CONCURRENCY)
 
         async def report_one(report: compiler.ObjectReport) -> None:
             async with limit:
                 if namespace in self.dirty:
                     return  # newer changes: the next round compiles and reports again
-                await asyncio.to_thread(self._status, report, published)
+                await self._call(self._status, report, published)
                 if report.problems:
-                    await asyncio.to_thread(self._events, report)
+                    await self._call(self._events, report)
 
         await asyncio.gather(*(report_one(r) for r in result.reports.values()))
 
@@ -200,11 +227,16 @@ class Reconciler:
         state = f"{wanted.hash}/{wanted.digest}"
         if self.published.get(namespace) == state:
             return True  # the watch on the routing Secret tells when this stops being true
-        outcome = await asyncio.to_thread(publish.publish, self.core, namespace, config)
+        # Recorded before the write: the watch may deliver our own write before the call returns.
+        self.published[namespace] = state
+        try:
+            outcome = await self._call(publish.publish, self.core, namespace, config)
+        except BaseException:
+            self.published.pop(namespace, None)
+            raise
         if outcome is publish.Outcome.SKIPPED:
             self.published.pop(namespace, None)
             return False
-        self.published[namespace] = state
         return True
 
     def _status(self, report: compiler.ObjectReport, published: bool) -> None:
