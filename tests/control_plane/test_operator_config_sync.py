@@ -4,7 +4,8 @@ Covers: `switchboard config-sync --kubeconfig ...` (no $KUBECONFIG) writes the r
 from the namespace's routing Secret, follows updates (an Agent's description changed) and logs
 the hash change; a corrupted Secret keeps the last good file (and says so); an unreachable API
 at start keeps an existing good file, retries with backoff and never truncates it; no
-temporary files are left beside the routing file.
+temporary files are left beside the routing file; RBAC: a Role with get/list/watch on the one
+name (as in docs/operator.md) allows the field-selected list and forbids everything else.
 """
 
 from __future__ import annotations
@@ -132,3 +133,33 @@ def test_config_sync_keeps_file_when_api_unreachable(
         wait_for(lambda: log.read_text().count("retrying in") >= 2, timeout=30)
         assert proc.poll() is None
         assert out.read_bytes() == good
+
+
+def test_config_sync_rbac_one_secret_is_enough(
+    control_plane: ControlPlane, operator: Operator
+) -> None:
+    """A Role with get/list/watch on the one name lets config-sync's list (field selector) run,
+    and nothing else: other Secrets and an unselected list are forbidden."""
+    ns = "sync-rbac"
+    cp = control_plane
+    cp.kubectl("create", "namespace", ns)
+    cp.kubectl("apply", "-n", ns, "-f", str(ROOT / "examples/quickstart"))
+    wait_for(lambda: helpers.routing_secret(cp, ns) is not None)
+    cp.kubectl("create", "serviceaccount", "gateway", "-n", ns)
+    cp.kubectl(
+        "create", "role", "config-sync", "-n", ns, "--verb=get,list,watch",
+        "--resource=secrets", "--resource-name=switchboard-routing",
+    )  # fmt: skip
+    cp.kubectl(
+        "create", "rolebinding", "config-sync", "-n", ns, "--role=config-sync",
+        f"--serviceaccount={ns}:gateway",
+    )  # fmt: skip
+    user = f"--as=system:serviceaccount:{ns}:gateway"
+    selected = cp.kubectl(
+        "get", "secrets", "-n", ns, user, "--field-selector=metadata.name=switchboard-routing",
+        "-o", "name",
+    )  # fmt: skip
+    assert selected.stdout.split() == ["secret/switchboard-routing"]
+    for forbidden in (("get", "secret", "demo-client-key"), ("get", "secrets")):
+        result = cp.kubectl(*forbidden, "-n", ns, user, check=False)
+        assert result.returncode != 0 and "forbidden" in result.stderr
