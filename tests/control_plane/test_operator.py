@@ -24,8 +24,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from tests.control_plane.conftest import ROOT, Operator, wait_for
 from tests.support.controlplane import ControlPlane
 
@@ -115,7 +113,19 @@ def test_delete_recompiles(control_plane: ControlPlane, operator: Operator) -> N
     assert _condition(cp, "agent", "coder", ns, "Ready")["reason"] == "ProviderNotFound"
 
 
-def test_restart_mid_burst_converges(control_plane: ControlPlane, tmp_path: Path) -> None:
+def test_restart_mid_burst_converges(
+    control_plane: ControlPlane, operator: Operator, tmp_path: Path
+) -> None:
+    # The session's cluster-wide operator would converge the namespace on its own (and did:
+    # this test once passed with its own operator never having compiled): it is paused here.
+    operator.stop()
+    try:
+        _restart_mid_burst(control_plane, tmp_path)
+    finally:
+        operator.start()
+
+
+def _restart_mid_burst(control_plane: ControlPlane, tmp_path: Path) -> None:
     ns = "burst"
     cp = control_plane
     cp.kubectl("create", "namespace", ns)
@@ -150,7 +160,9 @@ def test_restart_mid_burst_converges(control_plane: ControlPlane, tmp_path: Path
     finally:
         op.stop()
     compiles = (tmp_path / "op.log").read_text().count("objects compiled in")
-    assert 2 <= compiles < 50, f"{compiles} compiles for 150 objects: changes are not batched"
+    # The first instance may be killed before its first compile (its start-up can outlast the
+    # apply): at least the restarted one compiles, and far fewer times than there are objects.
+    assert 1 <= compiles < 50, f"{compiles} compiles for 150 objects: changes are not batched"
 
 
 def _get(cp: ControlPlane, kind: str, name: str, ns: str) -> dict[str, Any]:
@@ -227,11 +239,6 @@ def test_warning_event_posted_once(control_plane: ControlPlane, operator: Operat
     assert len(_events(cp, ns, "unusual", "UnusualBaseUrl")) == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="crds/: spec.models[].cost has `default: {}`, so the apiserver fills it in and the "
-    "compiler never sees a model without cost (NoPrices); fix in api/crdgen.py, then drop this",
-)
 def test_no_prices_warning_reaches_the_cluster(
     control_plane: ControlPlane, operator: Operator
 ) -> None:
