@@ -65,8 +65,10 @@ class Model(CrdModel):
     )
     cost: Cost = Field(
         default_factory=Cost,
-        description="Prices used for cost tracking. Leave out or set to 0 for local models.",
-        json_schema_extra={"default": {}},
+        description=(
+            "Prices used for cost tracking. Leave out or set to 0 for local models; a model "
+            "without cost gets a NoPrices warning, so set it (all zeros) to say so explicitly."
+        ),
     )
     context_window: int = Field(
         default=200000,
