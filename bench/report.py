@@ -1,5 +1,6 @@
-"""Render docs/bench/results.json into the `## Gateway benchmark` section of docs/performance.md,
-with PNG plots in docs/bench/. `python bench/report.py` (run by `make bench`)."""
+"""Render docs/bench/results.json into the `## Gateway benchmark` section of docs/performance.md
+(between its start and end markers; the rest of the file is left alone), with PNG plots in
+docs/bench/. `python bench/report.py` (run by `make bench` after bench/run.py)."""
 
 from __future__ import annotations
 
@@ -16,15 +17,35 @@ import matplotlib.pyplot as plt
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "docs/bench/results.json"
 DOC = ROOT / "docs/performance.md"
+OUT = ROOT / "docs/bench"
 START = "<!-- gateway-benchmark:start -->"
 END = "<!-- gateway-benchmark:end -->"
+ORDER = ("direct", "raw_proxy", "switchboard", "switchboard_w2", "litellm")
+SCENARIOS = (
+    "a_one_client",
+    "b_64_clients",
+    "c_1000_streams",
+    "d_soak",
+    "e_messages_one_client",
+    "e_messages_64_clients",
+    "e_messages_streams",
+)
+COLOURS = {
+    "direct": "#8c8c8c",
+    "raw_proxy": "#4c72b0",
+    "switchboard": "#55a868",
+    "switchboard_w2": "#8fd19e",
+    "litellm": "#c44e52",
+}
+
+
+def _rows(rows: list[dict[str, Any]], scenario: str) -> list[dict[str, Any]]:
+    found = [r for r in rows if r["scenario"] == scenario]
+    return sorted(found, key=lambda r: ORDER.index(r["system"]) if r["system"] in ORDER else 99)
 
 
 def _get(rows: list[dict[str, Any]], scenario: str, system: str) -> dict[str, Any]:
-    for row in rows:
-        if row["scenario"] == scenario and row["system"] == system:
-            return row
-    return {}
+    return next((r for r in _rows(rows, scenario) if r["system"] == system), {})
 
 
 def _fmt(value: Any, digits: int = 2) -> str:
@@ -35,100 +56,171 @@ def _fmt(value: Any, digits: int = 2) -> str:
     return f"{value:,}" if isinstance(value, int) else str(value)
 
 
-def plots(data: dict[str, Any]) -> None:
+def _bars(
+    name: str,
+    title: str,
+    ylabel: str,
+    rows: list[dict[str, Any]],
+    keys: list[tuple[str, str]],
+    *,
+    log: bool = False,
+) -> str | None:
+    rows = [r for r in rows if any(r.get(k) is not None for k, _ in keys)]
+    if not rows:
+        return None
+    fig, ax = plt.subplots(figsize=(7.5, 3.6))
+    width = 0.8 / len(keys)
+    for j, (key, label) in enumerate(keys):
+        xs = [i + (j - (len(keys) - 1) / 2) * width for i in range(len(rows))]
+        values = [r.get(key) or 0 for r in rows]
+        colours = [COLOURS.get(r["system"], "#999") for r in rows]
+        ax.bar(
+            xs,
+            values,
+            width=width * 0.95,
+            color=colours,
+            label=label,
+            hatch="//" if j else None,
+            alpha=0.6 if j else 1.0,
+            edgecolor="white",
+        )
+        for x, v, r in zip(xs, values, rows, strict=True):
+            if r.get(key) is not None:
+                ax.text(x, v, f"{v:,.3g}", ha="center", va="bottom", fontsize=7)
+    ax.set_xticks(range(len(rows)), [r["system"] for r in rows])
+    if log:
+        ax.set_yscale("log")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    if len(keys) > 1:
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(OUT / name, dpi=110)
+    plt.close(fig)
+    return name
+
+
+def plots(data: dict[str, Any]) -> list[tuple[str, str]]:
     rows = data["results"]
-    out = ROOT / "docs/bench"
-    b = [r for r in rows if r["scenario"] == "b_64_clients"]
-    fig, ax = plt.subplots(figsize=(7, 3.5))
-    ax.bar([r["system"] for r in b], [r["rps"] for r in b], color="#4c72b0")
-    ax.set_yscale("log")
-    ax.set_ylabel("requests/s (log)")
-    ax.set_title("64 concurrent clients, non-streaming")
-    for i, r in enumerate(b):
-        ax.text(i, r["rps"], f"{r['rps']:,.0f}", ha="center", va="bottom", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out / "throughput.png", dpi=110)
-    plt.close(fig)
-
-    a = [r for r in rows if r["scenario"] == "a_one_client"]
-    fig, ax = plt.subplots(figsize=(7, 3.5))
-    xs = range(len(a))
-    ax.bar([x - 0.2 for x in xs], [r["p50_ms"] for r in a], width=0.4, label="p50")
-    ax.bar([x + 0.2 for x in xs], [r["p99_ms"] for r in a], width=0.4, label="p99")
-    ax.set_xticks(list(xs), [r["system"] for r in a])
-    ax.set_yscale("log")
-    ax.set_ylabel("ms (log)")
-    ax.set_title("one client at a time: latency")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(out / "latency.png", dpi=110)
-    plt.close(fig)
-
+    made = [
+        (
+            "requests/s, 64 clients",
+            _bars(
+                "throughput.png",
+                "(b) 64 concurrent clients, non-streaming",
+                "requests/s (log)",
+                _rows(rows, "b_64_clients"),
+                [("rps", "req/s")],
+                log=True,
+            ),
+        ),
+        (
+            "latency, one client",
+            _bars(
+                "latency.png",
+                "(a) one client at a time: latency",
+                "ms (log)",
+                _rows(rows, "a_one_client"),
+                [("p50_ms", "p50"), ("p99_ms", "p99")],
+                log=True,
+            ),
+        ),
+        (
+            "time to first token, 1,000 streams",
+            _bars(
+                "ttft.png",
+                "(c) 1,000 concurrent streams of 100 tokens",
+                "time to first token, ms (log)",
+                _rows(rows, "c_1000_streams"),
+                [("ttft_p50_ms", "p50"), ("ttft_p99_ms", "p99")],
+                log=True,
+            ),
+        ),
+        (
+            "RSS under load",
+            _bars(
+                "rss.png",
+                "(d) peak RSS of the system's processes",
+                "MB",
+                [
+                    {
+                        "system": r["system"],
+                        "b": r.get("rss_mb"),
+                        "c": _get(rows, "c_1000_streams", r["system"]).get("rss_mb"),
+                    }
+                    for r in _rows(rows, "b_64_clients")
+                    if r["system"] != "direct"
+                ],
+                [("b", "during (b) 64 clients"), ("c", "during (c) 1,000 streams")],
+            ),
+        ),
+    ]
     if data.get("soak"):
-        fig, ax = plt.subplots(figsize=(7, 3))
-        ax.plot([t for t, _ in data["soak"]], [m for _, m in data["soak"]])
+        fig, ax = plt.subplots(figsize=(7.5, 3))
+        ax.plot([t for t, _ in data["soak"]], [m for _, m in data["soak"]], color="#55a868")
         ax.set_xlabel("seconds")
         ax.set_ylabel("RSS MB")
         ax.set_ylim(bottom=0)
-        ax.set_title("switchboard gateway RSS under a steady 16-client load")
+        ax.set_title("(d) switchboard gateway RSS under a steady 16-client load")
         fig.tight_layout()
-        fig.savefig(out / "soak.png", dpi=110)
+        fig.savefig(OUT / "soak.png", dpi=110)
         plt.close(fig)
+        made.append(("RSS over the soak", "soak.png"))
+    return [(title, name) for title, name in made if name]
 
 
-def section(data: dict[str, Any]) -> str:
-    rows = data["results"]
-    g = lambda s, n: _get(rows, s, n)  # noqa: E731
+def targets(rows: list[dict[str, Any]]) -> list[tuple[str, str, str]]:
+    def g(scenario: str, system: str) -> dict[str, Any]:
+        return _get(rows, scenario, system)
+
     direct_a, sb_a = g("a_one_client", "direct"), g("a_one_client", "switchboard")
     raw_b, sb_b, ll_b = (
         g("b_64_clients", "raw_proxy"),
         g("b_64_clients", "switchboard"),
         g("b_64_clients", "litellm"),
     )
-    w2 = g("b_64_clients", "switchboard_w2")
     direct_c, sb_c = g("c_1000_streams", "direct"), g("c_1000_streams", "switchboard")
     msg_a, msg_b = (
         g("e_messages_one_client", "switchboard"),
         g("e_messages_64_clients", "switchboard"),
     )
     soak = g("d_soak", "switchboard")
+    if not sb_b:
+        return []
 
     def ratio(a: dict[str, Any], b: dict[str, Any], key: str) -> float | None:
         return a[key] / b[key] if a.get(key) and b.get(key) else None
 
-    added_p50 = sb_a["p50_ms"] - direct_a["p50_ms"] if sb_a and direct_a else None
-    added_p99 = sb_a["p99_ms"] - direct_a["p99_ms"] if sb_a and direct_a else None
-    added_ttft = sb_c["ttft_p99_ms"] - direct_c["ttft_p99_ms"] if sb_c and direct_c else None
-    vs_raw = ratio(sb_b, raw_b, "rps")
-    vs_ll = ratio(sb_b, ll_b, "rps")
-    peak = max((r["rss_mb"] or 0) for r in rows if r["system"] == "switchboard")
-    msg_cost = (
-        (msg_a["p50_ms"] - sb_a["p50_ms"]) / (sb_a["p50_ms"] - direct_a["p50_ms"])
-        if msg_a and sb_a and direct_a
-        else None
-    )
-    msg_rps = 1 - msg_b["rps"] / sb_b["rps"] if msg_b and sb_b else None
+    def diff(a: dict[str, Any], b: dict[str, Any], key: str) -> float | None:
+        return a[key] - b[key] if a.get(key) is not None and b.get(key) is not None else None
 
     def verdict(ok: bool | None) -> str:
         return "–" if ok is None else ("**met**" if ok else "**missed**")
 
-    targets = [
+    added_p50, added_p99 = diff(sb_a, direct_a, "p50_ms"), diff(sb_a, direct_a, "p99_ms")
+    added_ttft = diff(sb_c, direct_c, "ttft_p99_ms")
+    vs_raw, vs_ll = ratio(sb_b, raw_b, "rps"), ratio(sb_b, ll_b, "rps")
+    peaks = [r["rss_mb"] for r in rows if r["system"] == "switchboard" and r.get("rss_mb")]
+    peak = max(peaks) if peaks else None
+    sb_added = diff(sb_a, direct_a, "p50_ms")
+    msg_cost = (
+        (msg_a["p50_ms"] - sb_a["p50_ms"]) / sb_added if msg_a and sb_a and sb_added else None
+    )
+    msg_rps = 1 - msg_b["rps"] / sb_b["rps"] if msg_b and sb_b.get("rps") else None
+    p99 = sb_b.get("p99_ms")
+    return [
         (
             "64 clients: ≥ 60 % of the raw aiohttp proxy's req/s",
             f"{_fmt(vs_raw and vs_raw * 100, 0)} % "
             f"({_fmt(sb_b.get('rps'), 0)} vs {_fmt(raw_b.get('rps'), 0)})",
-            verdict(vs_raw is not None and vs_raw >= 0.6 if vs_raw else None),
+            verdict(vs_raw >= 0.6 if vs_raw else None),
         ),
         (
             "64 clients: ≥ 30 × LiteLLM's req/s",
             f"{_fmt(vs_ll, 1)} × ({_fmt(ll_b.get('rps'), 0)} req/s for LiteLLM)",
             verdict(vs_ll >= 30 if vs_ll else None),
         ),
-        (
-            "64 clients: p99 ≤ 40 ms",
-            f"{_fmt(sb_b.get('p99_ms'))} ms",
-            verdict(sb_b.get("p99_ms") <= 40 if sb_b.get("p99_ms") else None),
-        ),
+        ("64 clients: p99 ≤ 40 ms", f"{_fmt(p99)} ms", verdict(p99 <= 40 if p99 else None)),
         (
             "one client: added p50 ≤ 0.35 ms",
             f"{_fmt(added_p50, 3)} ms",
@@ -153,7 +245,7 @@ def section(data: dict[str, Any]) -> str:
             "RSS ≤ 100 MB under load and over the soak",
             f"peak {_fmt(peak, 1)} MB; soak "
             f"{_fmt(soak.get('start_rss_mb'), 1)} → {_fmt(soak.get('end_rss_mb'), 1)} MB",
-            verdict(peak <= 100),
+            verdict(peak <= 100 if peak is not None else None),
         ),
         (
             "translation (Messages client, OpenAI upstream) ≤ 10 % cost",
@@ -166,52 +258,113 @@ def section(data: dict[str, Any]) -> str:
             ),
         ),
     ]
+
+
+def section(data: dict[str, Any]) -> str:
+    rows = data["results"]
+    machine, versions = data["machine"], data["versions"]
+    generator = next((r["generator"] for r in rows if r.get("generator")), "bench/streamgen")
+    load = machine.get("loadavg_start")
     lines = [
         START,
         "## Gateway benchmark",
         "",
-        f"One run of `make bench` on this machine ({data['machine']['cpus']} cores, "
-        f"{data['machine']['platform']}), every system in its own process on loopback against "
-        f"the same upstream (`bench/upstream_fast.py`), load from `wrk` "
-        f"({data['versions'].get('wrk', '?')}), {data['bench_seconds']} s per run; streams from "
-        f"`bench/stream_client.py`. Versions: "
-        + ", ".join(f"{k} {v}" for k, v in data["versions"].items() if k != "wrk")
+        f"One run of `make bench` ({data.get('date', 'date not recorded')}, commit "
+        f"{versions.get('commit', '?')}) on this machine: {machine['cpus']} cores"
+        + (f" ({machine['cpu']})" if machine.get("cpu") else "")
+        + f", {machine['platform']}"
+        + (
+            f", load average {load[0]:.1f} at the start and "
+            f"{machine['loadavg_end'][0]:.1f} at the end (the cores are shared)"
+            if load and machine.get("loadavg_end")
+            else ""
+        )
+        + ". Every system runs in its own process on loopback against the same upstream "
+        "(`bench/upstream_fast.py`, a raw asyncio server: **direct** is that upstream alone, so "
+        "its row is also the upstream's own ceiling). Request load comes from `wrk` "
+        f"({versions.get('wrk', '?')}) in its own process, {data['bench_seconds']} s per run, "
+        "with its `--latency` percentiles (HdrHistogram, microsecond resolution); streams from "
+        f"{generator}, 100 tokens 20 ms apart per stream. Versions: "
+        + ", ".join(f"{k} {v}" for k, v in versions.items() if k not in ("wrk", "commit"))
         + ".",
         "",
-        "### Targets",
-        "",
-        "| target | measured | |",
-        "| --- | --- | --- |",
-        *[f"| {t} | {m} | {v} |" for t, m, v in targets],
-        "",
+    ]
+    if data.get("skipped"):
+        lines += [
+            "Skipped in this run: "
+            + "; ".join(f"{k} ({v})" for k, v in data["skipped"].items())
+            + ".",
+            "",
+        ]
+    goals = targets(rows)
+    if goals:
+        lines += [
+            "### Targets (one Switchboard process)",
+            "",
+            "| target | measured | |",
+            "| --- | --- | --- |",
+            *[f"| {t} | {m} | {v} |" for t, m, v in goals],
+            "",
+        ]
+    lines += [
         "### All figures",
         "",
-        "| scenario | system | req/s | p50 ms | p99 ms | TTFT p99 ms | dropped | RSS MB |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "TTFT columns: time to first token over 1,000 concurrent streams (c, e). The p50 and "
+        "p99 columns are request latency (a, b, e).",
+        "",
+        "| scenario | system | req/s | p50 ms | p99 ms | TTFT p50 ms | TTFT p99 ms | dropped "
+        "| peak RSS MB | non-2xx |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
         *[
             f"| {r['scenario']} | {r['system']} | {_fmt(r['rps'], 0)} | {_fmt(r['p50_ms'], 3)} | "
-            f"{_fmt(r['p99_ms'], 3)} | {_fmt(r['ttft_p99_ms'], 1)} | {_fmt(r['dropped'])} | "
-            f"{_fmt(r['rss_mb'], 1)} |"
-            for r in rows
+            f"{_fmt(r['p99_ms'], 3)} | {_fmt(r.get('ttft_p50_ms'), 1)} | "
+            f"{_fmt(r['ttft_p99_ms'], 1)} | {_fmt(r['dropped'])} | {_fmt(r['rss_mb'], 1)} | "
+            f"{_fmt(r.get('errors'))} |"
+            for r in sorted(
+                rows,
+                key=lambda r: (
+                    SCENARIOS.index(r["scenario"]) if r["scenario"] in SCENARIOS else 99,
+                    ORDER.index(r["system"]) if r["system"] in ORDER else 99,
+                ),
+            )
         ],
         "",
-        "![throughput](bench/throughput.png)",
-        "![latency](bench/latency.png)",
-        "![soak](bench/soak.png)" if data.get("soak") else "",
-        "",
-        f"Two workers (`--workers 2`): {_fmt(w2.get('rps'), 0)} req/s at 64 clients "
-        f"({_fmt(ratio(w2, sb_b, 'rps'), 2)} × one worker).",
-        "",
-        END,
     ]
+    direct_b, raw_b = _get(rows, "b_64_clients", "direct"), _get(rows, "b_64_clients", "raw_proxy")
+    if direct_b.get("rps") and raw_b.get("rps"):
+        lines += [
+            f"The upstream alone serves {_fmt(direct_b['rps'], 0)} req/s at 64 clients, "
+            f"{direct_b['rps'] / raw_b['rps']:.0f} × what the minimal Python proxy in front of it "
+            "reaches: the upstream is not what the proxies are measured against.",
+            "",
+        ]
+    sb_b, w2 = (
+        _get(rows, "b_64_clients", "switchboard"),
+        _get(rows, "b_64_clients", "switchboard_w2"),
+    )
+    if sb_b.get("rps") and w2.get("rps"):
+        lines += [
+            f"Two workers (`--workers 2`): {_fmt(w2['rps'], 0)} req/s at 64 clients "
+            f"({w2['rps'] / sb_b['rps']:.2f} × one worker).",
+            "",
+        ]
+    ll_e = _get(rows, "e_messages_64_clients", "litellm")
+    if ll_e.get("rps"):
+        lines += [
+            "LiteLLM's own `/v1/messages` (Anthropic Messages in front of the same "
+            f"OpenAI-compatible upstream): {_fmt(ll_e['rps'], 0)} req/s at 64 clients.",
+            "",
+        ]
+    lines += [f"![{title}](bench/{name})" for title, name in plots(data)]
+    lines += ["", END]
     return "\n".join(lines)
 
 
 def main() -> None:
     data = json.loads(RESULTS.read_text())
-    plots(data)
-    text = DOC.read_text() if DOC.exists() else "# Performance\n"
+    OUT.mkdir(parents=True, exist_ok=True)
     block = section(data)
+    text = DOC.read_text() if DOC.exists() else "# Performance\n"
     if START in text:
         text = re.sub(re.escape(START) + ".*?" + re.escape(END), lambda _: block, text, flags=re.S)
     else:

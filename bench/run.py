@@ -11,11 +11,19 @@ there. Scenarios:
   b  64 concurrent clients, non-streaming: requests/s and p99
   c  1,000 concurrent streams of 100 tokens, 20 ms apart: time to first token, dropped streams
   d  RSS of the system's processes during b and c, and over a soak (switchboard) as a curve
-  e  an Anthropic Messages client on the OpenAI-compatible upstream (switchboard), as a and b
+  e  an Anthropic Messages client on the OpenAI-compatible upstream (switchboard, and LiteLLM's
+     own /v1/messages), as a, b and c
   f  switchboard with --workers 1 and 2 (b)
 
+Latency percentiles come from wrk's `--latency` (an HdrHistogram with microsecond resolution,
+so p50/p99 of 0.03 ms are resolved; no Python client is needed for (a)). Direct is the bench
+upstream itself, so its figures are also the upstream's own ceiling, which must be far above
+every proxy's.
+
 BENCH_SECONDS (default 10) is the length of each wrk run; BENCH_SOAK_SECONDS (default 600)
-the soak. Results: docs/bench/results.json; then `python bench/report.py` writes the doc.
+the soak (0 skips it); BENCH_SYSTEMS (default all: direct,raw_proxy,switchboard,switchboard_w2,
+litellm) picks systems. A system whose command does not start is skipped with its log named.
+Results: docs/bench/results.json; then `python bench/report.py` writes the doc.
 """
 
 from __future__ import annotations
@@ -41,6 +49,12 @@ ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable
 SECONDS = int(os.environ.get("BENCH_SECONDS", "10"))
 SOAK = int(os.environ.get("BENCH_SOAK_SECONDS", "600"))
+ALL_SYSTEMS = ("direct", "raw_proxy", "switchboard", "switchboard_w2", "litellm")
+SYSTEMS = [
+    s.strip()
+    for s in os.environ.get("BENCH_SYSTEMS", ",".join(ALL_SYSTEMS)).split(",")
+    if s.strip()
+]
 KEY = "sk-bench-0123456789abcdef"
 UPSTREAM = 19000
 LITELLM = ROOT / ".cache/bench-litellm/bin/litellm"
@@ -239,13 +253,37 @@ def stream_run(url: str, surface: str = "chat", model: str = "bench") -> dict[st
             KEY,
         ]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
-    return dict(json.loads(out.strip().splitlines()[-1]))
+    result = dict(json.loads(out.strip().splitlines()[-1]))
+    result["generator"] = "bench/streamgen (Go)" if generator else "bench/stream_client.py"
+    return result
 
 
 def versions() -> dict[str, str]:
     import aiohttp
+    import orjson
+    import uvloop
 
-    out = {"python": platform.python_version(), "aiohttp": aiohttp.__version__}
+    out = {
+        "python": platform.python_version(),
+        "aiohttp": aiohttp.__version__,
+        "uvloop": uvloop.__version__,
+        "orjson": orjson.__version__,
+    }
+    switchboard = subprocess.run(
+        [PY, "-c", "import switchboard; print(switchboard.__version__)"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    out["switchboard"] = switchboard.stdout.strip() or "not installed"
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=ROOT,
+    )
+    out["commit"] = commit.stdout.strip()
     wrk_version = subprocess.run(["wrk", "--version"], capture_output=True, text=True, check=False)
     out["wrk"] = (wrk_version.stdout or wrk_version.stderr).split("\n")[0]
     if LITELLM.exists():
@@ -261,19 +299,33 @@ def versions() -> dict[str, str]:
     return out
 
 
+def machine() -> dict[str, Any]:
+    cpu = ""
+    with contextlib.suppress(OSError):
+        cpu = next(
+            (
+                line.split(":", 1)[1].strip()
+                for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")
+            ),
+            "",
+        )
+    return {
+        "cpus": os.cpu_count(),
+        "cpu": cpu,
+        "platform": platform.platform(),
+        "processor": platform.processor(),
+        "loadavg_start": list(os.getloadavg()),
+    }
+
+
 def main() -> int:
+    unknown = sorted(set(SYSTEMS) - set(ALL_SYSTEMS))
+    if unknown:
+        say(f"unknown BENCH_SYSTEMS {unknown}; known: {', '.join(ALL_SYSTEMS)}")
+        return 2
+    info = machine()
     work = Path(tempfile.mkdtemp(prefix="switchboard-bench-"))
-    manifests = work / "manifests"
-    manifests.mkdir()
-    (manifests / "all.yaml").write_text(MANIFESTS)
-    routing = work / "routing.json"
-    routing.write_bytes(
-        subprocess.run(
-            [PY, "-m", "switchboard.cli", "render", str(manifests), "-o", "json", "--show-secrets"],
-            capture_output=True,
-            check=True,
-        ).stdout
-    )
     chat = {"model": "bench", "messages": [{"role": "user", "content": "hello"}]}
     auth = {"Content-Type": "application/json", "Authorization": f"Bearer {KEY}"}
     scripts = {
@@ -282,10 +334,24 @@ def main() -> int:
         "messages": lua(
             work / "messages.lua", {**chat, "model": "bench:bench", "max_tokens": 64}, auth
         ),
+        "litellm_messages": lua(work / "ll-messages.lua", {**chat, "max_tokens": 64}, auth),
     }
-    systems: list[tuple[str, list[str] | None, str, str]] = []
+    routing = work / "routing.json"
+    if any(s.startswith("switchboard") for s in SYSTEMS):
+        manifests = work / "manifests"
+        manifests.mkdir()
+        (manifests / "all.yaml").write_text(MANIFESTS)
+        rendered = subprocess.run(
+            [PY, "-m", "switchboard.cli", "render", str(manifests), "-o", "json", "--show-secrets"],
+            capture_output=True,
+            check=False,
+        )
+        if rendered.returncode != 0:
+            say(f"switchboard render failed; switchboard is skipped: {rendered.stderr[-300:]!r}")
+        routing.write_bytes(rendered.stdout)
     results: list[dict[str, Any]] = []
     soak: list[list[float]] = []
+    skipped: dict[str, str] = {}
 
     def record(scenario: str, system: str, **values: Any) -> None:
         row = {
@@ -309,6 +375,24 @@ def main() -> int:
             )
         )
 
+    def streams(
+        name: str, scenario: str, proc: subprocess.Popen[bytes], url: str, **kw: Any
+    ) -> None:
+        stream_run(url, **kw)  # warm-up: fills the connection pools
+        with Sampler(proc.pid) as sampler:
+            got = stream_run(url, **kw)
+        record(
+            scenario,
+            name,
+            ttft_p99_ms=got["ttft_p99_ms"],
+            ttft_p50_ms=got["ttft_p50_ms"],
+            dropped=got["dropped"],
+            rss_mb=round(sampler.peak, 1),
+            tokens=got["tokens"],
+            seconds=round(got["seconds"], 2),
+            generator=got["generator"],
+        )
+
     say(f"starting the bench upstream on :{UPSTREAM} (100 tokens 20 ms apart when streaming)")
     with process(
         [
@@ -325,111 +409,88 @@ def main() -> int:
         work / "upstream.log",
     ) as upstream:
         assert upstream is not None
-        ports = {
-            name: free_port() for name in ("raw_proxy", "switchboard", "switchboard_w2", "litellm")
+        ports = {name: free_port() for name in ALL_SYSTEMS}
+        gateway = [PY, "-m", "switchboard.cli", "gateway", "--config", str(routing)]
+        commands: dict[str, list[str] | None] = {
+            "direct": None,
+            "raw_proxy": [
+                PY,
+                str(ROOT / "bench/raw_proxy.py"),
+                "--port",
+                str(ports["raw_proxy"]),
+                "--upstream",
+                f"http://127.0.0.1:{UPSTREAM}",
+            ],
+            "switchboard": [*gateway, "--host", "127.0.0.1", "--port", str(ports["switchboard"])],
+            "switchboard_w2": [
+                *gateway,
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(ports["switchboard_w2"]),
+                "--workers",
+                "2",
+            ],
+            # Their production guidance: one uvicorn worker per pod, no debug logging,
+            # LITELLM_MODE=PRODUCTION (no .env loading); no database for a pure proxy.
+            "litellm": [
+                str(LITELLM),
+                "--config",
+                str(ROOT / "bench/litellm_config.yaml"),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(ports["litellm"]),
+                "--num_workers",
+                "1",
+            ],
         }
-        systems = [
-            ("direct", None, f"http://127.0.0.1:{UPSTREAM}", "direct"),
-            (
-                "raw_proxy",
-                [
-                    PY,
-                    str(ROOT / "bench/raw_proxy.py"),
-                    "--port",
-                    str(ports["raw_proxy"]),
-                    "--upstream",
-                    f"http://127.0.0.1:{UPSTREAM}",
-                ],
-                f"http://127.0.0.1:{ports['raw_proxy']}",
-                "direct",
-            ),
-            (
-                "switchboard",
-                [
-                    PY,
-                    "-m",
-                    "switchboard.cli",
-                    "gateway",
-                    "--config",
-                    str(routing),
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    str(ports["switchboard"]),
-                ],
-                f"http://127.0.0.1:{ports['switchboard']}",
-                "switchboard",
-            ),
-            (
-                "switchboard_w2",
-                [
-                    PY,
-                    "-m",
-                    "switchboard.cli",
-                    "gateway",
-                    "--config",
-                    str(routing),
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    str(ports["switchboard_w2"]),
-                    "--workers",
-                    "2",
-                ],
-                f"http://127.0.0.1:{ports['switchboard_w2']}",
-                "switchboard",
-            ),
-        ]
-        if LITELLM.exists():
-            systems.append(
-                (
-                    "litellm",
-                    [
-                        str(LITELLM),
-                        "--config",
-                        str(ROOT / "bench/litellm_config.yaml"),
-                        "--host",
-                        "127.0.0.1",
-                        "--port",
-                        str(ports["litellm"]),
-                        "--num_workers",
-                        "1",
-                    ],
-                    f"http://127.0.0.1:{ports['litellm']}",
-                    "direct",
-                )
-            )
-        else:
-            say("skipped: litellm (run bench/setup.sh)")
-        for name, cmd, url, script in systems:
+        for name in SYSTEMS:
+            if name == "litellm" and not LITELLM.exists():
+                skipped[name] = "not installed (bench/setup.sh could not install it)"
+                say(f"skipped: litellm: {skipped[name]}")
+                continue
             say(f"system: {name}")
-            ready = (
-                f"{url}/readyz"
-                if name.startswith("switchboard")
-                else (f"{url}/health/liveliness" if name == "litellm" else f"{url}/")
-            )
-            env = {"LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_LOG": "ERROR"}
+            url = f"http://127.0.0.1:{UPSTREAM if name == 'direct' else ports[name]}"
+            ready = {
+                "switchboard": f"{url}/readyz",
+                "switchboard_w2": f"{url}/readyz",
+                "litellm": f"{url}/health/liveliness",
+            }.get(name, f"{url}/")
+            env = {
+                "LITELLM_MODE": "PRODUCTION",
+                "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+                "LITELLM_LOG": "ERROR",
+            }
+            cmd = commands[name]
             context = (
                 process(cmd, ready, work / f"{name}.log", env)
                 if cmd
                 else contextlib.nullcontext(upstream)
             )
+            sb = name.startswith("switchboard")
+            script = scripts["switchboard" if sb else "direct"]
+            model = "bench:bench" if sb else "bench"
             with context as proc:
                 if proc is None:
+                    log = work / f"{name}.log"
+                    tail = log.read_text(errors="replace").strip().splitlines()[-3:]
+                    skipped[name] = f"did not start: {' | '.join(tail)[-300:]}"
                     continue
                 endpoint = f"{url}/v1/chat/completions"
-                wrk(endpoint, scripts[script], 8, 2)  # warm up connections and caches
+                wrk(endpoint, script, 8, 2)  # warm up connections and caches
                 if name != "switchboard_w2":
-                    one = wrk(endpoint, scripts[script], 1, SECONDS)
+                    one = wrk(endpoint, script, 1, SECONDS)
                     record(
                         "a_one_client",
                         name,
                         p50_ms=one.get("p50_ms"),
                         p99_ms=one.get("p99_ms"),
                         rps=one["rps"],
+                        errors=int(one["errors"]),
                     )
                 with Sampler(proc.pid) as sampler:
-                    many = wrk(endpoint, scripts[script], 64, SECONDS)
+                    many = wrk(endpoint, script, 64, SECONDS)
                 record(
                     "b_64_clients",
                     name,
@@ -439,47 +500,32 @@ def main() -> int:
                     rss_mb=round(sampler.peak, 1),
                     errors=int(many["errors"]),
                 )
-                if name in ("litellm", "switchboard_w2"):
+                if name == "switchboard_w2":
                     continue
-                model = "bench:bench" if name == "switchboard" else "bench"
-                stream_run(url, model=model)  # warm-up: fills the connection pools
-                with Sampler(proc.pid) as sampler:
-                    streams = stream_run(url, model=model)
-                record(
-                    "c_1000_streams",
-                    name,
-                    ttft_p99_ms=streams["ttft_p99_ms"],
-                    p50_ms=streams["ttft_p50_ms"],
-                    dropped=streams["dropped"],
-                    rss_mb=round(sampler.peak, 1),
-                    tokens=streams["tokens"],
-                    seconds=round(streams["seconds"], 2),
-                )
-                if name == "switchboard":
+                streams(name, "c_1000_streams", proc, url, model=model)
+                if name in ("switchboard", "litellm"):
                     endpoint = f"{url}/v1/messages"
-                    one = wrk(endpoint, scripts["messages"], 1, SECONDS)
+                    messages = scripts["messages" if sb else "litellm_messages"]
+                    one = wrk(endpoint, messages, 1, SECONDS)
                     record(
                         "e_messages_one_client",
                         name,
                         p50_ms=one.get("p50_ms"),
                         p99_ms=one.get("p99_ms"),
                         rps=one["rps"],
+                        errors=int(one["errors"]),
                     )
-                    many = wrk(endpoint, scripts["messages"], 64, SECONDS)
+                    many = wrk(endpoint, messages, 64, SECONDS)
                     record(
                         "e_messages_64_clients",
                         name,
                         rps=many["rps"],
+                        p50_ms=many.get("p50_ms"),
                         p99_ms=many.get("p99_ms"),
                         errors=int(many["errors"]),
                     )
-                    streams = stream_run(url, surface="messages", model="bench:bench")
-                    record(
-                        "e_messages_streams",
-                        name,
-                        ttft_p99_ms=streams["ttft_p99_ms"],
-                        dropped=streams["dropped"],
-                    )
+                    streams(name, "e_messages_streams", proc, url, surface="messages", model=model)
+                if name == "switchboard" and SOAK > 0:
                     say(f"soak: {SOAK} s of 16 clients, RSS sampled every second")
                     load = subprocess.Popen(
                         [
@@ -507,15 +553,15 @@ def main() -> int:
                         start_rss_mb=soak[0][1] if soak else None,
                         end_rss_mb=soak[-1][1] if soak else None,
                     )
+    info["loadavg_end"] = list(os.getloadavg())
     output = {
-        "machine": {
-            "cpus": os.cpu_count(),
-            "platform": platform.platform(),
-            "processor": platform.processor(),
-        },
+        "machine": info,
         "versions": versions(),
+        "date": time.strftime("%Y-%m-%d %H:%M %Z"),
         "bench_seconds": SECONDS,
         "soak_seconds": SOAK,
+        "systems": SYSTEMS,
+        "skipped": skipped,
         "results": results,
         "soak": soak,
     }
@@ -523,6 +569,8 @@ def main() -> int:
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(json.dumps(output, indent=2) + "\n")
     say(f"results in {target}")
+    for name, why in skipped.items():
+        say(f"skipped {name}: {why}")
     return 0
 
 

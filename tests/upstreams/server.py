@@ -1,39 +1,90 @@
 """Fake model servers that speak the real wire shapes, with fault injection.
 
-Shapes: `vllm` (also `openai`, `lmstudio`, `litellm`), `tgi`, `ollama`, `llamacpp` (OpenAI Chat
-Completions with each server's quirks and error phrasing), `responses` (OpenAI Responses) and
-`anthropic` (Anthropic Messages). Each is a real aiohttp server on a loopback port.
+Shapes (`SHAPES`), each a real aiohttp server on a loopback port:
 
-Answers are deterministic: "You said: <last user text>", or a tool call `get_weather` when tools
-are offered and the last user text mentions weather, or "Tool said: <result>" after a tool result.
-Usage: input = words of the prompt, output = words of the answer; `cached` of the input is
-reported as cache reads (and, for Anthropic, `cache_write` as cache creation).
+    openai, vllm, lmstudio, litellm, tgi, ollama, llamacpp
+        OpenAI Chat Completions (`/v1/chat/completions`, `/v1/models`) with each server's quirks:
+        TGI answers as model "tgi" with a `system_fingerprint`; Ollama sends usage only in its
+        final chunk (whether asked or not) and each tool call whole in one chunk; vLLM reports
+        `prompt_tokens_details.cached_tokens` only when prompt caching is on (`cached` > 0, its
+        `--enable-prompt-tokens-details`); OpenAI and LiteLLM always do.
+    responses
+        OpenAI Responses (`/v1/responses`), non-stream and the full SSE event sequence.
+    anthropic
+        Anthropic Messages (`/v1/messages`): `max_tokens` required, SSE events as the API sends
+        them, `tool_use`, usage with cache reads and writes.
 
-Faults, set for the whole server (`Upstream.fault`, `POST /_fault`) or per request in the model
-id (`mymodel@fault=500`), since a gateway never forwards client headers:
-    status=500|503|429     answer that status (429 with retry-after: 1)
-    context_length         the shape's own context-length error
-    delay=SECONDS          wait before the first byte (headers included)
-    stall_after=N          stream N chunks, then hang with the connection open
-    drop_after=N           stream N chunks, then close the connection
-    chunk_delay=SECONDS    pause between streamed chunks
-Every request is recorded (`Upstream.requests`, `GET /_requests`).
+Answers are deterministic: "You said: <last user text>"; a tool call (`{"city": "Paris"}`) when
+tools are offered and the last user text mentions weather or `tool_choice` forces a tool; "Tool
+said: <result>" when the last message is a tool result. Images are accepted and ignored. Usage:
+input = a word count of the prompt, output = the words of the answer (5 for a tool call);
+`cached` of the input is reported as cache reads and, for Anthropic, `cache_write` as cache
+creation. `max_tokens` / `max_completion_tokens` / `max_output_tokens` cut the answer at that
+many words with the shape's "length" stop reason.
+
+Faults (`FAULTS`) come from three places, later ones winning: the server's own (`Upstream(fault=
+...)`, `--fault`, `POST /_fault` with a JSON object, `DELETE /_fault`), the request header
+`x-fault: status=429,retry_after=3`, and a suffix of the model id (`mymodel@fault=500` or
+`mymodel@status=500`), since a gateway forwards the model id but never the client's headers.
+
+    status=500|503|429|529   answer that status in the shape's error body (429 with
+                             `retry-after`, `retry_after=N` to change it, default 1)
+    context_length           the shape's own context-length error (vLLM, TGI, Ollama,
+                             llama.cpp, LM Studio, LiteLLM, OpenAI, Anthropic phrasing)
+    delay=SECONDS            wait before anything, headers included
+    delay_first_token=S      send the headers, then wait before the first event (non-streaming:
+                             wait before the answer)
+    chunk_delay=SECONDS      pause between streamed events
+    stall_after=N            stream N events, then hang with the connection open
+    drop_after=N             stream N events, then close the connection
+    unauthorized             401 in the shape's phrasing
+
+"Connection refused" is a port with nobody listening: `free_port()`.
+
+With `api_key` set the server checks it (Bearer for OpenAI shapes, `x-api-key` or Bearer for
+Anthropic) and answers 401 in its phrasing; `strict_headers` makes the Anthropic shape require
+`anthropic-version` and a key as the real API does. Every request is recorded as `{"path",
+"headers", "body"}` (`Upstream.requests`, `GET /_requests`, cleared by `DELETE /_requests`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 from dataclasses import dataclass, field
+from types import TracebackType
 from typing import Any
 
 import orjson
 from aiohttp import web
 
-OPENAI_SHAPES = ("vllm", "openai", "lmstudio", "litellm", "tgi", "ollama", "llamacpp")
+OPENAI_SHAPES = ("openai", "vllm", "lmstudio", "litellm", "tgi", "ollama", "llamacpp")
 SHAPES = (*OPENAI_SHAPES, "responses", "anthropic")
+FAULTS = (
+    "status",
+    "retry_after",
+    "context_length",
+    "delay",
+    "delay_first_token",
+    "chunk_delay",
+    "stall_after",
+    "drop_after",
+    "unauthorized",
+)
+
+_CONTEXT_OPENAI = {
+    "error": {
+        "message": "This model's maximum context length is 128000 tokens. However, your messages "
+        "resulted in 130000 tokens. Please reduce the length of the messages.",
+        "type": "invalid_request_error",
+        "param": "messages",
+        "code": "context_length_exceeded",
+    }
+}
 
 CONTEXT_ERRORS: dict[str, tuple[int, dict[str, Any]]] = {
+    "openai": (400, _CONTEXT_OPENAI),
     "vllm": (
         400,
         {
@@ -58,7 +109,7 @@ CONTEXT_ERRORS: dict[str, tuple[int, dict[str, Any]]] = {
         400,
         {
             "error": {
-                "message": "input length exceeds the maximum context length",
+                "message": "the input length exceeds the context length",
                 "type": "invalid_request_error",
                 "param": None,
                 "code": None,
@@ -72,6 +123,29 @@ CONTEXT_ERRORS: dict[str, tuple[int, dict[str, Any]]] = {
                 "code": 400,
                 "message": "the request exceeds the available context size, try increasing it",
                 "type": "exceed_context_size_error",
+                "n_prompt_tokens": 5000,
+                "n_ctx": 4096,
+            }
+        },
+    ),
+    "lmstudio": (
+        400,
+        {
+            "error": "Trying to keep the first 5000 tokens when context the overflows. However, "
+            "the model is loaded with context length of only 4096 tokens, which is not enough. "
+            "Try to load the model with a larger context length, or provide a shorter input"
+        },
+    ),
+    "litellm": (
+        400,
+        {
+            "error": {
+                "message": "litellm.ContextWindowExceededError: litellm.BadRequestError: "
+                "ContextWindowExceededError: OpenAIException - This model's maximum context "
+                "length is 4096 tokens. However, you requested 5000 tokens.",
+                "type": None,
+                "param": None,
+                "code": "400",
             }
         },
     ),
@@ -89,7 +163,8 @@ CONTEXT_ERRORS: dict[str, tuple[int, dict[str, Any]]] = {
         400,
         {
             "error": {
-                "message": "Your input exceeds the context window of this model.",
+                "message": "Your input exceeds the context window of this model. Please adjust "
+                "your input and try again.",
                 "type": "invalid_request_error",
                 "param": "input",
                 "code": "context_length_exceeded",
@@ -98,156 +173,360 @@ CONTEXT_ERRORS: dict[str, tuple[int, dict[str, Any]]] = {
     ),
 }
 
+_OPENAI_STATUS = {
+    429: ("Rate limit reached for requests. Please try again in 1s.", "requests"),
+    500: (
+        "The server had an error while processing your request. Sorry about that!",
+        "server_error",
+    ),
+    503: ("The engine is currently overloaded, please try again later.", "server_error"),
+}
+_ANTHROPIC_STATUS = {
+    401: ("authentication_error", "invalid x-api-key"),
+    429: ("rate_limit_error", "Number of request tokens has exceeded your per-minute rate limit"),
+    500: ("api_error", "Internal server error"),
+    503: ("api_error", "Service unavailable"),
+    529: ("overloaded_error", "Overloaded"),
+}
+_TGI_STATUS = {
+    429: ("Model is overloaded", "overloaded"),
+    500: ("Request failed during generation: injected failure", "generation"),
+    503: ("Model is overloaded", "overloaded"),
+}
+_FINGERPRINT = {"openai": "fp_fake", "tgi": "3.0.1-native", "ollama": "fp_ollama"}
+_CHAT_ID = {"tgi": "", "ollama": "chatcmpl-123"}
+_WITH_CACHE_DETAILS = ("openai", "litellm")
+
 
 def free_port() -> int:
+    """A loopback port with nobody listening now: "connection refused" until someone binds it."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
 
 
 def parse_fault(text: str) -> dict[str, str]:
+    """`status=500,drop_after=3` (or `fault=500`, the same as `status=500`) -> a fault dict."""
     out: dict[str, str] = {}
     for part in text.split(","):
         key, _, value = part.strip().partition("=")
         if key:
-            out[key] = value
+            out["status" if key == "fault" else key] = value
     return out
+
+
+def status_error(shape: str, code: int, retry_after: str = "1") -> web.Response:
+    """The error answer of `shape` for HTTP status `code` (429 with `retry-after`)."""
+    headers = {"retry-after": retry_after} if code == 429 else {}
+    body: dict[str, Any]
+    if shape == "anthropic":
+        kind, text = _ANTHROPIC_STATUS.get(code, ("api_error", f"injected {code}"))
+        body = {"type": "error", "error": {"type": kind, "message": text}}
+    elif shape == "tgi":
+        text, kind = _TGI_STATUS.get(code, (f"injected {code}", "generation"))
+        body = {"error": text, "error_type": kind}
+    elif shape == "vllm":
+        text, _ = _OPENAI_STATUS.get(code, (f"injected {code}", "server_error"))
+        body = {
+            "object": "error",
+            "message": text,
+            "type": "ServiceUnavailableError" if code == 503 else "InternalServerError",
+            "param": None,
+            "code": code,
+        }
+    elif shape == "lmstudio":
+        body = {"error": f"injected {code}"}
+    else:
+        text, kind = _OPENAI_STATUS.get(code, (f"injected {code}", "server_error"))
+        code_field = "rate_limit_exceeded" if code == 429 else None
+        body = {"error": {"message": text, "type": kind, "param": None, "code": code_field}}
+    return web.json_response(body, status=code, headers=headers)
+
+
+def unauthorized(shape: str) -> web.Response:
+    if shape == "anthropic":
+        return status_error(shape, 401)
+    if shape == "vllm":
+        return web.json_response({"error": "Unauthorized"}, status=401)
+    if shape == "tgi":
+        return web.json_response(
+            {"error": "Authorization header is invalid", "error_type": "authentication"},
+            status=401,
+        )
+    return web.json_response(
+        {
+            "error": {
+                "message": "Incorrect API key provided: sk-***. You can find your API key at "
+                "https://platform.openai.com/account/api-keys.",
+                "type": "invalid_request_error",
+                "param": None,
+                "code": "invalid_api_key",
+            }
+        },
+        status=401,
+    )
 
 
 @dataclass
 class Upstream:
+    """One fake model server. `await Upstream(shape="tgi").start()` or `async with Upstream()`."""
+
     shape: str = "vllm"
+    """One of SHAPES."""
     model: str = "fake-model"
+    """The id `/v1/models` lists (answers echo the model of the request)."""
     cached: int = 0
+    """Input tokens reported as cache reads (at most the prompt)."""
     cache_write: int = 0
+    """Input tokens reported as cache writes (Anthropic)."""
     fault: dict[str, str] = field(default_factory=dict)
+    """Faults for every request (see the module docstring); changed by `POST /_fault`."""
+    api_key: str | None = None
+    """When set, requests must carry this key (Bearer, or x-api-key for Anthropic)."""
+    strict_headers: bool = False
+    """Anthropic: require `anthropic-version` and a key, as the real API does."""
+    host: str = "127.0.0.1"
     requests: list[dict[str, Any]] = field(default_factory=list)
+    """What the server received: `{"path", "headers", "body"}` per request, oldest first."""
     port: int = 0
     _runner: web.AppRunner | None = None
+    _stopping: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
     def base_url(self) -> str:
         """OpenAI-style base (ends in /v1); for `anthropic` the root works as well."""
-        return f"http://127.0.0.1:{self.port}/v1"
+        return f"http://{self.host}:{self.port}/v1"
 
     @property
     def root_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
     async def start(self, port: int = 0) -> Upstream:
-        app = web.Application()
+        if self.shape not in SHAPES:
+            raise ValueError(f"unknown shape {self.shape!r}; one of {', '.join(SHAPES)}")
+        app = web.Application(client_max_size=64 * 1024 * 1024)
         if self.shape in OPENAI_SHAPES:
             app.router.add_post("/v1/chat/completions", self._chat)
         elif self.shape == "responses":
             app.router.add_post("/v1/responses", self._responses)
-        elif self.shape == "anthropic":
-            app.router.add_post("/v1/messages", self._messages)
         else:
-            raise ValueError(f"unknown shape {self.shape!r}; one of {', '.join(SHAPES)}")
+            app.router.add_post("/v1/messages", self._messages)
         app.router.add_get("/v1/models", self._models)
+        app.router.add_get("/_fault", self._get_fault)
         app.router.add_post("/_fault", self._set_fault)
+        app.router.add_delete("/_fault", self._set_fault)
         app.router.add_get("/_requests", self._get_requests)
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        app.router.add_delete("/_requests", self._clear_requests)
+        self._stopping = asyncio.Event()
+        # A short shutdown timeout: a stalled handler is released by `_stopping` anyway.
+        self._runner = web.AppRunner(
+            app, access_log=None, handle_signals=False, shutdown_timeout=0.5
+        )
         await self._runner.setup()
         self.port = port or free_port()
-        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
+        await web.TCPSite(self._runner, self.host, self.port).start()
         return self
 
     async def stop(self) -> None:
+        self._stopping.set()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
 
+    async def __aenter__(self) -> Upstream:
+        return await self.start(self.port)
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.stop()
+
+    def set_fault(self, **fault: Any) -> None:
+        """`set_fault(status=500)`; `set_fault()` clears. Values as in `x-fault`."""
+        self.fault = {k: "" if v is True else str(v) for k, v in fault.items()}
+
+    def clear(self) -> None:
+        self.requests.clear()
+
     # --- admin -------------------------------------------------------------------------------
 
+    async def _get_fault(self, request: web.Request) -> web.Response:
+        return web.json_response({"fault": self.fault})
+
     async def _set_fault(self, request: web.Request) -> web.Response:
-        self.fault = {str(k): str(v) for k, v in (await request.json()).items()}
+        data = await request.json() if request.method == "POST" and request.can_read_body else {}
+        if not isinstance(data, dict):
+            return web.json_response({"error": "a JSON object of faults"}, status=400)
+        unknown = sorted(set(data) - set(FAULTS))
+        if unknown:
+            return web.json_response(
+                {"error": f"unknown faults {unknown}; known: {list(FAULTS)}"}, status=400
+            )
+        self.set_fault(**data)
         return web.json_response({"fault": self.fault})
 
     async def _get_requests(self, request: web.Request) -> web.Response:
         return web.json_response(self.requests)
 
+    async def _clear_requests(self, request: web.Request) -> web.Response:
+        self.clear()
+        return web.json_response([])
+
     async def _models(self, request: web.Request) -> web.Response:
+        if self.shape == "anthropic":
+            item = {
+                "type": "model",
+                "id": self.model,
+                "display_name": self.model,
+                "created_at": "2025-01-01T00:00:00Z",
+            }
+            return web.json_response(
+                {"data": [item], "has_more": False, "first_id": self.model, "last_id": self.model}
+            )
+        owner = {"vllm": "vllm", "ollama": "library", "tgi": "tgi"}.get(self.shape, "organization")
         return web.json_response(
-            {"object": "list", "data": [{"id": self.model, "object": "model"}]}
+            {
+                "object": "list",
+                "data": [{"id": self.model, "object": "model", "created": 1, "owned_by": owner}],
+            }
         )
 
     # --- shared ------------------------------------------------------------------------------
 
-    async def _prelude(self, request: web.Request) -> tuple[dict[str, Any], dict[str, str]]:
-        body = await request.json()
+    async def _prelude(
+        self, request: web.Request
+    ) -> tuple[dict[str, Any], dict[str, str], web.Response | None]:
+        """Record the request; return its body, its faults and an early answer (or None)."""
+        try:
+            body = await request.json(loads=orjson.loads)
+        except ValueError:
+            body = None
         self.requests.append({"path": request.path, "headers": dict(request.headers), "body": body})
+        if not isinstance(body, dict):
+            return {}, {}, self._bad_request("We could not parse the JSON body of your request.")
         fault = dict(self.fault)
+        if "x-fault" in request.headers:
+            fault.update(parse_fault(request.headers["x-fault"]))
         model = str(body.get("model", ""))
         if "@" in model:
             fault.update(parse_fault(model.split("@", 1)[1]))
-        return body, fault
+        if "delay" in fault:
+            await asyncio.sleep(float(fault["delay"]))
+        early = self._check_auth(request, fault) or self._fault_response(fault)
+        if "delay_first_token" in fault and (early is not None or not body.get("stream")):
+            await asyncio.sleep(float(fault["delay_first_token"]))
+        return body, fault, early
+
+    def _bad_request(self, message: str) -> web.Response:
+        if self.shape == "anthropic":
+            body: dict[str, Any] = {
+                "type": "error",
+                "error": {"type": "invalid_request_error", "message": message},
+            }
+        elif self.shape == "tgi":
+            body = {"error": message, "error_type": "validation"}
+            return web.json_response(body, status=422)
+        else:
+            body = {"error": {"message": message, "type": "invalid_request_error"}}
+        return web.json_response(body, status=400)
+
+    def _check_auth(self, request: web.Request, fault: dict[str, str]) -> web.Response | None:
+        if "unauthorized" in fault:
+            return unauthorized(self.shape)
+        bearer = request.headers.get("authorization", "")
+        token = bearer[7:] if bearer.lower().startswith("bearer ") else None
+        if self.shape == "anthropic":
+            token = request.headers.get("x-api-key", token)
+            if self.strict_headers and "anthropic-version" not in request.headers:
+                return self._bad_request("anthropic-version: header is required")
+            if self.strict_headers and token is None:
+                return web.json_response(
+                    {
+                        "type": "error",
+                        "error": {
+                            "type": "authentication_error",
+                            "message": "x-api-key header is required",
+                        },
+                    },
+                    status=401,
+                )
+        if self.api_key is not None and token != self.api_key:
+            return unauthorized(self.shape)
+        return None
 
     def _fault_response(self, fault: dict[str, str]) -> web.Response | None:
-        status = fault.get("status")
-        if status:
-            code = int(status)
-            headers = {"retry-after": "1"} if code == 429 else {}
-            if self.shape == "anthropic":
-                kind = "rate_limit_error" if code == 429 else "api_error"
-                body: dict[str, Any] = {
-                    "type": "error",
-                    "error": {"type": kind, "message": "injected"},
-                }
-            elif self.shape in ("tgi",):
-                body = {"error": "injected failure", "error_type": "overloaded"}
-            else:
-                body = {
-                    "error": {"message": f"injected {code}", "type": "server_error", "code": code}
-                }
-            return web.json_response(body, status=code, headers=headers)
+        if fault.get("status"):
+            return status_error(self.shape, int(fault["status"]), fault.get("retry_after", "1"))
         if "context_length" in fault:
-            code, body = CONTEXT_ERRORS.get(self.shape, CONTEXT_ERRORS["vllm"])
+            code, body = CONTEXT_ERRORS.get(self.shape, CONTEXT_ERRORS["openai"])
             return web.json_response(body, status=code)
         return None
 
     async def _stream(
         self, request: web.Request, fault: dict[str, str], events: list[bytes]
     ) -> web.StreamResponse:
-        response = web.StreamResponse(headers={"content-type": "text/event-stream"})
+        response = web.StreamResponse(
+            headers={"content-type": "text/event-stream", "cache-control": "no-cache"}
+        )
         await response.prepare(request)
+        if "delay_first_token" in fault:
+            await asyncio.sleep(float(fault["delay_first_token"]))
         stall = int(fault.get("stall_after", "-1"))
         drop = int(fault.get("drop_after", "-1"))
         pause = float(fault.get("chunk_delay", "0"))
         for i, event in enumerate(events):
             if i == stall:
-                await asyncio.sleep(3600)
+                await self._hang(request)
+                return response
             if i == drop:
                 assert request.transport is not None
                 request.transport.close()
                 return response
+            if i and pause:
+                await asyncio.sleep(pause)
             await response.write(event)
-            await asyncio.sleep(pause)
         await response.write_eof()
         return response
 
+    async def _hang(self, request: web.Request) -> None:
+        """Keep the connection open, sending nothing, until the peer leaves or the server stops."""
+        while not self._stopping.is_set():
+            if request.transport is None or request.transport.is_closing():
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), 0.1)
+        if request.transport is not None:
+            request.transport.close()
+
     # --- OpenAI Chat Completions -------------------------------------------------------------
 
+    def _chat_usage(self, body: dict[str, Any], text: str, tool: bool) -> dict[str, Any]:
+        prompt = _words(body.get("messages"))
+        completion = _words(text) + (5 if tool else 0)
+        usage: dict[str, Any] = {
+            "prompt_tokens": prompt,
+            "completion_tokens": completion,
+            "total_tokens": prompt + completion,
+        }
+        if self.shape in _WITH_CACHE_DETAILS or (self.shape == "vllm" and self.cached):
+            usage["prompt_tokens_details"] = {"cached_tokens": min(self.cached, prompt)}
+        if self.shape in _WITH_CACHE_DETAILS:
+            usage["prompt_tokens_details"]["audio_tokens"] = 0
+            usage["completion_tokens_details"] = {"reasoning_tokens": 0, "audio_tokens": 0}
+        return usage
+
     async def _chat(self, request: web.Request) -> web.StreamResponse:
-        body, fault = await self._prelude(request)
-        if "delay" in fault:
-            await asyncio.sleep(float(fault["delay"]))
-        failure = self._fault_response(fault)
-        if failure is not None:
-            return failure
-        answer = _answer(body.get("messages") or [], body.get("tools"), body.get("tool_choice"))
+        body, fault, early = await self._prelude(request)
+        if early is not None:
+            return early
+        if not isinstance(body.get("messages"), list) or not body["messages"]:
+            return self._bad_request("messages: a non-empty list is required")
+        answer = _answer(body["messages"], body.get("tools"), body.get("tool_choice"))
         limit = body.get("max_completion_tokens") or body.get("max_tokens")
         text, finish = _limit(answer.get("text"), limit)
         if answer.get("tool"):
             finish = "tool_calls"
-        prompt = _words(body.get("messages"))
-        usage = {
-            "prompt_tokens": prompt,
-            "completion_tokens": _words(text) + (5 if answer.get("tool") else 0),
-            "total_tokens": 0,
-            "prompt_tokens_details": {"cached_tokens": min(self.cached, prompt)},
-        }
-        usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
+        usage = self._chat_usage(body, text, bool(answer.get("tool")))
         model = "tgi" if self.shape == "tgi" else str(body.get("model"))
         tool_calls = None
         if answer.get("tool"):
@@ -261,97 +540,101 @@ class Upstream:
                     },
                 }
             ]
+        base: dict[str, Any] = {
+            "id": _CHAT_ID.get(self.shape, "chatcmpl-fake"),
+            "object": "chat.completion",
+            "created": 1,
+            "model": model,
+        }
+        if self.shape in _FINGERPRINT:
+            base["system_fingerprint"] = _FINGERPRINT[self.shape]
         if not body.get("stream"):
             message: dict[str, Any] = {"role": "assistant", "content": text or None}
             if tool_calls:
                 message["tool_calls"] = tool_calls
-            out: dict[str, Any] = {
-                "id": "chatcmpl-fake",
-                "object": "chat.completion",
-                "created": 1,
-                "model": model,
+            out = {
+                **base,
                 "choices": [
                     {"index": 0, "message": message, "finish_reason": finish, "logprobs": None}
                 ],
                 "usage": usage,
             }
-            if self.shape == "tgi":
-                out["system_fingerprint"] = "3.0.0-native"
-            return web.json_response(out)
-        base = {
-            "id": "chatcmpl-fake",
-            "object": "chat.completion.chunk",
-            "created": 1,
-            "model": model,
-        }
+            return web.Response(body=orjson.dumps(out), content_type="application/json")
+        base["object"] = "chat.completion.chunk"
+        if self.shape == "tgi":
+            base["usage"] = None
+        return await self._stream(
+            request,
+            fault,
+            self._chat_events(
+                body, base=base, text=text, finish=finish, tool_calls=tool_calls, usage=usage
+            ),
+        )
+
+    def _chat_events(
+        self,
+        body: dict[str, Any],
+        *,
+        base: dict[str, Any],
+        text: str,
+        finish: str,
+        tool_calls: list[dict[str, Any]] | None,
+        usage: dict[str, Any],
+    ) -> list[bytes]:
+        ollama = self.shape == "ollama"
 
         def chunk(delta: dict[str, Any], finish_reason: str | None = None, **extra: Any) -> bytes:
-            data = {
-                **base,
-                "choices": [
-                    {"index": 0, "delta": delta, "finish_reason": finish_reason, "logprobs": None}
-                ],
-                **extra,
-            }
-            return b"data: " + orjson.dumps(data) + b"\n\n"
+            if ollama:  # Ollama repeats the role in every delta
+                delta = {"role": "assistant", "content": "", **delta}
+            choice = {"index": 0, "delta": delta, "finish_reason": finish_reason, "logprobs": None}
+            return b"data: " + orjson.dumps({**base, "choices": [choice], **extra}) + b"\n\n"
 
-        events = [chunk({"role": "assistant", "content": ""})]
-        for word in (text or "").split(" ") if text else []:
-            events.append(chunk({"content": word if len(events) == 1 else " " + word}))
+        events = [] if ollama else [chunk({"role": "assistant", "content": ""})]
+        for i, word in enumerate(text.split(" ") if text else []):
+            events.append(chunk({"content": word if i == 0 else " " + word}))
         if tool_calls:
             call = tool_calls[0]
-            events.append(
-                chunk(
-                    {
-                        "tool_calls": [
-                            {
-                                "index": 0,
-                                "id": call["id"],
-                                "type": "function",
-                                "function": {"name": call["function"]["name"], "arguments": ""},
-                            }
-                        ]
-                    }
-                )
-            )
             args = call["function"]["arguments"]
-            for part in (args[: len(args) // 2], args[len(args) // 2 :]):
-                events.append(
-                    chunk({"tool_calls": [{"index": 0, "function": {"arguments": part}}]})
-                )
+            if ollama:  # the whole call in one chunk
+                events.append(chunk({"tool_calls": [{"index": 0, **call}]}))
+            else:
+                head = {**call, "function": {"name": call["function"]["name"], "arguments": ""}}
+                events.append(chunk({"tool_calls": [{"index": 0, **head}]}))
+                for part in (args[: len(args) // 2], args[len(args) // 2 :]):
+                    events.append(
+                        chunk({"tool_calls": [{"index": 0, "function": {"arguments": part}}]})
+                    )
         wants_usage = (body.get("stream_options") or {}).get("include_usage")
-        if self.shape == "ollama":
+        if ollama:
             events.append(chunk({}, finish, usage=usage))
         else:
             events.append(chunk({}, finish))
             if wants_usage:
-                events.append(
-                    b"data: " + orjson.dumps({**base, "choices": [], "usage": usage}) + b"\n\n"
-                )
+                tail = {**base, "choices": [], "usage": usage}
+                events.append(b"data: " + orjson.dumps(tail) + b"\n\n")
         events.append(b"data: [DONE]\n\n")
-        return await self._stream(request, fault, events)
+        return events
 
-    # --- OpenAI Responses ------------------------------------------------------------------------
+    # --- OpenAI Responses --------------------------------------------------------------------
 
     async def _responses(self, request: web.Request) -> web.StreamResponse:
-        body, fault = await self._prelude(request)
-        if "delay" in fault:
-            await asyncio.sleep(float(fault["delay"]))
-        failure = self._fault_response(fault)
-        if failure is not None:
-            return failure
+        body, fault, early = await self._prelude(request)
+        if early is not None:
+            return early
+        if body.get("input") in (None, "", []):
+            return self._bad_request("Missing required parameter: 'input'.")
         messages = _responses_as_messages(body)
         answer = _answer(messages, body.get("tools"), body.get("tool_choice"))
         text, finish = _limit(answer.get("text"), body.get("max_output_tokens"))
         prompt = _words(messages)
+        output_tokens = _words(text) + (5 if answer.get("tool") else 0)
         usage = {
             "input_tokens": prompt,
             "input_tokens_details": {"cached_tokens": min(self.cached, prompt)},
-            "output_tokens": _words(text) + (5 if answer.get("tool") else 0),
+            "output_tokens": output_tokens,
             "output_tokens_details": {"reasoning_tokens": 0},
-            "total_tokens": 0,
+            "total_tokens": prompt + output_tokens,
         }
-        usage["total_tokens"] = usage["input_tokens"] + usage["output_tokens"]
         output: list[dict[str, Any]] = []
         if text:
             output.append(
@@ -392,136 +675,24 @@ class Upstream:
             else None,
         }
         if not body.get("stream"):
-            return web.json_response(response)
-        seq = 0
-
-        def event(data: dict[str, Any]) -> bytes:
-            nonlocal seq
-            data["sequence_number"] = seq
-            seq += 1
-            return b"event: " + data["type"].encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
-
-        start = {**response, "status": "in_progress", "output": [], "usage": None}
-        events = [
-            event({"type": "response.created", "response": start}),
-            event({"type": "response.in_progress", "response": start}),
-        ]
-        for index, item in enumerate(output):
-            if item["type"] == "message":
-                events.append(
-                    event(
-                        {
-                            "type": "response.output_item.added",
-                            "output_index": index,
-                            "item": {**item, "content": [], "status": "in_progress"},
-                        }
-                    )
-                )
-                events.append(
-                    event(
-                        {
-                            "type": "response.content_part.added",
-                            "item_id": "msg_1",
-                            "output_index": index,
-                            "content_index": 0,
-                            "part": {"type": "output_text", "text": "", "annotations": []},
-                        }
-                    )
-                )
-                for i, word in enumerate(item["content"][0]["text"].split(" ")):
-                    events.append(
-                        event(
-                            {
-                                "type": "response.output_text.delta",
-                                "item_id": "msg_1",
-                                "output_index": index,
-                                "content_index": 0,
-                                "delta": word if i == 0 else " " + word,
-                                "logprobs": [],
-                            }
-                        )
-                    )
-                events.append(
-                    event(
-                        {
-                            "type": "response.output_text.done",
-                            "item_id": "msg_1",
-                            "output_index": index,
-                            "content_index": 0,
-                            "text": item["content"][0]["text"],
-                            "logprobs": [],
-                        }
-                    )
-                )
-                events.append(
-                    event(
-                        {"type": "response.output_item.done", "output_index": index, "item": item}
-                    )
-                )
-            else:
-                events.append(
-                    event(
-                        {
-                            "type": "response.output_item.added",
-                            "output_index": index,
-                            "item": {**item, "arguments": "", "status": "in_progress"},
-                        }
-                    )
-                )
-                events.append(
-                    event(
-                        {
-                            "type": "response.function_call_arguments.delta",
-                            "item_id": "fc_1",
-                            "output_index": index,
-                            "delta": item["arguments"],
-                        }
-                    )
-                )
-                events.append(
-                    event(
-                        {
-                            "type": "response.function_call_arguments.done",
-                            "item_id": "fc_1",
-                            "output_index": index,
-                            "arguments": item["arguments"],
-                            "name": item["name"],
-                        }
-                    )
-                )
-                events.append(
-                    event(
-                        {"type": "response.output_item.done", "output_index": index, "item": item}
-                    )
-                )
-        kind = "response.completed" if status == "completed" else "response.incomplete"
-        events.append(event({"type": kind, "response": response}))
-        return await self._stream(request, fault, events)
+            return web.Response(body=orjson.dumps(response), content_type="application/json")
+        return await self._stream(request, fault, _responses_events(response))
 
     # --- Anthropic Messages ------------------------------------------------------------------
 
     async def _messages(self, request: web.Request) -> web.StreamResponse:
-        body, fault = await self._prelude(request)
-        if "delay" in fault:
-            await asyncio.sleep(float(fault["delay"]))
+        body, fault, early = await self._prelude(request)
+        if early is not None:
+            return early
         if "max_tokens" not in body:
-            return web.json_response(
-                {
-                    "type": "error",
-                    "error": {
-                        "type": "invalid_request_error",
-                        "message": "max_tokens: Field required",
-                    },
-                },
-                status=400,
-            )
-        failure = self._fault_response(fault)
-        if failure is not None:
-            return failure
+            return self._bad_request("max_tokens: Field required")
+        if not isinstance(body.get("messages"), list) or not body["messages"]:
+            return self._bad_request("messages: at least one message is required")
         messages = _anthropic_as_messages(body)
         tools = [{"function": {"name": t.get("name")}} for t in body.get("tools") or []]
-        forced = (body.get("tool_choice") or {}).get("type") in ("any", "tool")
-        answer = _answer(messages, tools or None, "required" if forced else None)
+        choice = body.get("tool_choice") or {}
+        forced: Any = {"any": "required", "tool": {"name": choice.get("name")}}
+        answer = _answer(messages, tools or None, forced.get(choice.get("type")))
         text, finish = _limit(answer.get("text"), body.get("max_tokens"))
         stop = {"stop": "end_turn", "length": "max_tokens"}[finish]
         content: list[dict[str, Any]] = []
@@ -557,84 +728,172 @@ class Upstream:
             "usage": usage,
         }
         if not body.get("stream"):
-            return web.json_response(message)
+            return web.Response(body=orjson.dumps(message), content_type="application/json")
+        return await self._stream(request, fault, _messages_events(message))
 
-        def event(name: str, data: dict[str, Any]) -> bytes:
-            return b"event: " + name.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
 
-        start = {
-            **message,
-            "content": [],
-            "stop_reason": None,
-            "usage": {**usage, "output_tokens": 1},
-        }
-        events = [
-            event("message_start", {"type": "message_start", "message": start}),
-            event("ping", {"type": "ping"}),
-        ]
-        for index, block in enumerate(content):
-            if block["type"] == "text":
-                events.append(
-                    event(
-                        "content_block_start",
-                        {
-                            "type": "content_block_start",
-                            "index": index,
-                            "content_block": {"type": "text", "text": ""},
-                        },
-                    )
+# --- event sequences -----------------------------------------------------------------------------
+
+
+def _responses_events(response: dict[str, Any]) -> list[bytes]:
+    seq = 0
+
+    def event(data: dict[str, Any]) -> bytes:
+        nonlocal seq
+        data["sequence_number"] = seq
+        seq += 1
+        return b"event: " + str(data["type"]).encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
+
+    start = {**response, "status": "in_progress", "output": [], "usage": None}
+    events = [
+        event({"type": "response.created", "response": start}),
+        event({"type": "response.in_progress", "response": start}),
+    ]
+    for index, item in enumerate(response["output"]):
+        where = {"item_id": item["id"], "output_index": index}
+        if item["type"] == "message":
+            text = item["content"][0]["text"]
+            part = {"type": "output_text", "text": "", "annotations": []}
+            events.append(
+                event(
+                    {
+                        "type": "response.output_item.added",
+                        "output_index": index,
+                        "item": {**item, "content": [], "status": "in_progress"},
+                    }
                 )
-                for i, word in enumerate(block["text"].split(" ")):
-                    events.append(
-                        event(
-                            "content_block_delta",
-                            {
-                                "type": "content_block_delta",
-                                "index": index,
-                                "delta": {
-                                    "type": "text_delta",
-                                    "text": word if i == 0 else " " + word,
-                                },
-                            },
-                        )
-                    )
-            else:
-                events.append(
-                    event(
-                        "content_block_start",
-                        {
-                            "type": "content_block_start",
-                            "index": index,
-                            "content_block": {**block, "input": {}},
-                        },
-                    )
+            )
+            events.append(
+                event(
+                    {
+                        "type": "response.content_part.added",
+                        **where,
+                        "content_index": 0,
+                        "part": part,
+                    }
                 )
-                args = orjson.dumps(block["input"]).decode()
+            )
+            for i, word in enumerate(text.split(" ")):
                 events.append(
                     event(
-                        "content_block_delta",
                         {
-                            "type": "content_block_delta",
-                            "index": index,
-                            "delta": {"type": "input_json_delta", "partial_json": args},
-                        },
+                            "type": "response.output_text.delta",
+                            **where,
+                            "content_index": 0,
+                            "delta": word if i == 0 else " " + word,
+                            "logprobs": [],
+                        }
                     )
                 )
             events.append(
-                event("content_block_stop", {"type": "content_block_stop", "index": index})
+                event(
+                    {
+                        "type": "response.output_text.done",
+                        **where,
+                        "content_index": 0,
+                        "text": text,
+                        "logprobs": [],
+                    }
+                )
+            )
+            events.append(
+                event(
+                    {
+                        "type": "response.content_part.done",
+                        **where,
+                        "content_index": 0,
+                        "part": {**part, "text": text},
+                    }
+                )
+            )
+        else:
+            events.append(
+                event(
+                    {
+                        "type": "response.output_item.added",
+                        "output_index": index,
+                        "item": {**item, "arguments": "", "status": "in_progress"},
+                    }
+                )
+            )
+            events.append(
+                event(
+                    {
+                        "type": "response.function_call_arguments.delta",
+                        **where,
+                        "delta": item["arguments"],
+                    }
+                )
+            )
+            events.append(
+                event(
+                    {
+                        "type": "response.function_call_arguments.done",
+                        **where,
+                        "arguments": item["arguments"],
+                        "name": item["name"],
+                    }
+                )
             )
         events.append(
-            event(
-                "message_delta",
-                {
-                    "type": "message_delta",
-                    "delta": {"stop_reason": stop, "stop_sequence": None},
-                    "usage": {"output_tokens": usage["output_tokens"]},
-                },
-            )
+            event({"type": "response.output_item.done", "output_index": index, "item": item})
         )
-        events.append(event("message_stop", {"type": "message_stop"}))
-        return await self._stream(request, fault, events)
+    kind = "response.completed" if response["status"] == "completed" else "response.incomplete"
+    events.append(event({"type": kind, "response": response}))
+    return events
+
+
+def _messages_events(message: dict[str, Any]) -> list[bytes]:
+    def event(data: dict[str, Any]) -> bytes:
+        return b"event: " + str(data["type"]).encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
+
+    usage = message["usage"]
+    start = {**message, "content": [], "stop_reason": None, "usage": {**usage, "output_tokens": 1}}
+    events = [event({"type": "message_start", "message": start}), event({"type": "ping"})]
+    for index, block in enumerate(message["content"]):
+        if block["type"] == "text":
+            events.append(
+                event(
+                    {
+                        "type": "content_block_start",
+                        "index": index,
+                        "content_block": {"type": "text", "text": ""},
+                    }
+                )
+            )
+            for i, word in enumerate(block["text"].split(" ")):
+                delta = {"type": "text_delta", "text": word if i == 0 else " " + word}
+                events.append(
+                    event({"type": "content_block_delta", "index": index, "delta": delta})
+                )
+        else:
+            events.append(
+                event(
+                    {
+                        "type": "content_block_start",
+                        "index": index,
+                        "content_block": {**block, "input": {}},
+                    }
+                )
+            )
+            args = orjson.dumps(block["input"]).decode()
+            for part in (args[: len(args) // 2], args[len(args) // 2 :]):
+                delta = {"type": "input_json_delta", "partial_json": part}
+                events.append(
+                    event({"type": "content_block_delta", "index": index, "delta": delta})
+                )
+        events.append(event({"type": "content_block_stop", "index": index}))
+    events.append(
+        event(
+            {
+                "type": "message_delta",
+                "delta": {"stop_reason": message["stop_reason"], "stop_sequence": None},
+                "usage": {"output_tokens": usage["output_tokens"]},
+            }
+        )
+    )
+    events.append(event({"type": "message_stop"}))
+    return events
 
 
 # --- deterministic answers ---------------------------------------------------------------------
@@ -667,7 +926,10 @@ def _answer(messages: list[Any], tools: Any, tool_choice: Any) -> dict[str, Any]
     said = _text(last.get("content")) if isinstance(last, dict) else ""
     forced = tool_choice == "required" or isinstance(tool_choice, dict)
     if tools and ("weather" in said.lower() or forced):
-        name = tools[0].get("function", tools[0]).get("name") or "get_weather"
+        first: dict[str, Any] = tools[0]
+        name = first.get("function", first).get("name") or "get_weather"
+        if isinstance(tool_choice, dict):  # a named tool: Chat {"function": {"name"}} or {"name"}
+            name = tool_choice.get("function", tool_choice).get("name") or name
         return {"tool": name, "arguments": {"city": "Paris"}}
     return {"text": f"You said: {said}"}
 
