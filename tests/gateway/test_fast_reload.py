@@ -23,7 +23,6 @@ import logging
 import os
 from pathlib import Path
 
-import aiohttp
 import orjson
 import pytest
 from aiohttp import test_utils
@@ -46,21 +45,22 @@ def test_table_precomputes_headers_and_timeouts() -> None:
     a = table.route("anth:m")
     assert a is not None
     target = a.chain[0]
-    assert target.headers == {
+    assert target.endpoint.headers == {
         "content-type": "application/json",
         "anthropic-version": "2024-01-01",
         "x-api-key": PROVIDER_KEY,
     }
     p = table.route("plain:m")
     assert p is not None
-    assert p.chain[0].headers == {
+    assert p.chain[0].endpoint.headers == {
         "content-type": "application/json",
         "anthropic-version": gateway_table.ANTHROPIC_VERSION,
     }
-    assert p.chain[0].timeout == aiohttp.ClientTimeout(total=60, sock_connect=2, sock_read=7)
+    e = p.chain[0].endpoint
+    assert (e.connect_timeout, e.read_timeout, e.total_timeout) == (2, 7, 60)
     c = table.route("chat:m@context_length")
     assert c is not None and c.chain[0].model_id == "m@context_length"
-    assert c.chain[0].headers == {
+    assert c.chain[0].endpoint.headers == {
         "content-type": "application/json",
         "x-team": "blue",
         "authorization": f"Bearer {PROVIDER_KEY}",

@@ -17,7 +17,6 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-import aiohttp
 import orjson
 from aiohttp import web
 
@@ -28,6 +27,7 @@ from switchboard.gateway import errors, resolve
 from switchboard.gateway.accesslog import AccessLog
 from switchboard.gateway.metrics import Metrics
 from switchboard.gateway.table import Access, Table, Target
+from switchboard.gateway.upstream import ConnectError, Pool, Response, UpstreamError
 
 _SSE_HEADERS = {"content-type": "text/event-stream", "cache-control": "no-cache"}
 _JSON = "application/json"
@@ -75,14 +75,14 @@ class Proxy:
 
     def __init__(
         self,
-        session: aiohttp.ClientSession,
+        pool: Pool,
         metrics: Metrics,
         access_log: AccessLog,
         *,
         max_body_bytes: int = 10 * 1024 * 1024,
         body_timeout: float = 60.0,
     ) -> None:
-        self.session = session
+        self.pool = pool
         self.metrics = metrics
         self.access_log = access_log
         self.max_body_bytes = max_body_bytes
@@ -309,20 +309,13 @@ class Proxy:
             headers={"retry-after": last.retry_after} if last.retry_after else None,
         )
 
-    async def _send(self, target: Target, body: Json) -> aiohttp.ClientResponse:
-        # target.timeout: sock_connect = connect, sock_read = first token (and any later gap),
-        # total = the whole request.
+    async def _send(self, target: Target, body: Json) -> Response:
+        # The endpoint's timeouts: connect, read (the first byte, so the first token of a
+        # stream, and any later gap), total (the whole exchange). See gateway/upstream.py.
         try:
-            response = await self.session.post(
-                target.url,
-                data=orjson.dumps(body),
-                headers=target.headers,
-                timeout=target.timeout,
-            )
-        except aiohttp.ConnectionTimeoutError:
-            raise _Failed(
-                "connect", 502, f"cannot connect to {target.provider}: timed out", retry=True
-            ) from None
+            response = await self.pool.post(target.endpoint, orjson.dumps(body))
+        except ConnectError as exc:
+            raise _Failed("connect", 502, f"{target.provider}: {exc}", retry=True) from None
         except TimeoutError:
             raise _Failed(
                 "first_token_timeout",
@@ -330,17 +323,13 @@ class Proxy:
                 f"{target.ref} did not answer within {target.first_token:g} s",
                 retry=True,
             ) from None
-        except aiohttp.ClientConnectorError as exc:
-            raise _Failed(
-                "connect", 502, f"cannot connect to {target.provider}: {exc.os_error}", retry=True
-            ) from None
-        except (aiohttp.ClientError, OSError) as exc:
+        except UpstreamError as exc:
             raise _Failed("connect", 502, f"{target.provider} failed: {exc}", retry=True) from None
         if response.status < 400:
             return response
         try:
             data = await response.read()
-        except (aiohttp.ClientError, TimeoutError):
+        except (UpstreamError, TimeoutError):
             data = b""
         finally:
             response.release()
@@ -368,7 +357,7 @@ class Proxy:
             data = await response.read()
         except TimeoutError:
             raise _Failed("timeout", 504, f"{target.ref} timed out", retry=True) from None
-        except aiohttp.ClientError as exc:
+        except UpstreamError as exc:
             raise _Failed("connect", 502, f"{target.ref} failed: {exc}", retry=True) from None
         finally:
             response.release()
@@ -406,11 +395,11 @@ class Proxy:
         response = await self._send(target, body)
         translator = pair.stream(ctx)
         decoder = sse.Decoder()
-        chunks = response.content.iter_any()
+        chunks = response.chunks()
         try:
             first = await chunks.__anext__()
-        except (TimeoutError, StopAsyncIteration, aiohttp.ClientError) as exc:
-            response.release()
+        except (TimeoutError, StopAsyncIteration, UpstreamError) as exc:
+            response.close()
             kind = "first_token_timeout" if isinstance(exc, TimeoutError) else "stream"
             raise _Failed(
                 kind,
@@ -423,8 +412,8 @@ class Proxy:
         out.ttft = time.perf_counter() - started
 
         async def send(data: bytes) -> None:
-            # Writes to the client fail with ConnectionResetError subclasses that are also
-            # aiohttp.ClientError: tell them apart from upstream read errors here.
+            # A write to a client that went away fails with ConnectionResetError; tell it apart
+            # from the upstream's errors here.
             try:
                 await client.write(data)
             except ConnectionResetError:
@@ -439,7 +428,7 @@ class Proxy:
                         await send(data)
                 tail = b"".join(translator.feed(e) for e in decoder.close())
                 await send(tail + translator.finish())
-            except (TimeoutError, aiohttp.ClientError) as exc:
+            except (TimeoutError, UpstreamError) as exc:
                 kind = "timeout" if isinstance(exc, TimeoutError) else "stream"
                 self.metrics.child(self.metrics.upstream_errors, target.provider, kind).inc()
                 out.error = f"{target.ref} failed mid-stream ({kind})"

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import aiohttp
 import orjson
 
 from switchboard.dialects.types import Dialect
+from switchboard.gateway.upstream import Endpoint
 from switchboard.routing import config as rc
 from switchboard.routing import refs
 
@@ -27,9 +27,8 @@ class Target:
     provider: str
     model_id: str
     dialect: Dialect
-    url: str
-    headers: dict[str, str]
-    timeout: aiohttp.ClientTimeout
+    endpoint: Endpoint
+    """URL, request head with the provider's headers and key, and timeouts, rendered once."""
     first_token: float
     meta: rc.Model | None
     """None for a provider without listed models: no limits, no prices."""
@@ -73,7 +72,7 @@ class Table:
         self.config = config
         self.hash = config.hash
         self._providers = config.providers
-        self._provider_parts = {name: _provider_parts(p) for name, p in config.providers.items()}
+        self._endpoints = {name: _endpoint(p) for name, p in config.providers.items()}
         self._direct: dict[str, Route] = {}
         for provider in config.providers.values():
             for model in provider.models.values():
@@ -89,15 +88,12 @@ class Table:
         self.keys = {digest: self._access(grant) for digest, grant in config.keys.items()}
 
     def _target(self, provider: rc.Provider, model_id: str) -> Target:
-        headers, timeout = self._provider_parts[provider.name]
         return Target(
             ref=f"{provider.name}:{model_id}",
             provider=provider.name,
             model_id=model_id,
             dialect=Dialect(provider.dialect),
-            url=provider.endpoint,
-            headers=headers,
-            timeout=timeout,
+            endpoint=self._endpoints[provider.name],
             first_token=provider.timeouts.first_token,
             meta=provider.models.get(model_id),
         )
@@ -159,7 +155,7 @@ def _model_entry(model_id: str, owner: str, display: str) -> dict[str, object]:
     }
 
 
-def _provider_parts(provider: rc.Provider) -> tuple[dict[str, str], aiohttp.ClientTimeout]:
+def _endpoint(provider: rc.Provider) -> Endpoint:
     headers = {"content-type": "application/json"}
     headers.update((k.lower(), v) for k, v in provider.headers.items())
     if provider.dialect == Dialect.MESSAGES:
@@ -168,9 +164,13 @@ def _provider_parts(provider: rc.Provider) -> tuple[dict[str, str], aiohttp.Clie
             headers["x-api-key"] = provider.api_key
     elif provider.api_key:
         headers["authorization"] = f"Bearer {provider.api_key}"
-    timeout = aiohttp.ClientTimeout(
-        total=provider.timeouts.total,
-        sock_connect=provider.timeouts.connect,
-        sock_read=provider.timeouts.first_token,
-    )
-    return headers, timeout
+    try:
+        return Endpoint.build(
+            provider.endpoint,
+            headers,
+            connect=provider.timeouts.connect,
+            read=provider.timeouts.first_token,
+            total=provider.timeouts.total,
+        )
+    except ValueError as exc:
+        raise rc.ConfigError(f"provider {provider.name!r}: {exc}") from None
