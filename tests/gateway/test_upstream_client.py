@@ -194,6 +194,41 @@ async def test_an_idle_connection_closed_by_the_server_is_replaced_once() -> Non
     assert served == 2
 
 
+async def test_connection_close_is_honoured_and_closed_idle_connections_leave_the_pool() -> None:
+    connections = 0
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        head, _ = await _read_request(reader)
+        if b"close-me" in head:
+            writer.write(OK.replace(b"\r\n\r\n", b"\r\nconnection: close\r\n\r\n", 1))
+            await writer.drain()
+            await asyncio.sleep(1)  # the client must not wait for the close to stop reusing
+            return
+        writer.write(OK)
+        await writer.drain()
+        await asyncio.sleep(0.1)  # then an idle timeout, as uvicorn does
+
+    async with serve(handler) as port:
+        pool = Pool()
+        closing = Endpoint.build(
+            f"http://127.0.0.1:{port}/v1", {"x-case": "close-me"}, connect=2, read=5, total=30
+        )
+        response = await pool.post(closing, b"{}")
+        assert await response.read() == b'{"ok":true}'
+        response.release()
+        assert pool.idle() == 0
+        response = await pool.post(endpoint(port), b"{}")
+        await response.read()
+        response.release()
+        assert pool.idle() == 1
+        await asyncio.sleep(0.3)
+        assert pool.idle() == 0  # the server closed it: off the list, not handed out later
+        await pool.close()
+    assert connections == 2
+
+
 async def test_a_connection_the_server_closes_after_reading_the_request_fails() -> None:
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await _read_request(reader)

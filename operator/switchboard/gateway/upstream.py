@@ -117,7 +117,9 @@ class _Conn(asyncio.Protocol):
         "error",
         "got_bytes",
         "headers",
+        "idle_in",
         "idle_since",
+        "keep_alive",
         "key",
         "loop",
         "parser",
@@ -132,6 +134,8 @@ class _Conn(asyncio.Protocol):
         self.parser = httptools.HttpResponseParser(self)
         self.closed = False
         self.idle_since = 0.0
+        self.idle_in: list[_Conn] | None = None
+        """The pool's idle list while parked there, so that a close by the server removes it."""
         self._waiter: asyncio.Future[None] | None = None
         self._reset()
 
@@ -143,6 +147,7 @@ class _Conn(asyncio.Protocol):
         self._buffered = 0
         self._paused = False
         self.complete = False
+        self.keep_alive = False
         self.got_bytes = False
         self.error: Exception | None = None
 
@@ -164,6 +169,9 @@ class _Conn(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        if self.idle_in is not None:
+            self.idle_in.remove(self)
+            self.idle_in = None
         if self.headers is not None and not self.complete and self._close_delimited():
             self.complete = True  # a body without length ends with the connection
             self._wake()
@@ -196,6 +204,7 @@ class _Conn(asyncio.Protocol):
 
     def on_message_complete(self) -> None:
         self.complete = True
+        self.keep_alive = self.parser.should_keep_alive()  # not after `connection: close`
         self._wake()
 
     # --- helpers ------------------------------------------------------------------------------
@@ -294,7 +303,7 @@ class Response:
         conn, self._conn = self._conn, None
         if conn is None:
             return
-        if conn.complete and not conn._buffer and not conn.closed:
+        if conn.complete and conn.keep_alive and not conn._buffer and not conn.closed:
             self._pool._put(conn)
         else:
             conn.close()
@@ -326,7 +335,7 @@ class Pool:
         """Send the request and wait for the response headers."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + endpoint.total_timeout
-        conn = self._get(endpoint.key, loop)
+        conn = self._get(endpoint.key)
         if conn is not None:
             try:
                 return await self._exchange(conn, endpoint, body, deadline)
@@ -352,24 +361,25 @@ class Pool:
             raise
         return Response(self, conn, endpoint, deadline)
 
-    def _get(self, key: tuple[str, str, int], loop: asyncio.AbstractEventLoop) -> _Conn | None:
+    def _get(self, key: tuple[str, str, int]) -> _Conn | None:
         idle = self._idle.get(key)
         if not idle:
             return None
-        oldest = loop.time() - self._idle_seconds
-        while idle:
-            conn = idle.pop()
-            if not conn.closed and conn.idle_since > oldest:
-                return conn
-            conn.close()
-        return None
+        conn = idle.pop()  # the most recently used: the likeliest to be alive
+        conn.idle_in = None
+        return conn
 
     def _put(self, conn: _Conn) -> None:
         idle = self._idle.setdefault(conn.key, [])
         if self._closed or len(idle) >= self._max_idle:
             conn.close()
             return
-        conn.idle_since = conn.loop.time()
+        now = conn.loop.time()
+        while idle and idle[0].idle_since < now - self._idle_seconds:
+            idle[0].close()  # unused for idle_seconds: connection_lost takes it off the list
+            idle.pop(0).idle_in = None
+        conn.idle_since = now
+        conn.idle_in = idle
         idle.append(conn)
 
     async def _connect(
@@ -407,6 +417,7 @@ class Pool:
     async def close(self) -> None:
         self._closed = True
         for idle in self._idle.values():
-            for conn in idle:
+            for conn in list(idle):
+                conn.idle_in = None
                 conn.close()
         self._idle.clear()
