@@ -208,6 +208,12 @@ def targets(rows: list[dict[str, Any]]) -> list[tuple[str, str, str]]:
     )
     msg_rps = 1 - msg_b["rps"] / sb_b["rps"] if msg_b and sb_b.get("rps") else None
     p99 = sb_b.get("p99_ms")
+
+    def tokens_per_second(row: dict[str, Any]) -> float | None:
+        return row["tokens"] / row["seconds"] if row.get("tokens") and row.get("seconds") else None
+
+    sb_tps, direct_tps = tokens_per_second(sb_c), tokens_per_second(direct_c)
+    tps_ratio = sb_tps / direct_tps if sb_tps and direct_tps else None
     return [
         (
             "64 clients: ≥ 60 % of the raw aiohttp proxy's req/s",
@@ -240,6 +246,12 @@ def targets(rows: list[dict[str, Any]]) -> list[tuple[str, str, str]]:
             "1,000 streams: none dropped",
             f"{_fmt(sb_c.get('dropped'))} dropped",
             verdict(sb_c.get("dropped") == 0 if sb_c else None),
+        ),
+        (
+            "1,000 streams: token throughput equal to direct",
+            f"{_fmt(sb_tps, 0)} vs {_fmt(direct_tps, 0)} tokens/s "
+            f"({_fmt(tps_ratio and tps_ratio * 100, 0)} %)",
+            verdict(tps_ratio >= 0.95 if tps_ratio is not None else None),
         ),
         (
             "RSS ≤ 100 MB under load and over the soak",
