@@ -17,6 +17,10 @@ from aiohttp import web
 from switchboard.gateway import app as gateway_app
 from switchboard.routing import config as rc
 
+BACKLOG = 4096
+"""Listen queue for connection bursts (1,000 streams opening at once); Linux caps it at
+net.core.somaxconn (4096 by default since 5.4)."""
+
 
 class JsonFormatter(logging.Formatter):
     """One JSON object per line. Request lines carry their fields; never a key or token."""
@@ -70,7 +74,9 @@ def _serve(args: argparse.Namespace, sock: socket.socket) -> None:
     app = gateway_app.build_app(
         source, max_body_bytes=args.max_body_bytes, access_log=not args.no_access_log
     )
-    web.run_app(app, sock=sock, access_log=None, print=None, handle_signals=True)
+    # backlog: run_app listens again on the socket, with its own default of 128 unless told;
+    # 1,000 clients connecting at once then wait for SYN retransmits (1 s, 3 s).
+    web.run_app(app, sock=sock, backlog=BACKLOG, access_log=None, print=None, handle_signals=True)
 
 
 def _die_with_parent() -> None:
@@ -102,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     sock.bind((args.host, args.port))
-    sock.listen(2048)
+    sock.listen(BACKLOG)
     sock.setblocking(False)
     children = []
     for _ in range(max(args.workers, 1) - 1):
