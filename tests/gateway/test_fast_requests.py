@@ -299,3 +299,24 @@ async def test_slow_body_is_408(gw: Gw) -> None:
     finally:
         writer.close()
         await writer.wait_closed()
+
+
+async def test_a_slow_client_gets_a_long_stream_whole(gw: Gw) -> None:
+    # ~40,000 events, several MB: more than the socket buffers hold while the client sleeps, so
+    # the gateway's write buffer passes its high-water mark and the upstream is paused, then
+    # resumed as the client reads. Nothing may be lost, duplicated or reordered.
+    prompt = " ".join(f"w{i}" for i in range(40_000))
+    body = {"model": "open:m", "messages": [{"role": "user", "content": prompt}], "stream": True}
+    response = await gw.post("chat", body)
+    assert response.status == 200
+    await asyncio.sleep(1.0)
+    text = await response.text()
+    assert text.rstrip().endswith("data: [DONE]")
+    content = "".join(
+        choice["delta"].get("content") or ""
+        for line in text.splitlines()
+        if line.startswith("data: {")
+        for choice in orjson.loads(line[6:])["choices"]
+    )
+    assert content == f"You said: {prompt}"
+    assert gw.access_lines()[-1]["status"] == 200

@@ -393,3 +393,44 @@ async def test_tls_with_a_trusted_ca_and_refused_without(tmp_path: Path) -> None
         with pytest.raises(ConnectError, match="TLS with localhost"):
             await untrusting.post(endpoint(port, scheme="https", host="localhost"), b"{}")
         await untrusting.close()
+
+
+async def test_pipe_hands_chunks_to_a_sink_and_a_paused_consumer_is_not_a_timeout() -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await _read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n")
+        for i in range(5):
+            writer.write(b"2\r\n%02d\r\n" % i)
+            await writer.drain()
+            await asyncio.sleep(0.05)
+        writer.write(b"0\r\n\r\n")
+        await writer.drain()
+        await _read_request(reader)  # the next request: headers and one chunk, then silence
+        writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n2\r\nxx\r\n")
+        await writer.drain()
+        await asyncio.sleep(5)
+
+    async with serve(handler) as port:
+        pool = Pool()
+        loop = asyncio.get_running_loop()
+        response = await pool.post(endpoint(port, read=0.3), b"{}")
+        got: list[bytes] = []
+
+        def sink(chunk: bytes) -> None:
+            got.append(chunk)
+            if len(got) == 1:  # the consumer is slow: 0.5 s paused, beyond the read timeout
+                response.pause()
+                loop.call_later(0.25, response.touch)
+                loop.call_later(0.5, response.resume)
+
+        await response.pipe(sink)
+        assert b"".join(got) == b"0001020304"
+        response.release()
+        assert pool.idle() == 1
+
+        silent = await pool.post(endpoint(port, read=0.2), b"{}")
+        with pytest.raises(TimeoutError):
+            await silent.pipe(got.append)
+        assert got[-1] == b"xx"
+        silent.close()
+        await pool.close()

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from aiohttp import web
+from aiohttp import HttpVersion11, web
 
 from switchboard.dialects import errors as derrors
 from switchboard.dialects import inspect, registry, sse
@@ -67,6 +67,101 @@ class _Failed(Exception):
 
 class _ClientGone(Exception):
     """The client closed its connection while its stream was being written."""
+
+
+class _Relay:
+    """Upstream body chunks to the client, inside the upstream connection's callback: decode
+    the SSE, translate, write, with no task switch per chunk (at 1,000 streams the task
+    switches were most of the relay's cost: docs/performance.md).
+
+    The client's write buffer is watched: above 1 MiB the upstream socket is paused, and
+    polled every 10 ms until it drains below 256 KiB (the read timeout does not run meanwhile:
+    the client, not the upstream, is slow). A client that went away, or a translation error,
+    closes the upstream connection; `check()` raises it after `pipe()` returns.
+    """
+
+    __slots__ = (
+        "decoder",
+        "error",
+        "framed",
+        "gone",
+        "loop",
+        "paused",
+        "response",
+        "stopped",
+        "translator",
+        "transport",
+    )
+
+    HIGH_WATER = 1 << 20
+    LOW_WATER = 1 << 18
+
+    def __init__(
+        self,
+        request: web.Request,
+        response: Response,
+        translator: registry.Stream,
+        decoder: sse.Decoder,
+        framed: bool,
+    ) -> None:
+        self.transport = request.transport
+        self.response = response
+        self.translator = translator
+        self.decoder = decoder
+        self.framed = framed
+        self.loop = asyncio.get_running_loop()
+        self.gone = False
+        self.paused = False
+        self.stopped = False
+        self.error: derrors.TranslationError | None = None
+
+    def feed(self, chunk: bytes) -> None:
+        if self.gone or self.error is not None:
+            return
+        feed = self.translator.feed
+        try:
+            data = b"".join([feed(e) for e in self.decoder.feed(chunk)])
+        except Exception as exc:  # a translator bug must not look like an upstream failure
+            log.error("stream translation failed", exc_info=exc)
+            self.error = derrors.TranslationError("the upstream's stream could not be translated")
+            self.response.close()
+            return
+        if not data:
+            return
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            self.gone = True
+            self.response.close()
+            return
+        transport.write(b"%x\r\n%s\r\n" % (len(data), data) if self.framed else data)
+        if not self.paused and transport.get_write_buffer_size() > self.HIGH_WATER:
+            self.paused = True
+            self.response.pause()
+            self.loop.call_later(0.01, self._drain)
+
+    def _drain(self) -> None:
+        if self.stopped or not self.paused:
+            return
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            self.gone = True
+            self.response.close()
+            return
+        self.response.touch()
+        if transport.get_write_buffer_size() > self.LOW_WATER:
+            self.loop.call_later(0.01, self._drain)
+            return
+        self.paused = False
+        self.response.resume()
+
+    def check(self) -> None:
+        if self.gone:
+            raise _ClientGone
+        if self.error is not None:
+            raise self.error
+
+    def stop(self) -> None:
+        self.stopped = True
 
 
 class Proxy:
@@ -395,10 +490,9 @@ class Proxy:
         response = await self._send(target, body)
         translator = pair.stream(ctx)
         decoder = sse.Decoder()
-        chunks = response.chunks()
         try:
-            first = await chunks.__anext__()
-        except (TimeoutError, StopAsyncIteration, UpstreamError) as exc:
+            first = await response.next_chunk()
+        except (TimeoutError, UpstreamError) as exc:
             response.close()
             kind = "first_token_timeout" if isinstance(exc, TimeoutError) else "stream"
             raise _Failed(
@@ -407,34 +501,33 @@ class Proxy:
                 f"{target.ref} sent no first token",
                 retry=True,
             ) from None
+        if not first:
+            response.release()
+            raise _Failed("stream", 502, f"{target.ref} sent an empty stream", retry=True)
         client = web.StreamResponse(headers={**_SSE_HEADERS, **_served_headers(out)})
+        framed = request.version >= HttpVersion11
+        if framed:
+            client.enable_chunked_encoding()
         await client.prepare(request)
         out.ttft = time.perf_counter() - started
-
-        async def send(data: bytes) -> None:
-            # A write to a client that went away fails with ConnectionResetError; tell it apart
-            # from the upstream's errors here.
-            try:
-                await client.write(data)
-            except ConnectionResetError:
-                raise _ClientGone from None
-
+        relay = _Relay(request, response, translator, decoder, framed)
         try:
             try:
-                await send(b"".join(translator.feed(e) for e in decoder.feed(first)))
-                async for chunk in chunks:
-                    data = b"".join(translator.feed(e) for e in decoder.feed(chunk))
-                    if data:
-                        await send(data)
+                # Through aiohttp (it sends the status line and headers), then the rest of the
+                # body straight from the upstream connection's callback (_Relay).
+                await client.write(b"".join(translator.feed(e) for e in decoder.feed(first)))
+                await response.pipe(relay.feed)
+                relay.check()
                 tail = b"".join(translator.feed(e) for e in decoder.close())
-                await send(tail + translator.finish())
-            except (TimeoutError, UpstreamError) as exc:
+                await client.write(tail + translator.finish())
+            except (TimeoutError, UpstreamError, derrors.TranslationError) as exc:
+                relay.check()
                 kind = "timeout" if isinstance(exc, TimeoutError) else "stream"
                 self.metrics.child(self.metrics.upstream_errors, target.provider, kind).inc()
                 out.error = f"{target.ref} failed mid-stream ({kind})"
                 out.status = 502
-                await send(translator.error(f"upstream failed mid-stream: {out.error}"))
-        except _ClientGone:
+                await client.write(translator.error(f"upstream failed mid-stream: {out.error}"))
+        except (_ClientGone, ConnectionResetError):
             out.status = 499
             out.error = "client went away"
             response.close()
@@ -442,6 +535,7 @@ class Proxy:
             response.close()
             raise
         finally:
+            relay.stop()
             response.release()
         out.usage = translator.usage
         out.cost = _cost(target, translator.usage)

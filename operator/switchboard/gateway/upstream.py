@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
@@ -109,8 +109,13 @@ class _Conn(asyncio.Protocol):
     __slots__ = (
         "_buffer",
         "_buffered",
+        "_deadline",
+        "_last",
         "_names",
         "_paused",
+        "_read_timeout",
+        "_sink",
+        "_timer",
         "_waiter",
         "closed",
         "complete",
@@ -137,6 +142,9 @@ class _Conn(asyncio.Protocol):
         self.idle_in: list[_Conn] | None = None
         """The pool's idle list while parked there, so that a close by the server removes it."""
         self._waiter: asyncio.Future[None] | None = None
+        self._sink: Callable[[bytes], None] | None = None
+        self._last = self._deadline = self._read_timeout = 0.0
+        self._timer: asyncio.TimerHandle | None = None
         self._reset()
 
     def _reset(self) -> None:
@@ -195,6 +203,11 @@ class _Conn(asyncio.Protocol):
         self._wake()
 
     def on_body(self, body: bytes) -> None:
+        sink = self._sink
+        if sink is not None:
+            self._last = self.loop.time()
+            sink(body)
+            return
         self._buffer.append(body)
         self._buffered += len(body)
         if self._buffered > _MAX_BUFFER and not self._paused and self.transport is not None:
@@ -241,12 +254,26 @@ class _Conn(asyncio.Protocol):
         if now >= deadline:
             raise TimeoutError(f"the whole exchange took longer than its total timeout ({what})")
         waiter = self._waiter = loop.create_future()
-        timer = loop.call_at(min(deadline, now + read_timeout), _expire, waiter)
+        self._last = now
+        self._read_timeout = read_timeout
+        self._deadline = deadline
+        self._timer = loop.call_at(min(deadline, now + read_timeout), self._check)
         try:
             await waiter
         finally:
-            timer.cancel()
+            self._timer.cancel()
             self._waiter = None
+
+    def _check(self) -> None:
+        """The read timer: fail the wait, or (chunks went to a sink meanwhile) wait on."""
+        waiter = self._waiter
+        if waiter is None or waiter.done():
+            return
+        due = min(self._deadline, self._last + self._read_timeout)
+        if self.loop.time() >= due - 0.001:
+            waiter.set_exception(TimeoutError())
+        else:
+            self._timer = self.loop.call_at(due, self._check)
 
     def take(self) -> bytes:
         """Everything buffered so far."""
@@ -258,11 +285,6 @@ class _Conn(asyncio.Protocol):
             self._paused = False
             self.transport.resume_reading()
         return data
-
-
-def _expire(waiter: asyncio.Future[None]) -> None:
-    if not waiter.done():
-        waiter.set_exception(TimeoutError())
 
 
 class Response:
@@ -284,20 +306,58 @@ class Response:
         parts = [chunk async for chunk in self.chunks()]
         return parts[0] if len(parts) == 1 else b"".join(parts)
 
-    async def chunks(self) -> AsyncIterator[bytes]:
-        """Body bytes as they arrive. TimeoutError when a gap exceeds the read timeout or the
-        exchange its total; Disconnected when the connection breaks before the end."""
+    async def next_chunk(self) -> bytes:
+        """The body bytes that arrived since the last call (waiting for some), b"" at the end.
+        TimeoutError when the wait exceeds the read timeout or the exchange its total;
+        Disconnected when the connection breaks before the end."""
         conn = self._conn
         if conn is None:
-            return
+            return b""
         endpoint = self._endpoint
         while True:
             if conn._buffer:
-                yield conn.take()
-                continue
+                return conn.take()
             if conn.complete:
-                return
+                return b""
             await conn.wait(self._deadline, endpoint.read_timeout, endpoint.url)
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        """`next_chunk()` until the end."""
+        while chunk := await self.next_chunk():
+            yield chunk
+
+    async def pipe(self, sink: Callable[[bytes], None]) -> None:
+        """Hand each body chunk to `sink` as it arrives, inside the protocol's callback: no
+        task switch per chunk. Returns at the end of the body; TimeoutError and Disconnected
+        as for `chunks()`. `sink` must not block; it may call `pause()` and `resume()`."""
+        conn = self._conn
+        if conn is None:
+            return
+        if conn._buffer:
+            sink(conn.take())
+        endpoint = self._endpoint
+        conn._sink = sink
+        try:
+            while not conn.complete:
+                await conn.wait(self._deadline, endpoint.read_timeout, endpoint.url)
+        finally:
+            conn._sink = None
+
+    def touch(self) -> None:
+        """Restart the read timeout: the consumer, not the server, held the body back."""
+        conn = self._conn
+        if conn is not None:
+            conn._last = conn.loop.time()
+
+    def pause(self) -> None:
+        conn = self._conn
+        if conn is not None and conn.transport is not None:
+            conn.transport.pause_reading()
+
+    def resume(self) -> None:
+        conn = self._conn
+        if conn is not None and conn.transport is not None:
+            conn.transport.resume_reading()
 
     def release(self) -> None:
         conn, self._conn = self._conn, None
