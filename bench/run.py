@@ -391,6 +391,7 @@ def main() -> int:
         name: str, scenario: str, proc: subprocess.Popen[bytes], url: str, **kw: Any
     ) -> None:
         stream_run(url, **kw)  # warm-up: fills the connection pools
+        time.sleep(2)  # let the warm-up's 1,000 client connections close on every side
         with Sampler(proc.pid) as sampler:
             got = stream_run(url, **kw)
         record(
