@@ -160,7 +160,10 @@ def _validate_events(dialect: Dialect, raw: bytes) -> None:
 @pytest.mark.parametrize(("upstream", "case"), _cases("streams", ".sse"), ids=str)
 def test_stream(upstream: Dialect, case: str, client: Dialect, update_goldens: bool) -> None:
     raw = (GOLDEN / "streams" / upstream.value / f"{case}.sse").read_bytes()
-    _validate_events(upstream, raw)  # the fixture is what a real upstream sends
+    if not case.startswith("nonconforming_"):
+        _validate_events(upstream, raw)  # the fixture is what a real upstream sends
+    # nonconforming_*: what a real server sends outside its API's schema (named in the file's
+    # case); the client must still get valid events.
     out, usage = _translate_stream(client, upstream, raw, [])
     folder = GOLDEN / "streams" / upstream.value
     _check(folder / f"{case}.{client.value}.sse", out.decode(), update_goldens)

@@ -141,6 +141,8 @@ class MessagesStream:
                 common.update_from_message_delta(self.usage, data.get("usage"))
                 delta = data.get("delta")
                 self._stopped = isinstance(delta, dict) and bool(delta.get("stop_reason"))
+        elif event.event == "content_block_start":
+            return sse.encode(event.event, _complete_block_start(event.data))
         elif event.event in ("message_stop", "error"):
             self._done = True
         return sse.encode(event.event, event.data)
@@ -195,3 +197,32 @@ class ResponsesStream:
 
 
 _RESPONSE_ENDS = frozenset(("response.completed", "response.incomplete", "response.failed"))
+
+
+_BLOCK_START_FIELDS: dict[str, dict[str, object]] = {
+    "text": {"text": ""},
+    "thinking": {"thinking": "", "signature": ""},
+    "tool_use": {"input": {}},
+    "server_tool_use": {"input": {}},
+}
+
+
+def _complete_block_start(data: bytes) -> bytes:
+    """`content_block_start` with the fields Anthropic always sends, when a server left them
+    out: llm-d-inference-sim sends `{"type": "text"}` without `"text": ""`, and the anthropic
+    SDK's stream accumulator then fails on the first delta (`None += str`). Once per block, so
+    the pass-through stays bytes for every delta."""
+    loaded = _load(data)
+    block = loaded.get("content_block") if isinstance(loaded, dict) else None
+    if not isinstance(block, dict):
+        return data
+    missing = {
+        k: v
+        for k, v in _BLOCK_START_FIELDS.get(str(block.get("type")), {}).items()
+        if k not in block
+    }
+    if not missing:
+        return data
+    assert isinstance(loaded, dict)
+    loaded["content_block"] = {**block, **missing}
+    return orjson.dumps(loaded)
