@@ -13,7 +13,7 @@ there. Scenarios:
   d  RSS of the system's processes during b and c, and over a soak (switchboard) as a curve
   e  an Anthropic Messages client on the OpenAI-compatible upstream (switchboard, and LiteLLM's
      own /v1/messages), as a, b and c
-  f  switchboard with --workers 1 and 2 (b)
+  f  switchboard with --workers 1 and 2 (b and c)
 
 Latency percentiles come from wrk's `--latency` (an HdrHistogram with microsecond resolution,
 so p50/p99 of 0.03 ms are resolved; no Python client is needed for (a)). Direct is the bench
@@ -527,9 +527,9 @@ def main() -> int:
                     rss_mb=round(sampler.peak, 1),
                     errors=int(many["errors"]),
                 )
+                streams(name, "c_1000_streams", proc, url, model=model)
                 if name == "switchboard_w2":
                     continue
-                streams(name, "c_1000_streams", proc, url, model=model)
                 if translating:
                     endpoint = messages_url
                     one = median_run(e_runs)
