@@ -6,49 +6,25 @@ run one worker per pod and scale with replicas (the recommended shape).
 
 from __future__ import annotations
 
+import bisect
+from collections.abc import Iterator
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.utils import floatToGoString
 
 _LATENCY = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+_BOUNDS: tuple[str, ...] = tuple(floatToGoString(b) for b in _LATENCY)  # type: ignore[no-untyped-call]
+"""The `le` labels, written as prometheus_client writes them (1 -> "1.0")."""
 
 
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
-        self.requests = Counter(
-            "switchboard_requests",
-            "Client requests by surface, served provider and model, and HTTP status.",
-            ["surface", "provider", "model", "status"],
-            registry=r,
-        )
-        self.latency = Histogram(
-            "switchboard_request_duration_seconds",
-            "Time from request to the last byte of the response.",
-            ["surface"],
-            buckets=_LATENCY,
-            registry=r,
-        )
-        self.ttft = Histogram(
-            "switchboard_time_to_first_token_seconds",
-            "Time from request to the first byte of a streamed answer.",
-            ["surface"],
-            buckets=_LATENCY,
-            registry=r,
-        )
-        self.tokens = Counter(
-            "switchboard_tokens",
-            "Tokens by kind: input (uncached), output, cache_read, cache_write.",
-            ["provider", "model", "kind"],
-            registry=r,
-        )
-        self.cost = Counter(
-            "switchboard_cost_usd",
-            "Cost in USD from usage and the model's prices.",
-            ["provider", "model"],
-            registry=r,
-        )
+        self.stats = RequestStats()
+        r.register(self.stats)
         self.fallbacks = Counter(
             "switchboard_fallbacks",
             "Candidates given up for the next one, by provider, model and reason.",
@@ -88,3 +64,94 @@ class Metrics:
     def served(self, config_hash: str, namespace: str) -> None:
         self.config_hash.clear()
         self.config_hash.labels(config_hash, namespace).set(1)
+
+
+class RequestStats:
+    """The series every request touches (requests, latency, time to first token, tokens,
+    cost), kept as plain dicts and turned into Prometheus samples at scrape time.
+
+    prometheus_client's own objects take a lock and walk the buckets in Python on every
+    observation; this is one dict update per series. Everything runs on the event loop's
+    thread, the scrape included, so nothing needs a lock. The exported names, labels and
+    bucket bounds are those of a prometheus_client Counter and Histogram.
+    """
+
+    def __init__(self) -> None:
+        self.requests: dict[tuple[str, str, str, str], int] = {}
+        self.latency: dict[str, list[float]] = {}
+        self.ttft: dict[str, list[float]] = {}
+        self.tokens: dict[tuple[str, str, str], int] = {}
+        self.cost: dict[tuple[str, str], float] = {}
+
+    def request(self, surface: str, provider: str, model: str, status: int) -> None:
+        key = (surface, provider, model, str(status))
+        self.requests[key] = self.requests.get(key, 0) + 1
+
+    @staticmethod
+    def observe(histograms: dict[str, list[float]], surface: str, seconds: float) -> None:
+        """Counts per bucket (not cumulative), then the sum, in one list per surface."""
+        counts = histograms.get(surface)
+        if counts is None:
+            counts = histograms[surface] = [0.0] * (len(_LATENCY) + 2)
+        counts[bisect.bisect_left(_LATENCY, seconds)] += 1
+        counts[-1] += seconds
+
+    def add_tokens(self, provider: str, model: str, kind: str, value: int) -> None:
+        key = (provider, model, kind)
+        self.tokens[key] = self.tokens.get(key, 0) + value
+
+    def add_cost(self, provider: str, model: str, usd: float) -> None:
+        key = (provider, model)
+        self.cost[key] = self.cost.get(key, 0.0) + usd
+
+    def describe(self) -> list[Metric]:
+        return []  # no duplicate-name check against the registry's other collectors needed
+
+    def collect(self) -> Iterator[Metric]:
+        requests = CounterMetricFamily(
+            "switchboard_requests",
+            "Client requests by surface, served provider and model, and HTTP status.",
+            labels=["surface", "provider", "model", "status"],
+        )
+        for labels, count in self.requests.items():
+            requests.add_metric(list(labels), count)
+        yield requests
+        yield self._histogram(
+            "switchboard_request_duration_seconds",
+            "Time from request to the last byte of the response.",
+            self.latency,
+        )
+        yield self._histogram(
+            "switchboard_time_to_first_token_seconds",
+            "Time from request to the first byte of a streamed answer.",
+            self.ttft,
+        )
+        tokens = CounterMetricFamily(
+            "switchboard_tokens",
+            "Tokens by kind: input (uncached), output, cache_read, cache_write.",
+            labels=["provider", "model", "kind"],
+        )
+        for token_labels, count in self.tokens.items():
+            tokens.add_metric(list(token_labels), count)
+        yield tokens
+        cost = CounterMetricFamily(
+            "switchboard_cost_usd",
+            "Cost in USD from usage and the model's prices.",
+            labels=["provider", "model"],
+        )
+        for cost_labels, usd in self.cost.items():
+            cost.add_metric(list(cost_labels), usd)
+        yield cost
+
+    @staticmethod
+    def _histogram(name: str, doc: str, data: dict[str, list[float]]) -> HistogramMetricFamily:
+        family = HistogramMetricFamily(name, doc, labels=["surface"])
+        for surface, counts in data.items():
+            buckets = []
+            total = 0.0
+            for bound, count in zip(_BOUNDS, counts, strict=False):
+                total += count
+                buckets.append((bound, total))
+            buckets.append(("+Inf", total + counts[len(_LATENCY)]))
+            family.add_metric([surface], buckets, sum_value=counts[-1])
+        return family

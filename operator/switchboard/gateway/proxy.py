@@ -550,10 +550,11 @@ class Proxy:
         provider = out.target.provider if out.target else ""
         model = out.target.model_id if out.target else ""
         surface = out.surface.value
-        m.child(m.requests, surface, provider, model, str(out.status)).inc()
-        m.child(m.latency, surface).observe(seconds)
+        stats = m.stats
+        stats.request(surface, provider, model, out.status)
+        stats.observe(stats.latency, surface, seconds)
         if out.ttft is not None:
-            m.child(m.ttft, surface).observe(out.ttft)
+            stats.observe(stats.ttft, surface, out.ttft)
         usage = out.usage
         if usage is not None:
             for kind, value in (
@@ -563,9 +564,9 @@ class Proxy:
                 ("cache_write", usage.cache_write_tokens),
             ):
                 if value:
-                    m.child(m.tokens, provider, model, kind).inc(value)
+                    stats.add_tokens(provider, model, kind, value)
             if out.cost:
-                m.child(m.cost, provider, model).inc(out.cost)
+                stats.add_cost(provider, model, out.cost)
         if self.access_log.enabled:
             line: dict[str, Any] = {
                 "surface": surface,

@@ -303,7 +303,13 @@ class Response:
         self.headers = conn.headers
 
     async def read(self) -> bytes:
-        parts = [chunk async for chunk in self.chunks()]
+        """The whole body (usually already here: it came with the headers)."""
+        conn = self._conn
+        if conn is not None and conn.complete:
+            return conn.take() if conn._buffer else b""
+        parts = []
+        while chunk := await self.next_chunk():
+            parts.append(chunk)
         return parts[0] if len(parts) == 1 else b"".join(parts)
 
     async def next_chunk(self) -> bytes:
