@@ -434,3 +434,26 @@ async def test_pipe_hands_chunks_to_a_sink_and_a_paused_consumer_is_not_a_timeou
         assert got[-1] == b"xx"
         silent.close()
         await pool.close()
+
+
+async def test_a_host_name_is_resolved_once_and_a_bad_one_named() -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            await _read_request(reader)
+            writer.write(OK)
+            await writer.drain()
+
+    async with serve(handler) as port:
+        pool = Pool(max_idle_per_host=0)  # every request opens a new connection
+        for _ in range(3):
+            response = await pool.post(endpoint(port, host="localhost"), b"{}")
+            assert await response.read() == b'{"ok":true}'
+            response.release()
+        assert list(pool._dns) == [("localhost", port)]
+        await pool.close()
+    pool = Pool()
+    with pytest.raises(ConnectError, match=r"cannot connect to no-such-host\.invalid:80"):
+        await pool.post(
+            Endpoint.build("http://no-such-host.invalid/v1", {}, connect=5, read=1, total=5), b"{}"
+        )
+    await pool.close()

@@ -14,6 +14,11 @@ Timeouts, as a provider's `timeouts` mean them:
   any later gap between body chunks;
 - `total`: the whole exchange, from the request to the last body byte.
 
+Host names are resolved at most once per 10 s per host (and once at a time), so a burst of new
+connections to a Service name does not queue as many getaddrinfo calls on the executor's few
+threads; with several addresses (a headless Service) new connections rotate over them, and an
+address that refuses is skipped for the next.
+
 A pooled connection that the server closed while it sat idle (uvicorn, behind vLLM, closes
 them after 5 s) fails before a single response byte arrives; such a request is sent once more
 on a new connection. Nothing else is retried here: fallback is the caller's business.
@@ -23,9 +28,12 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import ipaddress
+import socket
 import ssl
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import urlsplit
 
 import httptools
@@ -389,8 +397,12 @@ class Pool:
         max_idle_per_host: int = 1024,
         idle_seconds: float = 30.0,
         ssl_context: ssl.SSLContext | None = None,
+        dns_seconds: float = 10.0,
     ) -> None:
         self._idle: dict[tuple[str, str, int], list[_Conn]] = {}
+        self._dns: dict[tuple[str, int], tuple[float, list[str]]] = {}
+        self._resolving: dict[tuple[str, int], asyncio.Future[list[Any]]] = {}
+        self._dns_seconds = dns_seconds
         self._max_idle = max_idle_per_host
         self._idle_seconds = idle_seconds
         self._ssl = ssl_context
@@ -460,21 +472,62 @@ class Pool:
         where = f"{endpoint.host}:{endpoint.port}"
         try:
             async with asyncio.timeout(timeout):
-                _, conn = await loop.create_connection(
-                    lambda: _Conn(loop, endpoint.key),
-                    endpoint.host,
-                    endpoint.port,
-                    ssl=context,
-                    server_hostname=endpoint.host if context else None,
-                )
+                addresses = await self._addresses(endpoint.host, endpoint.port, loop)
+                last: OSError | None = None
+                for address in addresses:
+                    try:
+                        _, conn = await loop.create_connection(
+                            lambda: _Conn(loop, endpoint.key),
+                            address,
+                            endpoint.port,
+                            ssl=context,
+                            server_hostname=endpoint.host if context else None,
+                        )
+                        return conn
+                    except ssl.SSLError:
+                        raise
+                    except OSError as exc:  # refused or unreachable: the next address
+                        last = exc
+                assert last is not None
+                raise last
         except TimeoutError:
             raise ConnectError(f"connecting to {where} timed out", timed_out=True) from None
         except ssl.SSLError as exc:
             raise ConnectError(f"TLS with {where} failed: {exc.reason or exc}") from None
         except OSError as exc:
+            self._dns.pop((endpoint.host, endpoint.port), None)  # resolve afresh next time
             reason = exc.strerror or str(exc) or type(exc).__name__
             raise ConnectError(f"cannot connect to {where}: {reason}") from None
-        return conn
+
+    async def _addresses(self, host: str, port: int, loop: asyncio.AbstractEventLoop) -> list[str]:
+        """The host's addresses, resolved at most once per `dns_seconds` (and once at a time):
+        a burst of new connections to a Service name would otherwise queue that many
+        getaddrinfo calls on the default executor's few threads. Successive calls rotate the
+        list, so the connections to a headless Service spread over its pods."""
+        try:
+            ipaddress.ip_address(host)
+            return [host]
+        except ValueError:
+            pass
+        key = (host, port)
+        now = loop.time()
+        cached = self._dns.get(key)
+        if cached is None or cached[0] <= now:
+            pending = self._resolving.get(key)
+            if pending is None:
+                pending = self._resolving[key] = asyncio.ensure_future(
+                    loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+                )
+                pending.add_done_callback(lambda _: self._resolving.pop(key, None))
+            infos = await asyncio.shield(pending)
+            found = list(dict.fromkeys(str(info[4][0]) for info in infos))
+            if not found:
+                raise OSError(f"{host} has no address")
+            cached = self._dns[key] = (now + self._dns_seconds, found)
+        addresses = cached[1]
+        if len(addresses) > 1:
+            addresses.append(addresses.pop(0))
+        return list(addresses)
 
     def idle(self) -> int:
         """Connections kept open for reuse."""
