@@ -255,13 +255,17 @@ def render(manifest_dir: Path, out: Path) -> None:
     tmp.replace(out)
 
 
-@pytest.fixture(scope="session")
-def gateway(upstreams: Upstreams, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
-    work = tmp_path_factory.mktemp("gateway")
+def render_text(text: str, work: Path) -> Path:
+    """Manifests as text -> `work/manifests/all.yaml` -> the rendered `work/routing.json`."""
     (work / "manifests").mkdir()
-    (work / "manifests" / "all.yaml").write_text(manifests(upstreams))
+    (work / "manifests" / "all.yaml").write_text(text)
     config = work / "routing.json"
     render(work / "manifests", config)
+    return config
+
+
+def start_gateway(config: Path, log: Path, *extra: str) -> Gateway:
+    """`switchboard gateway --config CONFIG` on a free loopback port, once /readyz answers."""
     port = free_port()
     process = start(
         [
@@ -274,9 +278,17 @@ def gateway(upstreams: Upstreams, tmp_path_factory: pytest.TempPathFactory) -> I
             "127.0.0.1",
             "--port",
             str(port),
+            *extra,
         ],
-        work / "gateway.log",
+        log,
         f"http://127.0.0.1:{port}/readyz",
     )
-    yield Gateway(f"http://127.0.0.1:{port}", process, config)
-    process.stop()
+    return Gateway(f"http://127.0.0.1:{port}", process, config)
+
+
+@pytest.fixture(scope="session")
+def gateway(upstreams: Upstreams, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    work = tmp_path_factory.mktemp("gateway")
+    served = start_gateway(render_text(manifests(upstreams), work), work / "gateway.log")
+    yield served
+    served.process.stop()

@@ -21,7 +21,7 @@ import anthropic
 import openai
 import pytest
 
-from tests.gateway.conftest import Gateway, Process, _wait_http, render, start
+from tests.gateway.conftest import Gateway, _wait_http, render_text, start_gateway
 from tests.support.controlplane import build_binaries
 from tests.upstreams.server import free_port
 
@@ -119,28 +119,9 @@ def _manifests(s: Sims) -> str:
 @pytest.fixture(scope="module")
 def gw(sims: Sims, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     work = tmp_path_factory.mktemp("sim-gateway")
-    (work / "manifests").mkdir()
-    (work / "manifests" / "all.yaml").write_text(_manifests(sims))
-    config = work / "routing.json"
-    render(work / "manifests", config)
-    port = free_port()
-    process: Process = start(
-        [
-            "-m",
-            "switchboard.cli",
-            "gateway",
-            "--config",
-            str(config),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-        ],
-        work / "gateway.log",
-        f"http://127.0.0.1:{port}/readyz",
-    )
-    yield Gateway(f"http://127.0.0.1:{port}", process, config)
-    process.stop()
+    gw = start_gateway(render_text(_manifests(sims), work), work / "gateway.log")
+    yield gw
+    gw.process.stop()
 
 
 def _oai(gw: Gateway) -> openai.OpenAI:

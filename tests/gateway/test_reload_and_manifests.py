@@ -24,7 +24,7 @@ import httpx
 import openai
 import pytest
 
-from tests.gateway.conftest import KEY, Upstreams, manifests, render, start
+from tests.gateway.conftest import KEY, Upstreams, manifests, render, start, start_gateway
 from tests.upstreams.server import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -73,24 +73,8 @@ async def test_hot_reload_under_load(upstreams: Upstreams, tmp_path: Path) -> No
 
     config = tmp_path / "routing.json"
     _write(config, valid[0])
-    port = free_port()
-    process = start(
-        [
-            "-m",
-            "switchboard.cli",
-            "gateway",
-            "--config",
-            str(config),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--no-access-log",
-        ],
-        tmp_path / "gw.log",
-        f"http://127.0.0.1:{port}/readyz",
-    )
-    url = f"http://127.0.0.1:{port}"
+    gw = start_gateway(config, tmp_path / "gw.log", "--no-access-log")
+    process, url = gw.process, gw.url
     try:
         stop = asyncio.Event()
         failures: list[str] = []

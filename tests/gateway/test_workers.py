@@ -16,8 +16,7 @@ from pathlib import Path
 import openai
 import pytest
 
-from tests.gateway.conftest import KEY, Upstreams, manifests, render, start
-from tests.upstreams.server import free_port
+from tests.gateway.conftest import KEY, Upstreams, manifests, render_text, start_gateway
 
 pytestmark = pytest.mark.gateway
 
@@ -46,32 +45,14 @@ def _gone(pid: int, timeout: float = 10) -> bool:
 
 @pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGKILL])
 def test_two_workers(upstreams: Upstreams, tmp_path: Path, how: signal.Signals) -> None:
-    (tmp_path / "m").mkdir()
-    (tmp_path / "m" / "all.yaml").write_text(manifests(upstreams))
-    config = tmp_path / "routing.json"
-    render(tmp_path / "m", config)
-    port = free_port()
-    process = start(
-        [
-            "-m",
-            "switchboard.cli",
-            "gateway",
-            "--config",
-            str(config),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            "2",
-        ],
-        tmp_path / "gw.log",
-        f"http://127.0.0.1:{port}/readyz",
+    gw = start_gateway(
+        render_text(manifests(upstreams), tmp_path), tmp_path / "gw.log", "--workers", "2"
     )
+    process = gw.process
     try:
         workers = _children(process.proc.pid)
         assert len(workers) == 1
-        client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key=KEY, max_retries=0)
+        client = openai.OpenAI(base_url=f"{gw.url}/v1", api_key=KEY, max_retries=0)
         for n in range(20):
             answer = client.chat.completions.create(
                 model="chat:m", messages=[{"role": "user", "content": f"n{n}"}]
