@@ -115,12 +115,16 @@ class _Relay:
         self.stopped = False
         self.error: derrors.TranslationError | None = None
 
+    def translate(self, chunk: bytes) -> bytes:
+        """Upstream bytes -> the client's bytes (events cut by a chunk border wait for the next)."""
+        feed = self.translator.feed
+        return b"".join([feed(e) for e in self.decoder.feed(chunk)])
+
     def feed(self, chunk: bytes) -> None:
         if self.gone or self.error is not None:
             return
-        feed = self.translator.feed
         try:
-            data = b"".join([feed(e) for e in self.decoder.feed(chunk)])
+            data = self.translate(chunk)
         except Exception as exc:  # a translator bug must not look like an upstream failure
             log.error("stream translation failed", exc_info=exc)
             self.error = derrors.TranslationError("the upstream's stream could not be translated")
@@ -515,7 +519,7 @@ class Proxy:
             try:
                 # Through aiohttp (it sends the status line and headers), then the rest of the
                 # body straight from the upstream connection's callback (_Relay).
-                await client.write(b"".join(translator.feed(e) for e in decoder.feed(first)))
+                await client.write(relay.translate(first))
                 await response.pipe(relay.feed)
                 relay.check()
                 tail = b"".join(translator.feed(e) for e in decoder.close())
