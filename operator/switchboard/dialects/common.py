@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import orjson
@@ -188,6 +189,21 @@ def require_list(body: Json, key: str) -> list[Any]:
     if not isinstance(value, list):
         raise MalformedPayload(f"{key} must be a list", key)
     return value
+
+
+def messages_turns(body: Json) -> Iterator[tuple[str, str | list[Any]]]:
+    """An Anthropic Messages request's `messages` as (role, content), each checked: an object,
+    role user or assistant, content a string or a list of blocks."""
+    for message in require_list(body, "messages"):
+        if not isinstance(message, dict):
+            raise MalformedPayload("each message must be an object", "messages")
+        role = message.get("role")
+        content = message.get("content")
+        if role not in ("user", "assistant"):
+            raise MalformedPayload(f"message role must be user or assistant, not {role!r}", "role")
+        if not isinstance(content, str | list):
+            raise MalformedPayload("message content must be a string or a list", "content")
+        yield role, content
 
 
 def read_chat_chunk(data: bytes) -> tuple[Json | None, str | None]:

@@ -55,19 +55,10 @@ def _messages(body: Json) -> list[Json]:
     system = body.get("system")
     if system:
         out.append({"role": "system", "content": common.text_of(system, "\n\n")})
-    for message in common.require_list(body, "messages"):
-        if not isinstance(message, dict):
-            raise MalformedPayload("each message must be an object", "messages")
-        role = message.get("role")
-        content = message.get("content")
-        if role not in ("user", "assistant"):
-            raise MalformedPayload(f"message role must be user or assistant, not {role!r}", "role")
+    for role, content in common.messages_turns(body):
         if isinstance(content, str):
             out.append({"role": role, "content": content})
-            continue
-        if not isinstance(content, list):
-            raise MalformedPayload("message content must be a string or a list", "content")
-        if role == "assistant":
+        elif role == "assistant":
             out.append(_assistant(content))
         else:
             out.extend(_user(content))

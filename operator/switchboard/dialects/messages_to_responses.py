@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from switchboard.dialects import common, messages_writer, stream_readers
-from switchboard.dialects.errors import MalformedPayload, UnsupportedFeature
+from switchboard.dialects.errors import UnsupportedFeature
 from switchboard.dialects.types import Ctx, Json, Usage
 
 
@@ -56,17 +56,9 @@ def _tool(tool: Any) -> Json:
 
 def _input(body: Json) -> list[Json]:
     items: list[Json] = []
-    for message in common.require_list(body, "messages"):
-        if not isinstance(message, dict):
-            raise MalformedPayload("each message must be an object", "messages")
-        role = message.get("role")
-        content = message.get("content")
-        if role not in ("user", "assistant"):
-            raise MalformedPayload(f"message role must be user or assistant, not {role!r}", "role")
+    for role, content in common.messages_turns(body):
         if isinstance(content, str):
             items.append({"role": role, "content": content})
-        elif not isinstance(content, list):
-            raise MalformedPayload("message content must be a string or a list", "content")
         elif role == "assistant":
             _assistant(content, items)
         else:
