@@ -159,7 +159,7 @@ class Gw:
     def access_lines(self) -> list[dict[str, Any]]:
         import orjson
 
-        self.app[gateway_app.PROXY].access_log.flush()
+        self.app[gateway_app.PROXY].accounting.access_log.flush()
         return [orjson.loads(line) for line in self.log.getvalue().splitlines()]
 
     async def metric(self, name: str, **labels: str) -> float:

@@ -21,6 +21,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from switchboard import manifests
 from switchboard.dialects import errors as derrors
 from switchboard.dialects.types import Dialect
+from switchboard.gateway import routes
 from switchboard.gateway.accesslog import AccessLog
 from switchboard.gateway.metrics import Metrics
 from switchboard.gateway.proxy import Proxy
@@ -180,7 +181,7 @@ def build_app(
         return handler
 
     async def models(request: web.Request) -> web.Response:
-        return request.app[PROXY].models(request)
+        return routes.models(request.app[PROXY], request)
 
     async def healthz(request: web.Request) -> web.Response:
         return web.Response(text="ok")
@@ -200,10 +201,10 @@ def build_app(
     app.router.add_post("/v1/messages", surface(Dialect.MESSAGES))  # type: ignore[arg-type]
 
     async def model(request: web.Request) -> web.Response:
-        return request.app[PROXY].model(request)
+        return routes.model(request.app[PROXY], request)
 
     async def count_tokens(request: web.Request) -> web.Response:
-        return await request.app[PROXY].count_tokens(request)
+        return await routes.count_tokens(request.app[PROXY], request)
 
     async def unknown(request: web.Request) -> web.Response:
         dialect = Dialect.MESSAGES if request.path.startswith("/v1/messages") else Dialect.CHAT

@@ -1,12 +1,19 @@
-"""Errors the gateway answers with, rendered in the client's dialect by the route handler.
+"""Errors the gateway answers with, rendered in the client's dialect by `response()`.
 
 SwitchboardError
-  * GatewayError            .status .message .param
+  * GatewayError            .status .message .param .headers: answered to the client
       - AuthError 401 · Forbidden 403 · RouteNotFound 404 · BadRequest 400
       - TooLarge 413 · UpstreamError 502 (or the upstream's 4xx/429) · UpstreamTimeout 504
+  * AttemptFailed           one candidate failed before answering (.kind .retry); the
+                            fallback loop tries the next one or turns it into a GatewayError
 """
 
 from __future__ import annotations
+
+from aiohttp import web
+
+from switchboard.dialects import errors as derrors
+from switchboard.dialects.types import Dialect
 
 
 class GatewayError(Exception):
@@ -54,3 +61,32 @@ class UpstreamError(GatewayError):
 
 class UpstreamTimeout(GatewayError):
     status = 504
+
+
+class AttemptFailed(Exception):
+    """One candidate failed before answering; the next one may be tried."""
+
+    def __init__(
+        self, kind: str, status: int, message: str, *, retry: bool, retry_after: str | None = None
+    ) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.status = status
+        self.message = message
+        self.retry = retry
+        self.retry_after = retry_after
+
+
+def response(
+    surface: Dialect, exc: GatewayError, headers: dict[str, str] | None = None
+) -> web.Response:
+    """`exc` as an HTTP response in the error shape of the API the client called."""
+    merged = dict(exc.headers)
+    if headers:
+        merged.update(headers)
+    return web.Response(
+        status=exc.status,
+        body=derrors.render_error(surface, exc.status, exc.message, exc.param),
+        content_type="application/json",
+        headers=merged,
+    )

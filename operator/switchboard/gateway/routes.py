@@ -1,0 +1,62 @@
+"""The routes beside the three API surfaces: GET /v1/models, GET /v1/models/{id} and
+POST /v1/messages/count_tokens, answered with the same keys and tables as the request path."""
+
+from __future__ import annotations
+
+import orjson
+from aiohttp import web
+
+from switchboard.dialects import inspect
+from switchboard.dialects.types import Dialect
+from switchboard.gateway import errors
+from switchboard.gateway.proxy import Proxy
+
+_JSON = "application/json"
+
+
+def models(proxy: Proxy, request: web.Request) -> web.Response:
+    """GET /v1/models: what this key may call."""
+    try:
+        _, access = proxy.ready(request)
+    except errors.GatewayError as exc:
+        return errors.response(Dialect.CHAT, exc)
+    return web.Response(body=access.models_json, content_type=_JSON)
+
+
+def model(proxy: Proxy, request: web.Request) -> web.Response:
+    """GET /v1/models/{id}: one of them."""
+    try:
+        _, access = proxy.ready(request)
+        entry = access.model_json.get(request.match_info["model"])
+        if entry is None:
+            raise errors.RouteNotFound(
+                f"model {request.match_info['model']!r} not found for this key; "
+                "GET /v1/models lists what it may call"
+            )
+    except errors.GatewayError as exc:
+        return errors.response(Dialect.CHAT, exc)
+    return web.Response(body=entry, content_type=_JSON)
+
+
+async def count_tokens(proxy: Proxy, request: web.Request) -> web.Response:
+    """POST /v1/messages/count_tokens: the gateway's estimate (characters / 4, see
+    dialects/inspect.py), the same one it uses to pick a candidate that fits."""
+    try:
+        table, access = proxy.ready(request)
+        try:
+            body = orjson.loads(await proxy.read_body(request))
+        except orjson.JSONDecodeError as exc:
+            raise errors.BadRequest(f"request body is not valid JSON: {exc}") from None
+        if not isinstance(body, dict) or not isinstance(body.get("model"), str):
+            raise errors.BadRequest("'model' is required", param="model")
+        route = table.route(body["model"])
+        if route is None:
+            raise errors.RouteNotFound(f"model {body['model']!r} not found", param="model")
+        if not access.may_call(route, None if route.agent else route.chain[0]):
+            raise errors.Forbidden(
+                f"key {access.name!r} may not call {body['model']!r}", param="model"
+            )
+        tokens = inspect.estimate_prompt_tokens(Dialect.MESSAGES, body)
+    except errors.GatewayError as exc:
+        return errors.response(Dialect.MESSAGES, exc)
+    return web.Response(body=orjson.dumps({"input_tokens": tokens}), content_type=_JSON)
