@@ -13,8 +13,9 @@ def translate_request(body: Json, ctx: Ctx) -> Json:
     if (body.get("n") or 1) != 1:
         raise UnsupportedFeature("n > 1 is not supported by an Anthropic Messages upstream", "n")
     fmt = body.get("response_format")
-    if isinstance(fmt, dict) and fmt.get("type") in ("json_schema", "json_object"):
-        raise common.no_json_output_on_messages("response_format")
+    kind = fmt.get("type") if isinstance(fmt, dict) else None
+    if kind == "json_object":
+        raise common.no_json_object_on_messages("response_format")
     system, messages = _messages(common.require_list(body, "messages"))
     requested = body.get("max_completion_tokens", body.get("max_tokens"))
     max_tokens = common.messages_max_tokens(ctx.max_tokens, requested)
@@ -22,6 +23,10 @@ def translate_request(body: Json, ctx: Ctx) -> Json:
     if system:
         out["system"] = system
     common.messages_sampling(body, out, body.get("reasoning_effort"))
+    if kind == "json_schema" and isinstance(fmt, dict):
+        spec = fmt.get("json_schema")
+        schema = spec.get("schema") if isinstance(spec, dict) else None
+        out["output_config"] = common.messages_output_format(schema, "response_format")
     stop = body.get("stop")
     if stop:
         out["stop_sequences"] = [stop] if isinstance(stop, str) else list(stop)

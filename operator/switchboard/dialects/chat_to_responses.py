@@ -12,8 +12,7 @@ from switchboard.dialects.types import Ctx, Json, Usage
 def translate_request(body: Json, ctx: Ctx) -> Json:
     if (body.get("n") or 1) != 1:
         raise UnsupportedFeature("n > 1 is not supported by an OpenAI Responses upstream", "n")
-    if body.get("stop"):
-        raise common.no_stop_on_responses("stop")
+    ctx.stop = common.stop_list(body.get("stop"), "stop")
     instructions, items = _input(common.require_list(body, "messages"))
     out: Json = {"model": ctx.upstream_model, "input": items, "store": False}
     if instructions:
@@ -132,15 +131,21 @@ def translate_response(body: Json, ctx: Ctx) -> tuple[Json, Usage]:
             calls.append(
                 common.chat_tool_call(item.get("call_id"), item.get("name"), item.get("arguments"))
             )
+    answer = "".join(text)
+    matched: str | None = None
+    if ctx.stop:  # the gateway's stop sequences: the answer ends at the first match
+        answer, matched = common.cut_at_stop(answer, ctx.stop)
+        if matched is not None:
+            calls = []  # produced after the stop
     message: Json = {
         "role": "assistant",
-        "content": "".join(text) or None,
+        "content": answer or None,
         "refusal": "".join(refusal) or None,
     }
     if calls:
         message["tool_calls"] = calls
     stop = common.responses_stop(body.get("status"), body.get("incomplete_details"), bool(calls))
-    finish = common.STOP_TO_FINISH[stop]
+    finish = "stop" if matched is not None else common.STOP_TO_FINISH[stop]
     out = {
         "id": f"chatcmpl-{body.get('id') or ctx.request_id}",
         "object": "chat.completion",
@@ -158,4 +163,4 @@ class StreamTranslator(stream_readers.ResponsesReader):
     __slots__ = ()
 
     def __init__(self, ctx: Ctx) -> None:
-        super().__init__(chat_writer.ChatWriter(ctx))
+        super().__init__(chat_writer.ChatWriter(ctx), ctx.stop)

@@ -73,7 +73,7 @@ class ChatWriter:
     def tool_done(self, key: object) -> bytes:
         return b""
 
-    def stop(self, reason: str) -> None:
+    def stop(self, reason: str, sequence: str | None = None) -> None:
         """The stop reason, in Anthropic's words (the richest of the three)."""
         self._finish_reason = common.STOP_TO_FINISH.get(reason, "stop")
 

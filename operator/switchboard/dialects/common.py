@@ -8,7 +8,7 @@ from typing import Any
 import orjson
 
 from switchboard.dialects.errors import MalformedPayload, UnsupportedFeature
-from switchboard.dialects.types import Json, Usage
+from switchboard.dialects.types import Ctx, Json, Usage
 
 # Chat finish_reason <-> Messages stop_reason
 FINISH_TO_STOP = {
@@ -191,19 +191,43 @@ def require_list(body: Json, key: str) -> list[Any]:
     return value
 
 
+SYSTEM_ROLE_REFUSAL = (
+    'messages: Unexpected role "system". The Messages API accepts a top-level `system` '
+    'parameter, not "system" as an input message role.'
+)
+"""Anthropic's own wording for a system turn it cannot take: Claude Code recognises it and
+retries without its mid-conversation system turns."""
+
+
 def messages_turns(body: Json) -> Iterator[tuple[str, str | list[Any]]]:
     """An Anthropic Messages request's `messages` as (role, content), each checked: an object,
-    role user or assistant, content a string or a list of blocks."""
+    role user, assistant or system (a mid-conversation system turn, beta
+    `mid-conversation-system-2026-04-07`), content a string or a list of blocks."""
     for message in require_list(body, "messages"):
         if not isinstance(message, dict):
             raise MalformedPayload("each message must be an object", "messages")
         role = message.get("role")
         content = message.get("content")
-        if role not in ("user", "assistant"):
-            raise MalformedPayload(f"message role must be user or assistant, not {role!r}", "role")
+        if role not in ("user", "assistant", "system"):
+            raise MalformedPayload(
+                f'messages: Unexpected role {role!r}: use "user", "assistant" or "system"',
+                "role",
+            )
         if not isinstance(content, str | list):
             raise MalformedPayload("message content must be a string or a list", "content")
         yield role, content
+
+
+def system_turn_text(content: str | list[Any]) -> str:
+    """The text of a mid-conversation system turn (a string or text blocks, whose
+    `cache_control` has no equivalent upstream); a non-text block cannot be said as a system
+    message, and is refused in Anthropic's words."""
+    if isinstance(content, str):
+        return content
+    for block in content:
+        if not isinstance(block, dict) or block.get("type") != "text":
+            raise UnsupportedFeature(SYSTEM_ROLE_REFUSAL, "messages")
+    return text_of(content, "\n\n")
 
 
 def read_chat_chunk(data: bytes) -> tuple[Json | None, str | None]:
@@ -336,17 +360,101 @@ def messages_tool_id(value: Any) -> Any:
     return "".join(c if c in _TOOL_ID_OK else "_" for c in value)
 
 
-def messages_client_tool(tool: Any) -> tuple[Any, Any, Any]:
-    """Name, description and schema of a Messages client's tool; server tools (web search,
-    bash, ...) run at Anthropic only, so they are refused rather than sent as functions."""
-    if not isinstance(tool, dict) or "name" not in tool:
-        raise MalformedPayload("each tool needs a name", "tools")
-    if tool.get("type", "custom") != "custom":
+HOSTED_TOOLS = frozenset(
+    {
+        "web_search",
+        "web_search_preview",
+        "web_search_preview_2025_03_11",
+        "file_search",
+        "code_interpreter",
+        "image_generation",
+        "computer",
+        "computer_use",
+        "computer_use_preview",
+        "mcp",
+        "local_shell",
+        "shell",
+        "tool_search",
+    }
+)
+"""Responses tools that OpenAI runs (or that need its own item types): an upstream speaking
+another API cannot run them."""
+
+
+def hosted_tool(ctx: Ctx, kind: object) -> None:
+    """A tool only the client's own API vendor runs, on an upstream that cannot: left out and
+    noted in `ctx.dropped` (the gateway lists it in a header and the access log), or refused
+    when the Agent or provider says `hostedTools: refuse`."""
+    if ctx.hosted_tools == "refuse":
         raise UnsupportedFeature(
-            f"server tool {tool.get('type')!r} is not available on this upstream", "tools"
+            f"built-in tool {kind!r} is not available on this upstream (hostedTools: refuse); "
+            "remove it from tools or set hostedTools: drop on the Agent or provider",
+            "tools",
         )
-    schema = tool.get("input_schema") or {"type": "object", "properties": {}}
-    return tool["name"], tool.get("description"), schema
+    if ctx.dropped is None:
+        ctx.dropped = []
+    ctx.dropped.append(str(kind))
+
+
+def messages_client_tools(tools: list[Any], ctx: Ctx) -> list[tuple[Any, Any, Any]]:
+    """Name, description and schema of each of a Messages client's own tools; server tools
+    (web search, bash, code execution, ...) run at Anthropic only, so they follow
+    `ctx.hosted_tools` (left out by default)."""
+    out: list[tuple[Any, Any, Any]] = []
+    for tool in tools:
+        if not isinstance(tool, dict):
+            raise MalformedPayload("each tool must be an object", "tools")
+        if tool.get("type", "custom") != "custom":
+            hosted_tool(ctx, tool.get("type"))
+            continue
+        if "name" not in tool:
+            raise MalformedPayload("each tool needs a name", "tools")
+        schema = tool.get("input_schema") or {"type": "object", "properties": {}}
+        out.append((tool["name"], tool.get("description"), schema))
+    return out
+
+
+NAMESPACE_SEP = "__"
+
+
+def responses_client_tools(tools: list[Any], ctx: Ctx) -> list[Json]:
+    """A Responses client's function tools, flat: `namespace` tools (Codex's
+    `multi_agent_v1`) give their functions as `<namespace>__<name>`, remembered in
+    `ctx.tool_names` so calls go back under the names the client knows; hosted tools follow
+    `ctx.hosted_tools`. Each entry is a Responses function tool."""
+    out: list[Json] = []
+    for tool in tools:
+        kind = tool.get("type") if isinstance(tool, dict) else tool
+        if kind == "function":
+            out.append(tool)
+        elif kind == "namespace":
+            space = tool.get("name")
+            for inner in tool.get("tools") or ():
+                if not isinstance(inner, dict) or inner.get("type") != "function":
+                    raise UnsupportedFeature(
+                        f"tool type {inner.get('type') if isinstance(inner, dict) else inner!r} "
+                        f"in namespace {space!r} is not available on this upstream",
+                        "tools",
+                    )
+                flat = f"{space}{NAMESPACE_SEP}{inner.get('name')}"
+                if ctx.tool_names is None:
+                    ctx.tool_names = {}
+                ctx.tool_names[flat] = (str(space), str(inner.get("name")))
+                out.append({**inner, "name": flat})
+        elif kind in HOSTED_TOOLS:
+            hosted_tool(ctx, kind)
+        else:
+            raise UnsupportedFeature(
+                f"built-in tool {kind!r} is not available on this upstream", "tools"
+            )
+    return out
+
+
+def flat_call_name(item: Json) -> Any:
+    """A Responses function_call item's name as the upstream knows it: a namespaced call
+    (`namespace` set) under its flattened name."""
+    space = item.get("namespace")
+    return f"{space}{NAMESPACE_SEP}{item.get('name')}" if space else item.get("name")
 
 
 def messages_tool(name: Any, description: Any, parameters: Any) -> Json:
@@ -357,18 +465,88 @@ def messages_tool(name: Any, description: Any, parameters: Any) -> Json:
     return out
 
 
-def no_json_output_on_messages(param: str) -> UnsupportedFeature:
+def no_json_object_on_messages(param: str) -> UnsupportedFeature:
     return UnsupportedFeature(
-        "structured JSON output is not supported by an Anthropic Messages upstream; use a tool "
-        "with an input_schema instead",
+        "json_object output is not supported by an Anthropic Messages upstream; use "
+        "json_schema (sent as output_config.format) or a tool with an input_schema",
         param,
     )
 
 
-def no_stop_on_responses(param: str) -> UnsupportedFeature:
-    return UnsupportedFeature(
-        "stop sequences are not supported by an OpenAI Responses upstream", param
-    )
+def messages_output_format(schema: Any, param: str) -> Json:
+    """Anthropic's structured output (`output_config.format`) for a JSON schema."""
+    if not isinstance(schema, dict):
+        raise MalformedPayload(f"{param} needs a JSON schema object", param)
+    return {"format": {"type": "json_schema", "schema": schema}}
+
+
+def messages_output_schema(body: Json) -> Any:
+    """A Messages client's structured-output schema: `output_config.format` (GA) or the beta
+    `output_format`; None when it asked for none."""
+    config = body.get("output_config")
+    fmt = config.get("format") if isinstance(config, dict) else None
+    if fmt is None:
+        fmt = body.get("output_format")
+    if isinstance(fmt, dict) and fmt.get("type") == "json_schema":
+        return fmt.get("schema") or {"type": "object"}
+    return None
+
+
+# Anthropic effort (output_config.effort) -> OpenAI reasoning effort.
+_EFFORT = {"low": "low", "medium": "medium", "high": "high", "xhigh": "high", "max": "high"}
+
+
+def messages_effort(body: Json, reasoning: bool) -> str | None:
+    """OpenAI reasoning effort for a Messages client's thinking settings: `output_config.effort`
+    first, else `thinking` enabled (by its budget) or adaptive (medium). Only for a model
+    declared `reasoning: true`; None leaves it out (disabled thinking included)."""
+    if not reasoning:
+        return None
+    thinking = body.get("thinking")
+    kind = thinking.get("type") if isinstance(thinking, dict) else None
+    if kind == "disabled":
+        return None
+    config = body.get("output_config")
+    effort = config.get("effort") if isinstance(config, dict) else None
+    if isinstance(effort, str) and effort in _EFFORT:
+        return _EFFORT[effort]
+    if kind == "adaptive":
+        return "medium"
+    return effort_for(thinking)
+
+
+def stop_list(value: Any, param: str) -> tuple[str, ...] | None:
+    """Stop sequences as a tuple of non-empty strings (None when there are none)."""
+    if not value:
+        return None
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, list) or not all(isinstance(s, str) for s in items):
+        raise MalformedPayload(f"{param} must be a string or a list of strings", param)
+    found = tuple(s for s in items if s)
+    return found or None
+
+
+def cut_at_stop(text: str, stops: tuple[str, ...]) -> tuple[str, str | None]:
+    """The text up to the earliest stop sequence, and the sequence (None: no match)."""
+    best = -1
+    match: str | None = None
+    for stop in stops:
+        at = text.find(stop)
+        if at >= 0 and (best < 0 or at < best):
+            best, match = at, stop
+    return (text[:best], match) if match is not None else (text, None)
+
+
+def stop_hold(text: str, stops: tuple[str, ...]) -> int:
+    """How many trailing characters of a streamed text may begin a stop sequence and must be
+    held back until the next delta: the longest suffix that is a proper prefix of a stop
+    sequence (so at most len(longest) - 1)."""
+    longest = min(max(len(s) for s in stops) - 1, len(text))
+    for size in range(longest, 0, -1):
+        tail = text[-size:]
+        if any(s.startswith(tail) for s in stops):
+            return size
+    return 0
 
 
 def refuse_stateful(body: Json) -> None:

@@ -17,9 +17,9 @@ def translate_request(body: Json, ctx: Ctx) -> Json:
     common.copy_set(body, out, ("temperature", "top_p"))
     if body.get("stop_sequences"):
         out["stop"] = body["stop_sequences"]
-    tools = body.get("tools")
+    tools = common.messages_client_tools(body.get("tools") or [], ctx)
     if tools:
-        out["tools"] = [_tool(t) for t in tools]
+        out["tools"] = [_tool(*t) for t in tools]
     choice = body.get("tool_choice")
     if isinstance(choice, dict):
         kind = choice.get("type")
@@ -29,9 +29,15 @@ def translate_request(body: Json, ctx: Ctx) -> Json:
             out["tool_choice"] = common.MESSAGES_TO_OPENAI_CHOICE[kind]
         if choice.get("disable_parallel_tool_use") and tools:
             out["parallel_tool_calls"] = False
-    effort = common.effort_for(body.get("thinking"))
+    effort = common.messages_effort(body, ctx.reasoning)
     if effort:
         out["reasoning_effort"] = effort
+    schema = common.messages_output_schema(body)
+    if schema is not None:
+        out["response_format"] = {
+            "type": "json_schema",
+            "json_schema": {"name": "output", "schema": schema},
+        }
     metadata = body.get("metadata")
     if isinstance(metadata, dict) and metadata.get("user_id"):
         out["user"] = str(metadata["user_id"])
@@ -41,8 +47,7 @@ def translate_request(body: Json, ctx: Ctx) -> Json:
     return out
 
 
-def _tool(tool: Any) -> Json:
-    name, description, schema = common.messages_client_tool(tool)
+def _tool(name: Any, description: Any, schema: Any) -> Json:
     function: Json = {"name": name}
     if description:
         function["description"] = description
@@ -56,7 +61,11 @@ def _messages(body: Json) -> list[Json]:
     if system:
         out.append({"role": "system", "content": common.text_of(system, "\n\n")})
     for role, content in common.messages_turns(body):
-        if isinstance(content, str):
+        if role == "system":  # a mid-conversation system turn, in place; empty ones dropped
+            text = common.system_turn_text(content)
+            if text:
+                out.append({"role": "system", "content": text})
+        elif isinstance(content, str):
             out.append({"role": role, "content": content})
         elif role == "assistant":
             out.append(_assistant(content))

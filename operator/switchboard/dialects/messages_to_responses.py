@@ -10,8 +10,7 @@ from switchboard.dialects.types import Ctx, Json, Usage
 
 
 def translate_request(body: Json, ctx: Ctx) -> Json:
-    if body.get("stop_sequences"):
-        raise common.no_stop_on_responses("stop_sequences")
+    ctx.stop = common.stop_list(body.get("stop_sequences"), "stop_sequences")
     out: Json = {"model": ctx.upstream_model, "input": _input(body), "store": False}
     system = body.get("system")
     if system:
@@ -20,9 +19,9 @@ def translate_request(body: Json, ctx: Ctx) -> Json:
     if limit is not None:
         out["max_output_tokens"] = limit
     common.copy_set(body, out, ("temperature", "top_p"))
-    tools = body.get("tools")
+    tools = common.messages_client_tools(body.get("tools") or [], ctx)
     if tools:
-        out["tools"] = [_tool(t) for t in tools]
+        out["tools"] = [_tool(*t) for t in tools]
     choice = body.get("tool_choice")
     if isinstance(choice, dict):
         kind = choice.get("type")
@@ -32,9 +31,12 @@ def translate_request(body: Json, ctx: Ctx) -> Json:
             out["tool_choice"] = common.MESSAGES_TO_OPENAI_CHOICE[kind]
         if choice.get("disable_parallel_tool_use") and tools:
             out["parallel_tool_calls"] = False
-    effort = common.effort_for(body.get("thinking"))
+    effort = common.messages_effort(body, ctx.reasoning)
     if effort:
         out["reasoning"] = {"effort": effort}
+    schema = common.messages_output_schema(body)
+    if schema is not None:
+        out["text"] = {"format": {"type": "json_schema", "name": "output", "schema": schema}}
     metadata = body.get("metadata")
     if isinstance(metadata, dict) and metadata.get("user_id"):
         out["user"] = str(metadata["user_id"])
@@ -43,8 +45,7 @@ def translate_request(body: Json, ctx: Ctx) -> Json:
     return out
 
 
-def _tool(tool: Any) -> Json:
-    name, description, schema = common.messages_client_tool(tool)
+def _tool(name: Any, description: Any, schema: Any) -> Json:
     return {
         "type": "function",
         "name": name,
@@ -57,7 +58,11 @@ def _tool(tool: Any) -> Json:
 def _input(body: Json) -> list[Json]:
     items: list[Json] = []
     for role, content in common.messages_turns(body):
-        if isinstance(content, str):
+        if role == "system":  # a mid-conversation system turn, in place; empty ones dropped
+            text = common.system_turn_text(content)
+            if text:
+                items.append({"role": "developer", "content": text})
+        elif isinstance(content, str):
             items.append({"role": role, "content": content})
         elif role == "assistant":
             _assistant(content, items)
@@ -152,11 +157,33 @@ def translate_response(body: Json, ctx: Ctx) -> tuple[Json, Usage]:
                     ctx, item.get("call_id"), item.get("name"), len(content), value
                 )
             )
+    matched: str | None = None
+    if ctx.stop:
+        content, matched = _cut(content, ctx.stop)
     calls = any(block["type"] == "tool_use" for block in content)
     stop = common.responses_stop(body.get("status"), body.get("incomplete_details"), calls)
-    if refused and stop == "end_turn":
+    if matched is not None:
+        stop = "stop_sequence"
+    elif refused and stop == "end_turn":
         stop = "refusal"
-    return messages_writer.finished_message(ctx, body, content, stop, usage), usage
+    message = messages_writer.finished_message(ctx, body, content, stop, usage)
+    message["stop_sequence"] = matched
+    return message, usage
+
+
+def _cut(content: list[Json], stops: tuple[str, ...]) -> tuple[list[Json], str | None]:
+    """The gateway's stop sequences on an upstream without them: the answer ends at the first
+    match; what the model produced after it (text or calls) is left out."""
+    for number, block in enumerate(content):
+        if block["type"] != "text":
+            continue
+        text, matched = common.cut_at_stop(block["text"], stops)
+        if matched is not None:
+            kept = content[:number]
+            if text:
+                kept.append({"type": "text", "text": text})
+            return kept, matched
+    return content, None
 
 
 class StreamTranslator(stream_readers.ResponsesReader):
@@ -165,4 +192,4 @@ class StreamTranslator(stream_readers.ResponsesReader):
     __slots__ = ()
 
     def __init__(self, ctx: Ctx) -> None:
-        super().__init__(messages_writer.MessagesWriter(ctx))
+        super().__init__(messages_writer.MessagesWriter(ctx), ctx.stop)

@@ -75,6 +75,7 @@ class MessagesWriter:
         self.ctx = ctx
         self.usage = Usage()
         self.stop_reason = "end_turn"
+        self._sequence: str | None = None
         self._started = False
         self._finished = False
         self._block = -1
@@ -147,9 +148,11 @@ class MessagesWriter:
             return self.close_block()
         return b""
 
-    def stop(self, reason: str) -> None:
-        """The stop reason, in Anthropic's words (the richest of the three)."""
+    def stop(self, reason: str, sequence: str | None = None) -> None:
+        """The stop reason, in Anthropic's words (the richest of the three), and the stop
+        sequence that matched (the gateway's own, on a Responses upstream)."""
         self.stop_reason = reason
+        self._sequence = sequence
 
     def finish(self) -> bytes:
         if self._finished:
@@ -163,7 +166,7 @@ class MessagesWriter:
             "message_delta",
             {
                 "type": "message_delta",
-                "delta": {"stop_reason": self.stop_reason, "stop_sequence": None},
+                "delta": {"stop_reason": self.stop_reason, "stop_sequence": self._sequence},
                 "usage": common.messages_usage(self.usage),
             },
         )

@@ -30,7 +30,7 @@ def translate_request(body: Json, ctx: Ctx) -> Json:
     if limit is not None:
         out["max_tokens"] = limit
     common.copy_set(body, out, ("temperature", "top_p", "parallel_tool_calls", "user"))
-    tools = body.get("tools")
+    tools = common.responses_client_tools(body.get("tools") or [], ctx)
     if tools:
         out["tools"] = [_tool(t) for t in tools]
         choice = body.get("tool_choice")
@@ -54,12 +54,7 @@ def translate_request(body: Json, ctx: Ctx) -> Json:
     return out
 
 
-def _tool(tool: Any) -> Json:
-    if not isinstance(tool, dict) or tool.get("type") != "function":
-        kind = tool.get("type") if isinstance(tool, dict) else tool
-        raise UnsupportedFeature(
-            f"built-in tool {kind!r} is not available on this upstream", "tools"
-        )
+def _tool(tool: Json) -> Json:
     function: Json = {"name": tool.get("name")}
     if tool.get("description"):
         function["description"] = tool["description"]
@@ -103,7 +98,9 @@ def _items(items: list[Any], messages: list[Json]) -> None:
             messages.append({"role": role, "content": _parts(item.get("content"))})
         elif kind == "function_call":
             arguments = item.get("arguments", "")
-            call = common.chat_tool_call(item.get("call_id"), item.get("name"), arguments)
+            call = common.chat_tool_call(
+                item.get("call_id"), common.flat_call_name(item), arguments
+            )
             last = messages[-1] if messages else None
             if (
                 last is not None
@@ -150,6 +147,7 @@ def translate_response(body: Json, ctx: Ctx) -> tuple[Json, Usage]:
                 function.get("name", ""),
                 function.get("arguments") or "{}",
                 "completed",
+                names=ctx.tool_names,
             )
         )
     stop = common.FINISH_TO_STOP.get(choice.get("finish_reason") or "stop", "end_turn")

@@ -13,8 +13,9 @@ def translate_request(body: Json, ctx: Ctx) -> Json:
     common.refuse_stateful(body)
     text = body.get("text")
     fmt = text.get("format") if isinstance(text, dict) else None
-    if isinstance(fmt, dict) and fmt.get("type") in ("json_schema", "json_object"):
-        raise common.no_json_output_on_messages("text.format")
+    kind = fmt.get("type") if isinstance(fmt, dict) else None
+    if kind == "json_object":
+        raise common.no_json_object_on_messages("text.format")
     system: list[str] = []
     if body.get("instructions"):
         system.append(str(body["instructions"]))
@@ -33,7 +34,9 @@ def translate_request(body: Json, ctx: Ctx) -> Json:
     common.messages_sampling(
         body, out, reasoning.get("effort") if isinstance(reasoning, dict) else None
     )
-    tools = body.get("tools")
+    if kind == "json_schema" and isinstance(fmt, dict):
+        out["output_config"] = common.messages_output_format(fmt.get("schema"), "text.format")
+    tools = common.responses_client_tools(body.get("tools") or [], ctx)
     if tools:
         out["tools"] = [_tool(t) for t in tools]
         choice = body.get("tool_choice")
@@ -47,12 +50,7 @@ def translate_request(body: Json, ctx: Ctx) -> Json:
     return out
 
 
-def _tool(tool: Any) -> Json:
-    if not isinstance(tool, dict) or tool.get("type") != "function":
-        kind = tool.get("type") if isinstance(tool, dict) else tool
-        raise UnsupportedFeature(
-            f"built-in tool {kind!r} is not available on this upstream", "tools"
-        )
+def _tool(tool: Json) -> Json:
     return common.messages_tool(tool.get("name"), tool.get("description"), tool.get("parameters"))
 
 
@@ -94,7 +92,7 @@ def _messages(items: list[Any], system: list[str]) -> list[Json]:
         elif kind == "function_call":
             value = common.loads_arguments(item.get("arguments"), "arguments")
             call_id = common.messages_tool_id(item.get("call_id"))
-            call = {"type": "tool_use", "id": call_id, "name": item.get("name")}
+            call = {"type": "tool_use", "id": call_id, "name": common.flat_call_name(item)}
             common.append_turn(out, "assistant", [{**call, "input": value}])
         elif kind == "function_call_output":
             output = item.get("output")
@@ -134,6 +132,7 @@ def translate_response(body: Json, ctx: Ctx) -> tuple[Json, Usage]:
                     block.get("name", ""),
                     common.dumps(block.get("input") or {}),
                     "completed",
+                    names=ctx.tool_names,
                 )
             )
     output: list[Json] = []

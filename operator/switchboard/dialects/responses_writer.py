@@ -78,8 +78,18 @@ def message_item(ctx: Ctx, parts: list[Json], status: str = "completed", number:
     }
 
 
-def call_item(item_id: str, call_id: str, name: str, arguments: str, status: str) -> Json:
-    return {
+def call_item(
+    item_id: str,
+    call_id: str,
+    name: str,
+    arguments: str,
+    status: str,
+    *,
+    names: dict[str, tuple[str, str]] | None = None,
+) -> Json:
+    """A function_call item; a flattened namespace tool's call goes back under its namespace
+    and name (`names`: `Ctx.tool_names`)."""
+    item = {
         "type": "function_call",
         "id": item_id,
         "call_id": call_id,
@@ -87,6 +97,9 @@ def call_item(item_id: str, call_id: str, name: str, arguments: str, status: str
         "arguments": arguments,
         "status": status,
     }
+    if names is not None and name in names:
+        item["namespace"], item["name"] = names[name]
+    return item
 
 
 class ResponsesWriter:
@@ -205,6 +218,7 @@ class ResponsesWriter:
             name if isinstance(name, str) else "",
             "",
             "in_progress",
+            names=self.ctx.tool_names,
         )
         self._calls[key] = item
         self._open_calls.append(item)
@@ -251,7 +265,7 @@ class ResponsesWriter:
             }
         ) + self._event({"type": "response.output_item.done", "output_index": index, "item": item})
 
-    def stop(self, reason: str) -> None:
+    def stop(self, reason: str, sequence: str | None = None) -> None:
         """The stop reason, in Anthropic's words (the richest of the three)."""
         self.status, self.incomplete_reason = status_for(reason)
 

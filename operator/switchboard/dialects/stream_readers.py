@@ -27,7 +27,7 @@ class Writer(Protocol):
     def tool_start(self, key: object, call_id: object, name: object) -> bytes: ...
     def tool_delta(self, key: object, partial_json: str) -> bytes: ...
     def tool_done(self, key: object) -> bytes: ...
-    def stop(self, reason: str) -> None: ...
+    def stop(self, reason: str, sequence: str | None = None) -> None: ...
     def finish(self) -> bytes: ...
     def error(self, message: str) -> bytes: ...
 
@@ -74,9 +74,9 @@ class _Reader:
         self._done = True
         return self._w.finish()
 
-    def _stop(self, reason: str) -> None:
+    def _stop(self, reason: str, sequence: str | None = None) -> None:
         self._stopped = True
-        self._w.stop(reason)
+        self._w.stop(reason, sequence)
 
     def error(self, message: str) -> bytes:
         self._done = True
@@ -190,14 +190,40 @@ class MessagesReader(_Reader):
 
 
 class ResponsesReader(_Reader):
-    """Upstream OpenAI Responses events (ended by `response.completed` or `.incomplete`)."""
+    """Upstream OpenAI Responses events (ended by `response.completed` or `.incomplete`).
 
-    __slots__ = ("_calls", "_refused")
+    With `stops` (the client's stop sequences: a Responses upstream has none) the gateway
+    enforces them: text is held back while its end may begin a stop sequence (at most
+    len(longest) - 1 characters, so a match split across deltas is still found), the answer
+    is cut at the first match, and what follows (text, calls) is left out; the stream still
+    ends at the upstream's `response.completed`, so usage stays the upstream's count."""
 
-    def __init__(self, writer: Writer) -> None:
+    __slots__ = ("_calls", "_cut", "_held", "_refused", "_stops")
+
+    def __init__(self, writer: Writer, stops: tuple[str, ...] | None = None) -> None:
         super().__init__(writer)
         self._calls = False
         self._refused = False
+        self._stops = stops
+        self._held = ""
+        self._cut: str | None = None  # the stop sequence that matched
+
+    def _text(self, delta: str) -> bytes:
+        stops = self._stops
+        if stops is None:
+            return self._w.text(delta)
+        if self._cut is not None:
+            return b""
+        text = self._held + delta
+        kept, matched = common.cut_at_stop(text, stops)
+        if matched is not None:
+            self._cut = matched
+            self._held = ""
+        else:
+            hold = common.stop_hold(text, stops)
+            self._held = text[len(text) - hold :] if hold else ""
+            kept = text[: len(text) - hold]
+        return self._w.text(kept) if kept else b""
 
     def _feed(self, event: sse.Event) -> bytes:
         data = _load(event.data)
@@ -206,7 +232,14 @@ class ResponsesReader(_Reader):
         kind = data.get("type")
         w = self._w
         if kind == "response.output_text.delta":
-            return w.text(data.get("delta", ""))
+            return self._text(data.get("delta", ""))
+        if self._cut is not None and kind not in (
+            "response.completed",
+            "response.incomplete",
+            "response.failed",
+            "error",
+        ):
+            return b""  # after the gateway's stop sequence: nothing more reaches the client
         if kind == "response.function_call_arguments.delta":
             return w.tool_delta(data.get("item_id", ""), data.get("delta", ""))
         if kind == "response.output_item.added":
@@ -214,7 +247,9 @@ class ResponsesReader(_Reader):
             if item.get("type") != "function_call":
                 return b""
             self._calls = True
-            return w.tool_start(item.get("id", ""), item.get("call_id"), item.get("name"))
+            return self._flush() + w.tool_start(
+                item.get("id", ""), item.get("call_id"), item.get("name")
+            )
         if kind == "response.output_item.done":
             item = data.get("item") or {}
             return w.tool_done(item.get("id", "")) if item.get("type") == "function_call" else b""
@@ -227,13 +262,24 @@ class ResponsesReader(_Reader):
         if kind in ("response.completed", "response.incomplete"):
             response = data.get("response") or {}
             w.usage = common.usage_from_responses(response.get("usage"))
+            out = self._flush()
+            if self._cut is not None:
+                self._stop("stop_sequence", self._cut)
+                return out + self._close()
             reason = common.responses_stop(
                 response.get("status"), response.get("incomplete_details"), self._calls
             )
             self._stop("refusal" if reason == "end_turn" and self._refused else reason)
-            return self._close()
+            return out + self._close()
         if kind == "response.failed":
             return self.error(_error_message((data.get("response") or {}).get("error")))
         if kind == "error":
             return self.error(_error_message(data))
         return b""
+
+    def _flush(self) -> bytes:
+        """Held-back text that turned out not to begin a stop sequence."""
+        if not self._held:
+            return b""
+        held, self._held = self._held, ""
+        return self._w.text(held)

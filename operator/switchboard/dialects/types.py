@@ -37,9 +37,14 @@ class Usage:
         return self.input_tokens + self.cache_read_tokens + self.cache_write_tokens
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Ctx:
-    """What the gateway decided for one request, as the translators need it."""
+    """What the gateway decided for one request, as the translators need it.
+
+    The first fields are the gateway's; the last few (`dropped`, `stop`, `tool_names`) are
+    written by `translate_request` for the response and stream translators and the gateway to
+    read. One Ctx per attempt, so nothing leaks between candidates. They stay None (no
+    allocation) on requests that do not need them."""
 
     upstream_model: str
     """Model id sent upstream."""
@@ -54,3 +59,18 @@ class Ctx:
     """Used to make ids where the target dialect needs one and the upstream gave none."""
     created: int = 0
     """Unix time for `created` / `created_at` fields (the translators read no clock)."""
+    reasoning: bool = False
+    """The model is declared `reasoning: true`: a Messages client's thinking / effort becomes
+    the upstream's reasoning effort; otherwise it is dropped."""
+    hosted_tools: str = "drop"
+    """What to do with tools only the client's own API vendor runs (web search, file search,
+    code interpreter, ...) on an upstream that cannot: "drop" (default) or "refuse" (400)."""
+    dropped: list[str] | None = None
+    """Set by the request translator: hosted tools it left out (the gateway names them in
+    `x-switchboard-dropped-tools` and the access log)."""
+    stop: tuple[str, ...] | None = None
+    """Set by the request translator: stop sequences the gateway enforces itself (a Responses
+    upstream has none)."""
+    tool_names: dict[str, tuple[str, str]] | None = None
+    """Set by the request translator: flattened tool name -> (namespace, name) for a
+    Responses client's `namespace` tools."""
