@@ -5,7 +5,14 @@ from __future__ import annotations
 from pydantic import Field, field_validator
 
 from switchboard.api.base import CrdModel
-from switchboard.api.common import MODEL_REF_MESSAGE, ModelRef, StatusBase, is_model_ref
+from switchboard.api.common import (
+    HOSTED_TOOLS_DESCRIPTION,
+    MODEL_REF_MESSAGE,
+    HostedTools,
+    ModelRef,
+    StatusBase,
+    is_model_ref,
+)
 
 
 class RequestDefaults(CrdModel):
@@ -63,6 +70,10 @@ class AgentSpec(CrdModel):
             "When no candidate's context window fits the request, drop the oldest non-system "
             "turns until it fits instead of answering 400."
         ),
+    )
+    hosted_tools: HostedTools | None = Field(
+        default=None,
+        description=HOSTED_TOOLS_DESCRIPTION + " Unset: each candidate provider's setting.",
     )
 
     @field_validator("model", "image_model")

@@ -35,6 +35,23 @@ def is_model_ref(value: str) -> bool:
     return _MODEL_REF.match(value) is not None
 
 
+class HostedTools(enum.StrEnum):
+    """What the gateway does with a tool only the client's API vendor runs (OpenAI's
+    web_search, file_search, code_interpreter, ...; Anthropic's server tools) when the upstream
+    speaks another API and cannot run it."""
+
+    DROP = "drop"
+    REFUSE = "refuse"
+
+
+HOSTED_TOOLS_DESCRIPTION = (
+    "Tools only the client's API vendor runs (web_search, file_search, code_interpreter, "
+    "image_generation, computer_use, mcp; Anthropic server tools) on an upstream of another "
+    "API: drop leaves them out and names them in the x-switchboard-dropped-tools response "
+    "header and the access log; refuse answers 400."
+)
+
+
 ModelRef = Annotated[
     str,
     Field(

@@ -9,7 +9,14 @@ from pydantic import Field, field_validator, model_validator
 
 from switchboard.api import urls
 from switchboard.api.base import CrdModel
-from switchboard.api.common import SecretKeyRef, StatusBase, cel, quote
+from switchboard.api.common import (
+    HOSTED_TOOLS_DESCRIPTION,
+    HostedTools,
+    SecretKeyRef,
+    StatusBase,
+    cel,
+    quote,
+)
 
 DURATION_PATTERN = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"
 _DURATION_DOC = "A duration such as 500ms, 10s, 2m or 1h30m."
@@ -189,6 +196,9 @@ class CustomProviderSpec(CrdModel):
                 ),
             ]
         },
+    )
+    hosted_tools: HostedTools = Field(
+        default=HostedTools.DROP, description=HOSTED_TOOLS_DESCRIPTION
     )
     timeouts: Timeouts = Field(
         default_factory=Timeouts,

@@ -449,6 +449,7 @@ class _Scope:
             endpoint=_endpoint(spec.api, spec.base_url),
             api_key=api_key,
             headers=dict(sorted(spec.headers.items())),
+            hosted_tools=spec.hosted_tools.value,
             timeouts=rc.Timeouts(
                 connect=refs.parse_duration(spec.timeouts.connect),
                 first_token=refs.parse_duration(spec.timeouts.first_token),
@@ -546,6 +547,7 @@ class _Scope:
                 top_p=spec.defaults.top_p,
             ),
             allow_truncation=spec.allow_truncation,
+            hosted_tools=spec.hosted_tools.value if spec.hosted_tools else None,
         )
 
     def expand(

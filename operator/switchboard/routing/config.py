@@ -66,6 +66,7 @@ class Provider(_Frozen):
     endpoint: str = Field(description="Full URL requests are POSTed to.")
     api_key: str | None = Field(None, description="Provider key sent upstream. Secret.")
     headers: dict[str, str] = Field(default_factory=dict, description="Static headers.")
+    hosted_tools: str = Field("drop", description="drop or refuse: see CustomProvider.")
     timeouts: Timeouts
     models: dict[str, Model] = Field(default_factory=dict, description="By model id.")
     open_models: bool = Field(
@@ -95,6 +96,7 @@ class Agent(_Frozen):
     image_model: Candidate | None = None
     defaults: RequestDefaults = RequestDefaults()
     allow_truncation: bool = False
+    hosted_tools: str | None = Field(None, description="drop, refuse, or None: the provider's.")
 
 
 class Grant(_Frozen):
