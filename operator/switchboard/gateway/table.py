@@ -32,6 +32,12 @@ class Target:
     first_token: float
     meta: rc.Model | None
     """None for a provider without listed models: no limits, no prices."""
+    hosted_tools: str = "drop"
+    """The provider's `hostedTools` (an Agent's own setting wins: `Route.hosted_tools`)."""
+
+    @property
+    def reasoning(self) -> bool:
+        return self.meta is not None and self.meta.reasoning
 
     @property
     def images(self) -> bool:
@@ -46,6 +52,7 @@ class Route:
     defaults: rc.RequestDefaults = field(default_factory=rc.RequestDefaults)
     allow_truncation: bool = False
     agent: bool = False
+    hosted_tools: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,7 +90,13 @@ class Table:
             chain = tuple(self._resolve(c) for c in agent.chain)
             image = self._resolve(agent.image_model) if agent.image_model else None
             self._agents[name] = Route(
-                name, chain, image, agent.defaults, agent.allow_truncation, agent=True
+                name,
+                chain,
+                image,
+                agent.defaults,
+                agent.allow_truncation,
+                agent=True,
+                hosted_tools=agent.hosted_tools,
             )
         self.keys = {digest: self._access(grant) for digest, grant in config.keys.items()}
 
@@ -96,6 +109,7 @@ class Table:
             endpoint=self._endpoints[provider.name],
             first_token=provider.timeouts.first_token,
             meta=provider.models.get(model_id),
+            hosted_tools=provider.hosted_tools,
         )
 
     def _resolve(self, candidate: rc.Candidate) -> Target:
