@@ -27,6 +27,8 @@ class Outcome:
     ttft: float | None = None
     fallbacks: list[str] = field(default_factory=list)
     error: str | None = None
+    dropped: list[str] | None = None
+    """Hosted tools the translator left out (`x-switchboard-dropped-tools`)."""
 
 
 class Accounting:
@@ -82,6 +84,8 @@ class Accounting:
                 }
             if out.error:
                 line["error"] = out.error
+            if out.dropped:
+                line["dropped_tools"] = out.dropped
             self.access_log.write(line)
 
 
@@ -101,8 +105,11 @@ def cost(target: Target, usage: Usage) -> float:
 def served_headers(out: Outcome) -> dict[str, str]:
     target = out.target
     assert target is not None
-    return {
+    headers = {
         "x-switchboard-provider": target.provider,
         "x-switchboard-model": target.model_id,
         "x-switchboard-attempts": str(out.attempts),
     }
+    if out.dropped:
+        headers["x-switchboard-dropped-tools"] = ",".join(out.dropped)
+    return headers

@@ -221,6 +221,7 @@ def build_app(
     app.router.add_get("/v1/models", models)
     app.router.add_get("/v1/models/{model:.+}", model)
     app.router.add_get("/healthz", healthz)
+    app.router.add_get("/", healthz)  # GET and HEAD: clients probe the base URL
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics_view)
     app.router.add_route("*", "/{tail:.*}", unknown)

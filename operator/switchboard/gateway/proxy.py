@@ -16,6 +16,7 @@ import itertools
 import logging
 import os
 import time
+from dataclasses import replace
 
 import orjson
 from aiohttp import HttpVersion11, web
@@ -27,6 +28,7 @@ from switchboard.gateway import accounting, errors, resolve
 from switchboard.gateway.accesslog import AccessLog
 from switchboard.gateway.accounting import Outcome
 from switchboard.gateway.auth import Keys
+from switchboard.gateway.beta import HEADER, with_client_beta
 from switchboard.gateway.errors import AttemptFailed
 from switchboard.gateway.metrics import Metrics
 from switchboard.gateway.relay import ClientGone, Relay
@@ -154,8 +156,10 @@ class Proxy:
         if route.agent:
             body = resolve.with_defaults(surface, body, route)
         plan = resolve.plan(surface, body, route)
+        client_beta = request.headers.get(HEADER) if surface is Dialect.MESSAGES else None
         last: AttemptFailed | None = None
-        for target, client_body, max_tokens in plan:
+        for candidate, client_body, max_tokens in plan:
+            target = candidate
             out.attempts += 1
             out.target = target
             ctx = Ctx(
@@ -166,6 +170,8 @@ class Proxy:
                 include_usage=resolve.include_usage(surface, client_body),
                 request_id=f"{self._pid}{next(self._ids):x}",
                 created=int(time.time()),
+                reasoning=target.reasoning,
+                hosted_tools=route.hosted_tools or target.hosted_tools,
             )
             pair = registry.get(surface, target.dialect)
             try:
@@ -175,6 +181,9 @@ class Proxy:
                     f"the request does not match the {surface.value} API ({type(exc).__name__}); "
                     "check the shape of messages, tools and content parts"
                 ) from None
+            out.dropped = ctx.dropped
+            if client_beta is not None and target.dialect is Dialect.MESSAGES:
+                target = replace(target, endpoint=with_client_beta(target.endpoint, client_beta))
             try:
                 if stream:
                     return await self._stream(
