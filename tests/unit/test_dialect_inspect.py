@@ -5,7 +5,8 @@ a request carries images, in each dialect's part type; the prompt estimate (UTF-
 other scripts are not undercounted, per-message overhead, a fixed cost per image, system,
 instructions and tools counted); truncation of the oldest turns: system turns and the last turn
 stay, a tool call and its result leave together, an Anthropic conversation still starts with a
-user turn that answers no missing call, and None when nothing fits; truncated requests still
+user turn that answers no missing call (its mid-conversation system turns kept after that
+turn), and None when nothing fits; truncated requests still
 translate to every upstream.
 """
 
@@ -162,3 +163,22 @@ def test_estimate_counts_utf8_bytes_so_other_scripts_are_not_undercounted() -> N
     cjk_text = {"messages": [{"role": "user", "content": "字" * 400}]}  # 3 bytes each
     assert inspect.estimate_prompt_tokens(Dialect.CHAT, ascii_text) == 104
     assert inspect.estimate_prompt_tokens(Dialect.CHAT, cjk_text) == 304
+
+
+def test_truncate_keeps_a_messages_system_turn_after_the_first_user_turn() -> None:
+    text = "word " * 100
+    body = {
+        "model": "m",
+        "max_tokens": 10,
+        "messages": [
+            {"role": "user", "content": text},
+            {"role": "assistant", "content": text},
+            {"role": "system", "content": "be brief"},
+            {"role": "user", "content": text},
+            {"role": "assistant", "content": text},
+            {"role": "user", "content": "last"},
+        ],
+    }
+    out = inspect.truncate_oldest(Dialect.MESSAGES, body, 290)
+    assert out is not None
+    assert [m["role"] for m in out["messages"]] == ["user", "system", "assistant", "user"]

@@ -161,4 +161,7 @@ def truncate_oldest(dialect: Dialect, body: Json, max_prompt_tokens: int) -> Jso
             start += 1
     if total > budget or (start > 0 and _is_tool_result(rest[start])):
         return None  # too long even alone, or only a tool result without its call is left
+    if dialect is Dialect.MESSAGES and system:
+        # Mid-conversation system turns (Claude Code's) may not open a Messages conversation.
+        return {**body, key: [rest[start], *system, *rest[start + 1 :]]}
     return {**body, key: system + rest[start:]}
