@@ -16,6 +16,7 @@ Where an SDK type lags behind its API, the field is allowed by name in `ALLOWED`
 from __future__ import annotations
 
 import collections.abc
+import enum
 import functools
 import types
 import typing
@@ -141,6 +142,10 @@ def _check(tp: Any, value: Any, path: str) -> None:
             raise StrictError(f"{path}: expected {tp.__name__}, got {value!r:.80}")
         return
     if isinstance(tp, typing.TypeVar):
+        return
+    if isinstance(tp, type) and issubclass(tp, enum.Enum):
+        if value not in {member.value for member in tp}:
+            raise StrictError(f"{path}: {value!r:.80} is not one of {tp.__name__}")
         return
     if isinstance(tp, type) and not isinstance(value, tp) and origin is None:
         raise StrictError(f"{path}: expected {tp.__name__}, got {type(value).__name__}")
