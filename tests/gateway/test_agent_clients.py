@@ -10,7 +10,8 @@ upstream's request record (`GET /_requests`):
 - Codex CLI's default tools (a `namespace` tool wrapping functions, hosted `web_search`) on Chat
   and Messages upstreams: answered, the namespace flattened upstream and its call returned
   under the namespace and name the client knows, `web_search` left out and named in
-  `x-switchboard-dropped-tools`; an Agent with `hostedTools: refuse` answers 400 instead;
+  `x-switchboard-dropped-tools` and the access log; an Agent with `hostedTools: refuse`
+  answers 400 instead;
 - the client's `anthropic-beta` header reaches an Anthropic upstream merged with the
   provider's own `anthropic-beta`; a request without it sends the provider's alone.
 Also: `GET /` and `HEAD /` answer 200 (clients probe them).
@@ -18,6 +19,7 @@ Also: `GET /` and `HEAD /` answer 200 (clients probe them).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -264,6 +266,11 @@ def test_codex_default_tools_on_chat_and_messages_upstreams(
     else:
         names = [t["name"] for t in sent["tools"]]
     assert names == ["multi_agent_v1__spawn_agent", "shell"]  # web_search left out
+    # and named in the access log line (flushed every 200 ms: wait for it, with a deadline)
+    deadline = time.monotonic() + 10
+    while '"dropped_tools":["web_search"]' not in agents_gateway.log_text:
+        assert time.monotonic() < deadline, "no access log line names the dropped tool"
+        time.sleep(0.05)
 
 
 def test_hosted_tools_refused_when_the_agent_says_so(agents_gateway: Gateway) -> None:
