@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
+
+# Gateways started by tests serve /metrics only where a test asks for it (--metrics-port N):
+# the default port (9090) would collide between tests and sessions running side by side.
+os.environ.setdefault("SWITCHBOARD_METRICS_PORT", "0")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

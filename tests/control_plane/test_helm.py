@@ -232,14 +232,24 @@ def test_gateway_pod_and_service(cp: ControlPlane) -> None:
     probes = containers["gateway"]
     assert probes["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
     assert probes["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
-    assert probes["ports"] == [{"name": "http", "containerPort": 8080}]
+    assert probes["ports"] == [
+        {"name": "http", "containerPort": 8080},
+        {"name": "metrics", "containerPort": 9090},
+    ]
     annotations = gateway["spec"]["template"]["metadata"]["annotations"]
     assert annotations["prometheus.io/scrape"] == "true"
-    assert annotations["prometheus.io/port"] == "8080"
+    assert annotations["prometheus.io/port"] == "9090"
     service = one(docs, "Service", "-gateway")
-    port = service["spec"]["ports"][0]
-    assert (port["name"], port["port"], port["targetPort"]) == ("http", 80, "http")
+    # The client Service carries the API port only: /metrics is not reachable through it.
+    assert [(p["name"], p["port"], p["targetPort"]) for p in service["spec"]["ports"]] == [
+        ("http", 80, "http")
+    ]
     assert service["spec"]["selector"] == gateway["spec"]["selector"]["matchLabels"]
+    metrics = one(docs, "Service", "-gateway-metrics")
+    assert [(p["name"], p["targetPort"]) for p in metrics["spec"]["ports"]] == [
+        ("metrics", "metrics")
+    ]
+    assert metrics["spec"]["selector"] == gateway["spec"]["selector"]["matchLabels"]
     assert gateway["spec"]["replicas"] == 2
     assert one(docs, "PodDisruptionBudget")["spec"]["minAvailable"] == 1
     assert not of_kind(docs, "HorizontalPodAutoscaler")
@@ -385,11 +395,15 @@ def test_service_monitor_and_tenant_gateway(cp: ControlPlane) -> None:
     docs = render(cp, "-f", str(VALUES_DIR / "servicemonitor.yaml"))
     monitor = one(docs, "ServiceMonitor")
     assert monitor["metadata"]["labels"]["release"] == "prometheus"
-    assert monitor["spec"]["endpoints"][0]["port"] == "http"
+    assert monitor["spec"]["endpoints"][0]["port"] == "metrics"
     assert monitor["spec"]["endpoints"][0]["path"] == "/metrics"
-    service = one(docs, "Service")
+    service = one(docs, "Service", "-gateway-metrics")
     assert (
         monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    )
+    client = one(docs, "Service", "-gateway")  # the monitor must not select the client Service
+    assert not (
+        monitor["spec"]["selector"]["matchLabels"].items() <= client["metadata"]["labels"].items()
     )
     docs = render(cp, "-f", str(VALUES_DIR / "tenant-gateway.yaml"))
     assert not [d for d in docs if "operator" in d["metadata"]["name"]]

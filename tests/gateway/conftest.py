@@ -219,6 +219,8 @@ class Gateway:
     url: str
     process: Process
     config: Path
+    metrics_url: str
+    """Where GET /metrics answers: the gateway's own metrics port."""
 
     @property
     def log_text(self) -> str:
@@ -226,7 +228,7 @@ class Gateway:
 
     def metric(self, name: str, **labels: str) -> float:
         total = 0.0
-        for line in httpx.get(f"{self.url}/metrics").text.splitlines():
+        for line in httpx.get(f"{self.metrics_url}/metrics").text.splitlines():
             if not line.startswith(name + "{") and not line.startswith(name + " "):
                 continue
             if all(f'{k}="{v}"' in line for k, v in labels.items()):
@@ -266,7 +268,7 @@ def render_text(text: str, work: Path) -> Path:
 
 def start_gateway(config: Path, log: Path, *extra: str) -> Gateway:
     """`switchboard gateway --config CONFIG` on a free loopback port, once /readyz answers."""
-    port = free_port()
+    port, metrics_port = free_port(), free_port()
     process = start(
         [
             "-m",
@@ -278,12 +280,14 @@ def start_gateway(config: Path, log: Path, *extra: str) -> Gateway:
             "127.0.0.1",
             "--port",
             str(port),
+            "--metrics-port",
+            str(metrics_port),
             *extra,
         ],
         log,
         f"http://127.0.0.1:{port}/readyz",
     )
-    return Gateway(f"http://127.0.0.1:{port}", process, config)
+    return Gateway(f"http://127.0.0.1:{port}", process, config, f"http://127.0.0.1:{metrics_port}")
 
 
 @pytest.fixture(scope="session")

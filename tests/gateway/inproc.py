@@ -162,8 +162,14 @@ class Gw:
         self.app[gateway_app.PROXY].accounting.access_log.flush()
         return [orjson.loads(line) for line in self.log.getvalue().splitlines()]
 
+    def metrics_text(self) -> str:
+        """What GET /metrics on the metrics port answers (`build_metrics_app`)."""
+        from prometheus_client import generate_latest
+
+        return generate_latest(self.app[gateway_app.METRICS].registry).decode()
+
     async def metric(self, name: str, **labels: str) -> float:
-        text = await (await self.client.get("/metrics")).text()
+        text = self.metrics_text()
         total = 0.0
         for line in text.splitlines():
             if line.startswith((name + "{", name + " ")) and all(

@@ -274,7 +274,7 @@ async def test_no_secret_in_logs_metrics_or_errors(
                 bodies.append(
                     await (await gw.post(surface, body_for(surface, model), key=key)).text()
                 )
-    metrics = await (await gw.client.get("/metrics")).text()
+    metrics = gw.metrics_text()
     gw.access_lines()  # flushes the buffered access log
     log = gw.log.getvalue().decode()
     assert '"key":"full/full"' in log

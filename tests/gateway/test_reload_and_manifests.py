@@ -74,7 +74,7 @@ async def test_hot_reload_under_load(upstreams: Upstreams, tmp_path: Path) -> No
     config = tmp_path / "routing.json"
     _write(config, valid[0])
     gw = start_gateway(config, tmp_path / "gw.log", "--no-access-log")
-    process, url = gw.process, gw.url
+    process, url, metrics_url = gw.process, gw.url, gw.metrics_url
     try:
         stop = asyncio.Event()
         failures: list[str] = []
@@ -84,7 +84,7 @@ async def test_hot_reload_under_load(upstreams: Upstreams, tmp_path: Path) -> No
         async with httpx.AsyncClient() as probe:
 
             async def refused() -> float:
-                text = (await probe.get(f"{url}/metrics")).text
+                text = (await probe.get(f"{metrics_url}/metrics")).text
                 for line in text.splitlines():
                     if line.startswith('switchboard_config_reloads_total{result="failed"}'):
                         return float(line.split()[-1])
@@ -110,7 +110,7 @@ async def test_hot_reload_under_load(upstreams: Upstreams, tmp_path: Path) -> No
                     assert await refused() == before + 1, f"swap {swap} was not refused"
             stop.set()
             await asyncio.gather(*clients)
-            metrics = (await probe.get(f"{url}/metrics")).text
+            metrics = (await probe.get(f"{metrics_url}/metrics")).text
         assert failures == []
         assert counts[0] > 200
         assert f'hash="{served}"' in metrics

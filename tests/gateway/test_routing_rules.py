@@ -267,7 +267,7 @@ def test_no_secret_anywhere(gateway: Gateway) -> None:
         post_chat(gateway, "coder", key=KEY + "x").text,
         post_chat(gateway, "fb-all-fail").text,
     ]
-    metrics = httpx.get(f"{gateway.url}/metrics").text
+    metrics = httpx.get(f"{gateway.metrics_url}/metrics").text
     log = gateway.log_text
     assert '"key":"full/full"' in log
     for secret in (KEY, NARROW_KEY, PROVIDER_KEY):

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from switchboard.dialects.types import Dialect, Usage
+from switchboard.gateway import errors
 from switchboard.gateway.accesslog import AccessLog
 from switchboard.gateway.metrics import Metrics
 from switchboard.gateway.table import Target
@@ -42,7 +43,7 @@ class Accounting:
         """One finished request: its metrics and its access-log line."""
         m = self.metrics
         provider = out.target.provider if out.target else ""
-        model = out.target.model_id if out.target else ""
+        model = out.target.label if out.target else ""
         surface = out.surface.value
         stats = m.stats
         stats.request(surface, provider, model, out.status)
@@ -65,9 +66,9 @@ class Accounting:
             line: dict[str, Any] = {
                 "surface": surface,
                 "key": out.key,
-                "model": out.asked,
+                "model": errors.clip(out.asked),
                 "provider": provider or None,
-                "served_model": model or None,
+                "served_model": errors.clip(out.target.model_id) if out.target else None,
                 "attempts": out.attempts,
                 "fallbacks": out.fallbacks,
                 "status": out.status,

@@ -21,7 +21,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from switchboard import manifests
 from switchboard.dialects import errors as derrors
 from switchboard.dialects.types import Dialect
-from switchboard.gateway import routes
+from switchboard.gateway import errors, routes
 from switchboard.gateway.accesslog import AccessLog
 from switchboard.gateway.metrics import Metrics
 from switchboard.gateway.proxy import Proxy
@@ -144,10 +144,24 @@ async def _watch(app: web.Application, source: Source, poll: float, last: Stamp)
             await reload(app, source)
 
 
+def build_metrics_app(metrics: Metrics) -> web.Application:
+    """GET /metrics, served on its own port (`--metrics-port`): the chart gives it to
+    Prometheus, never to the client Service."""
+    app = web.Application()
+
+    async def metrics_view(request: web.Request) -> web.Response:
+        body = generate_latest(metrics.registry)
+        return web.Response(body=body, headers={"content-type": CONTENT_TYPE_LATEST})
+
+    app.router.add_get("/metrics", metrics_view)
+    return app
+
+
 def build_app(
     source: Source,
     *,
     max_body_bytes: int = 10 * 1024 * 1024,
+    chain_timeout: float = 600.0,
     poll_seconds: float = 0.25,
     access_log: bool = True,
     log_stream: IO[bytes] | None = None,
@@ -161,7 +175,13 @@ def build_app(
         pool = Pool()
         log_writer = AccessLog(log_stream)
         log_writer.enabled = access_log
-        app[PROXY] = Proxy(pool, metrics, log_writer, max_body_bytes=max_body_bytes)
+        app[PROXY] = Proxy(
+            pool,
+            metrics,
+            log_writer,
+            max_body_bytes=max_body_bytes,
+            chain_timeout=chain_timeout,
+        )
         seen = stamp(source)  # before the load: a change during it is reloaded next tick
         await reload(app, source)
         watcher = asyncio.create_task(_watch(app, source, poll_seconds, seen))
@@ -181,7 +201,7 @@ def build_app(
         return handler
 
     async def models(request: web.Request) -> web.Response:
-        return routes.models(request.app[PROXY], request)
+        return await routes.guarded(Dialect.CHAT, request.app[PROXY], request, routes.models)
 
     async def healthz(request: web.Request) -> web.Response:
         return web.Response(text="ok")
@@ -192,26 +212,25 @@ def build_app(
             return web.Response(status=503, text="no routing config loaded")
         return web.Response(text=f"ok {table.hash}")
 
-    async def metrics_view(request: web.Request) -> web.Response:
-        body = generate_latest(metrics.registry)
-        return web.Response(body=body, headers={"content-type": CONTENT_TYPE_LATEST})
-
     app.router.add_post("/v1/chat/completions", surface(Dialect.CHAT))  # type: ignore[arg-type]
     app.router.add_post("/v1/responses", surface(Dialect.RESPONSES))  # type: ignore[arg-type]
     app.router.add_post("/v1/messages", surface(Dialect.MESSAGES))  # type: ignore[arg-type]
 
     async def model(request: web.Request) -> web.Response:
-        return routes.model(request.app[PROXY], request)
+        return await routes.guarded(Dialect.CHAT, request.app[PROXY], request, routes.model)
 
     async def count_tokens(request: web.Request) -> web.Response:
-        return await routes.count_tokens(request.app[PROXY], request)
+        return await routes.guarded(
+            Dialect.MESSAGES, request.app[PROXY], request, routes.count_tokens
+        )
 
     async def unknown(request: web.Request) -> web.Response:
         dialect = Dialect.MESSAGES if request.path.startswith("/v1/messages") else Dialect.CHAT
         body = derrors.render_error(
             dialect,
             404,
-            f"no route {request.method} {request.path}; the gateway serves POST "
+            f"no route {errors.clip(request.method, 16)} {errors.clip(request.path)}; "
+            "the gateway serves POST "
             "/v1/chat/completions, /v1/responses, /v1/messages, /v1/messages/count_tokens and "
             "GET /v1/models",
         )
@@ -223,6 +242,5 @@ def build_app(
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/", healthz)  # GET and HEAD: clients probe the base URL
     app.router.add_get("/readyz", readyz)
-    app.router.add_get("/metrics", metrics_view)
     app.router.add_route("*", "/{tail:.*}", unknown)
     return app

@@ -9,17 +9,16 @@ import os
 import signal
 import socket
 import sys
+import traceback
 from pathlib import Path
 
 import orjson
-from aiohttp import web
 
 from switchboard.gateway import app as gateway_app
+from switchboard.gateway import server
 from switchboard.routing import config as rc
 
-BACKLOG = 4096
-"""Listen queue for connection bursts (1,000 streams opening at once); Linux caps it at
-net.core.somaxconn (4096 by default since 5.4)."""
+METRICS_PORT_ENV = "SWITCHBOARD_METRICS_PORT"
 
 
 class JsonFormatter(logging.Formatter):
@@ -34,6 +33,12 @@ class JsonFormatter(logging.Formatter):
         fields = getattr(record, "fields", None)
         if isinstance(fields, dict):
             line.update(fields)
+        if record.exc_info and record.exc_info[0] is not None:
+            # Type and traceback, so that a 500 can be diagnosed from the log line alone.
+            # Tracebacks hold code and exception messages, never local variables; the
+            # gateway's exceptions never carry keys (docs/gateway.md, "Errors").
+            line["exc_type"] = record.exc_info[0].__name__
+            line["traceback"] = "".join(traceback.format_exception(*record.exc_info))
         return orjson.dumps(line).decode()
 
 
@@ -56,12 +61,34 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=1,
         help="processes sharing the port (SO_REUSEPORT); each keeps its own metrics",
     )
+    parser.add_argument(
+        "--metrics-port",
+        type=int,
+        default=int(os.environ.get(METRICS_PORT_ENV, "9090")),
+        help="port of GET /metrics, apart from the API port so that the client Service does "
+        f"not expose it; 0 turns it off (default 9090, or ${METRICS_PORT_ENV})",
+    )
+    parser.add_argument("--metrics-host", help="address of the metrics port (default: --host)")
+    parser.add_argument(
+        "--max-connections",
+        type=int,
+        default=server.Limits.max_connections,
+        help="client connections open at once per process; past it a connection gets 503",
+    )
     parser.add_argument("--max-body-bytes", type=int, default=10 * 1024 * 1024)
+    parser.add_argument(
+        "--chain-timeout",
+        type=float,
+        default=600.0,
+        help="seconds for a whole fallback chain: no candidate is tried past it (default 600)",
+    )
     parser.add_argument("--log-level", default="info")
     parser.add_argument("--no-access-log", action="store_true", help="no JSON line per request")
 
 
-def _serve(args: argparse.Namespace, sock: socket.socket) -> None:
+def _serve(
+    args: argparse.Namespace, sock: socket.socket, metrics_sock: socket.socket | None
+) -> None:
     try:
         import uvloop
 
@@ -72,11 +99,20 @@ def _serve(args: argparse.Namespace, sock: socket.socket) -> None:
         config=args.config, manifests=tuple(args.manifests or ()), namespace=args.namespace
     )
     app = gateway_app.build_app(
-        source, max_body_bytes=args.max_body_bytes, access_log=not args.no_access_log
+        source,
+        max_body_bytes=args.max_body_bytes,
+        chain_timeout=args.chain_timeout,
+        access_log=not args.no_access_log,
     )
-    # backlog: run_app listens again on the socket, with its own default of 128 unless told;
-    # 1,000 clients connecting at once then wait for SYN retransmits (1 s, 3 s).
-    web.run_app(app, sock=sock, backlog=BACKLOG, access_log=None, print=None, handle_signals=True)
+    metrics = app[gateway_app.METRICS]
+    server.run(
+        app,
+        sock,
+        metrics_app=gateway_app.build_metrics_app(metrics) if metrics_sock else None,
+        metrics_sock=metrics_sock,
+        limits=server.Limits(max_connections=args.max_connections),
+        on_refused=metrics.connections_refused.inc,
+    )
 
 
 def _die_with_parent() -> None:
@@ -104,12 +140,18 @@ def run(args: argparse.Namespace) -> int:
         except (rc.ConfigError, OSError) as exc:
             log.error("cannot serve these manifests: %s", exc)
             return 2
-    sock = socket.socket(socket.AF_INET6 if ":" in args.host else socket.AF_INET)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    sock.bind((args.host, args.port))
-    sock.listen(BACKLOG)
-    sock.setblocking(False)
+    try:
+        sock = server.listen(args.host, args.port)
+        metrics_sock = (
+            server.listen(args.metrics_host or args.host, args.metrics_port, backlog=128)
+            if args.metrics_port
+            else None
+        )
+    except OSError as exc:
+        log.error(
+            "cannot listen: %s (--port %d, --metrics-port %d)", exc, args.port, args.metrics_port
+        )
+        return 2
     children = []
     for _ in range(max(args.workers, 1) - 1):
         pid = os.fork()
@@ -117,14 +159,20 @@ def run(args: argparse.Namespace) -> int:
             _die_with_parent()
             code = 0
             try:
-                _serve(args, sock)
+                _serve(args, sock, metrics_sock)
             except BaseException:
                 code = 1
             os._exit(code)
         children.append(pid)
-    log.info("listening on %s:%d with %d worker(s)", args.host, args.port, max(args.workers, 1))
+    log.info(
+        "listening on %s:%d with %d worker(s), metrics on %s",
+        args.host,
+        args.port,
+        max(args.workers, 1),
+        f"port {args.metrics_port}" if metrics_sock else "no port (--metrics-port 0)",
+    )
     try:
-        _serve(args, sock)
+        _serve(args, sock, metrics_sock)
     finally:
         for pid in children:
             try:

@@ -77,6 +77,14 @@ class AttemptFailed(Exception):
         self.retry_after = retry_after
 
 
+def clip(value: str, limit: int = 200) -> str:
+    """A client-chosen value as it may appear in an error or a log line: at most `limit`
+    characters, marked when cut, so a 1 MiB model name is never echoed whole."""
+    if len(value) <= limit:
+        return value
+    return f"{value[:limit]}...({len(value)} chars)"
+
+
 def response(
     surface: Dialect, exc: GatewayError, headers: dict[str, str] | None = None
 ) -> web.Response:

@@ -44,6 +44,11 @@ class Metrics:
             ["result"],
             registry=r,
         )
+        self.connections_refused = Counter(
+            "switchboard_connections_refused",
+            "Client connections answered 503 and closed: past --max-connections.",
+            registry=r,
+        )
         self.config_hash = Gauge(
             "switchboard_config_info",
             "The routing config served (value 1), by hash.",

@@ -52,6 +52,7 @@ class Proxy:
         *,
         max_body_bytes: int = 10 * 1024 * 1024,
         body_timeout: float = 60.0,
+        chain_timeout: float = 600.0,
     ) -> None:
         self.pool = pool
         self.metrics = metrics
@@ -59,6 +60,9 @@ class Proxy:
         self.keys = Keys()
         self.max_body_bytes = max_body_bytes
         self.body_timeout = body_timeout
+        self.chain_timeout = chain_timeout
+        """Seconds for a whole fallback chain: no new candidate is tried past it (each
+        attempt is bounded by its provider's own timeouts)."""
         self.table: Table | None = None
         """The routing table served; replaced (never mutated) by a reload."""
         self._ids = itertools.count(1)
@@ -98,6 +102,16 @@ class Proxy:
             out.status = 400
             out.error = exc.message
             return _error(surface, errors.BadRequest(exc.message, param=exc.param), out)
+        except (RecursionError, orjson.JSONEncodeError):
+            # orjson parses 1,024 levels but writes 255; a translator recursing that deep would
+            # pass Python's limit. Either is the client's input, not a gateway bug.
+            exc400 = errors.BadRequest(
+                "request body is nested too deeply to translate or forward (the limit is 255 "
+                "levels of objects and arrays); flatten it"
+            )
+            out.status = 400
+            out.error = exc400.message
+            return _error(surface, exc400, out)
         except (ConnectionResetError, asyncio.CancelledError):
             out.status = 499  # the client went away; nothing to answer
             out.error = out.error or "client went away"
@@ -105,7 +119,7 @@ class Proxy:
         except Exception as exc:  # a bug: answer in the client's shape, never a traceback
             out.status = 500
             out.error = f"internal error ({type(exc).__name__})"
-            log.error("internal error on %s", request.path, exc_info=exc)
+            log.error("internal error on %s", errors.clip(request.path), exc_info=exc)
             return _error(
                 surface,
                 errors.GatewayError(
@@ -141,15 +155,15 @@ class Proxy:
         route = table.route(model)
         if route is None:
             raise errors.RouteNotFound(
-                f"model {model!r} not found: use an agent name or 'provider:model' "
+                f"model {errors.clip(model)!r} not found: use an agent name or 'provider:model' "
                 "(GET /v1/models lists what this key may call)",
                 param="model",
             )
         if not access.may_call(route, None if route.agent else route.chain[0]):
             what = "agent" if route.agent else "model"
             raise errors.Forbidden(
-                f"key {access.name!r} may not call {what} {model!r}; allow it in the key's "
-                "AccessKeyConfig (allowedAgents, allowedProviders, allowedModels)",
+                f"key {access.name!r} may not call {what} {errors.clip(model)!r}; allow it in "
+                "the key's AccessKeyConfig (allowedAgents, allowedProviders, allowedModels)",
                 param="model",
             )
         stream = body.get("stream") is True
@@ -158,7 +172,13 @@ class Proxy:
         plan = resolve.plan(surface, body, route)
         client_beta = request.headers.get(HEADER) if surface is Dialect.MESSAGES else None
         last: AttemptFailed | None = None
+        deadline = started + self.chain_timeout
         for candidate, client_body, max_tokens in plan:
+            if out.attempts and time.perf_counter() > deadline:
+                raise errors.UpstreamTimeout(
+                    f"no answer within the gateway's chain timeout of {self.chain_timeout:g} s "
+                    f"after {out.attempts} attempts ({', '.join(out.fallbacks)})"
+                )
             target = candidate
             out.attempts += 1
             out.target = target
@@ -203,9 +223,9 @@ class Proxy:
                 last = failure
                 if not failure.retry:
                     raise errors.GatewayError(failure.message, status=failure.status) from None
-                out.fallbacks.append(f"{target.ref}:{failure.kind}")
+                out.fallbacks.append(f"{errors.clip(target.ref)}:{failure.kind}")
                 self.metrics.child(
-                    self.metrics.fallbacks, target.provider, target.model_id, failure.kind
+                    self.metrics.fallbacks, target.provider, target.label, failure.kind
                 ).inc()
         assert last is not None
         raise errors.GatewayError(

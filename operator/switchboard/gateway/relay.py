@@ -37,6 +37,8 @@ class Relay:
         "gone",
         "loop",
         "paused",
+        "paused_at",
+        "pending",
         "response",
         "stopped",
         "translator",
@@ -45,6 +47,9 @@ class Relay:
 
     HIGH_WATER = 1 << 20
     LOW_WATER = 1 << 18
+    WRITE_TIMEOUT = 60.0
+    """Seconds a client may leave its buffer above LOW_WATER before it counts as gone (a
+    client that stops reading would otherwise hold the stream and its upstream forever)."""
 
     def __init__(
         self,
@@ -62,6 +67,8 @@ class Relay:
         self.loop = asyncio.get_running_loop()
         self.gone = False
         self.paused = False
+        self.paused_at = 0.0
+        self.pending = 0
         self.stopped = False
         self.error: derrors.TranslationError | None = None
 
@@ -90,6 +97,8 @@ class Relay:
         transport.write(b"%x\r\n%s\r\n" % (len(data), data) if self.framed else data)
         if not self.paused and transport.get_write_buffer_size() > self.HIGH_WATER:
             self.paused = True
+            self.paused_at = self.loop.time()
+            self.pending = transport.get_write_buffer_size()
             self.response.pause()
             self.loop.call_later(0.01, self._drain)
 
@@ -102,7 +111,16 @@ class Relay:
             self.response.close()
             return
         self.response.touch()
-        if transport.get_write_buffer_size() > self.LOW_WATER:
+        pending = transport.get_write_buffer_size()
+        if pending > self.LOW_WATER:
+            if pending < self.pending:  # the client reads, however slowly
+                self.pending = pending
+                self.paused_at = self.loop.time()
+            elif self.loop.time() - self.paused_at > self.WRITE_TIMEOUT:
+                self.gone = True  # the client stopped reading: end its stream and upstream
+                self.response.close()
+                transport.abort()
+                return
             self.loop.call_later(0.01, self._drain)
             return
         self.paused = False

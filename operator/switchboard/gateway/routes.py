@@ -3,6 +3,9 @@ POST /v1/messages/count_tokens, answered with the same keys and tables as the re
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Awaitable, Callable
+
 import orjson
 from aiohttp import web
 
@@ -12,9 +15,26 @@ from switchboard.gateway import errors
 from switchboard.gateway.proxy import Proxy
 
 _JSON = "application/json"
+log = logging.getLogger("switchboard.gateway")
+Handler = Callable[[Proxy, web.Request], Awaitable[web.Response]]
 
 
-def models(proxy: Proxy, request: web.Request) -> web.Response:
+async def guarded(
+    surface: Dialect, proxy: Proxy, request: web.Request, handler: Handler
+) -> web.Response:
+    """`handler` with the request path's last resort: a bug answers a JSON 500 in the API's
+    shape and logs its type and traceback, never aiohttp's plain-text 500."""
+    try:
+        return await handler(proxy, request)
+    except Exception as exc:
+        log.error("internal error on %s", errors.clip(request.path), exc_info=exc)
+        return errors.response(
+            surface,
+            errors.GatewayError("internal gateway error; it is logged, please report it"),
+        )
+
+
+async def models(proxy: Proxy, request: web.Request) -> web.Response:
     """GET /v1/models: what this key may call."""
     try:
         _, access = proxy.ready(request)
@@ -23,14 +43,14 @@ def models(proxy: Proxy, request: web.Request) -> web.Response:
     return web.Response(body=access.models_json, content_type=_JSON)
 
 
-def model(proxy: Proxy, request: web.Request) -> web.Response:
+async def model(proxy: Proxy, request: web.Request) -> web.Response:
     """GET /v1/models/{id}: one of them."""
     try:
         _, access = proxy.ready(request)
         entry = access.model_json.get(request.match_info["model"])
         if entry is None:
             raise errors.RouteNotFound(
-                f"model {request.match_info['model']!r} not found for this key; "
+                f"model {errors.clip(request.match_info['model'])!r} not found for this key; "
                 "GET /v1/models lists what it may call"
             )
     except errors.GatewayError as exc:
@@ -51,10 +71,12 @@ async def count_tokens(proxy: Proxy, request: web.Request) -> web.Response:
             raise errors.BadRequest("'model' is required", param="model")
         route = table.route(body["model"])
         if route is None:
-            raise errors.RouteNotFound(f"model {body['model']!r} not found", param="model")
+            raise errors.RouteNotFound(
+                f"model {errors.clip(body['model'])!r} not found", param="model"
+            )
         if not access.may_call(route, None if route.agent else route.chain[0]):
             raise errors.Forbidden(
-                f"key {access.name!r} may not call {body['model']!r}", param="model"
+                f"key {access.name!r} may not call {errors.clip(body['model'])!r}", param="model"
             )
         tokens = inspect.estimate_prompt_tokens(Dialect.MESSAGES, body)
     except errors.GatewayError as exc:

@@ -17,6 +17,11 @@ from switchboard.routing import refs
 
 ANTHROPIC_VERSION = "2023-06-01"
 _OPEN_ROUTE_CACHE = 4096
+_OPEN_ROUTE_CACHED_CHARS = 256
+"""Open-provider model names longer than this are routed but not cached."""
+OPEN_MODELS = "(unlisted)"
+"""The `model` label of every model id on a provider without a model list: such ids come from
+clients, and one series per id would let clients grow /metrics without bound."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +37,8 @@ class Target:
     first_token: float
     meta: rc.Model | None
     """None for a provider without listed models: no limits, no prices."""
+    label: str
+    """The model as metrics name it: the id when the provider lists it, else OPEN_MODELS."""
     hosted_tools: str = "drop"
     """The provider's `hostedTools` (an Agent's own setting wins: `Route.hosted_tools`)."""
 
@@ -108,7 +115,8 @@ class Table:
             dialect=Dialect(provider.dialect),
             endpoint=self._endpoints[provider.name],
             first_token=provider.timeouts.first_token,
-            meta=provider.models.get(model_id),
+            meta=(meta := provider.models.get(model_id)),
+            label=model_id if meta is not None else OPEN_MODELS,
             hosted_tools=provider.hosted_tools,
         )
 
@@ -129,7 +137,10 @@ class Table:
         if provider is None or not provider.open_models or not split[1]:
             return None
         route = Route(model, (self._target(provider, split[1]),))
-        if len(self._direct) < _OPEN_ROUTE_CACHE + len(self._providers) * 256:
+        if (
+            len(model) <= _OPEN_ROUTE_CACHED_CHARS
+            and len(self._direct) < _OPEN_ROUTE_CACHE + len(self._providers) * 256
+        ):
             self._direct[model] = route
         return route
 
