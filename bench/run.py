@@ -25,6 +25,10 @@ of one-client runs whose medians are recorded (Chat and Messages interleaved);
 BENCH_SOAK_SECONDS (default 600) the soak (0 skips it); BENCH_SYSTEMS (default all:
 direct,raw_proxy,switchboard,switchboard_w2,litellm) picks systems. A system whose command does
 not start is skipped with its log named.
+
+BENCH_BASE=<git revision> adds the system `switchboard_base`: the gateway of that revision (a
+worktree under .cache/bench-base/, run with this venv), measured in the same run as the current
+build for a before/after comparison (a, b, c and e scenarios, like `switchboard`).
 Results: docs/bench/results.json; then `python bench/report.py` writes the doc.
 """
 
@@ -54,11 +58,15 @@ SECONDS = int(os.environ.get("BENCH_SECONDS", "10"))
 SOAK = int(os.environ.get("BENCH_SOAK_SECONDS", "600"))
 REPEATS = int(os.environ.get("BENCH_REPEATS", "3"))
 ALL_SYSTEMS = ("direct", "raw_proxy", "switchboard", "switchboard_w2", "litellm")
+BASE = os.environ.get("BENCH_BASE", "").strip()
 SYSTEMS = [
     s.strip()
     for s in os.environ.get("BENCH_SYSTEMS", ",".join(ALL_SYSTEMS)).split(",")
     if s.strip()
 ]
+if BASE and "switchboard_base" not in SYSTEMS:
+    at = SYSTEMS.index("switchboard") if "switchboard" in SYSTEMS else 0
+    SYSTEMS.insert(at, "switchboard_base")
 KEY = "sk-bench-0123456789abcdef"
 UPSTREAM = 19000
 LITELLM = ROOT / ".cache/bench-litellm/bin/litellm"
@@ -349,6 +357,39 @@ def main() -> int:
         "litellm_messages": lua(work / "ll-messages.lua", {**chat, "max_tokens": 64}, auth),
     }
     routing = work / "routing.json"
+    base_env: dict[str, str] = {}
+    if BASE:
+        base_tree = ROOT / ".cache/bench-base" / BASE.replace("/", "_")
+        if not base_tree.exists():
+            subprocess.run(
+                ["git", "worktree", "add", "--detach", "-f", str(base_tree), BASE],
+                cwd=ROOT,
+                check=True,
+                capture_output=True,
+            )
+        base_env["PYTHONPATH"] = str(base_tree / "operator")
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", BASE],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout.strip()
+        say(f"switchboard_base: revision {BASE} ({commit}) from {base_tree}")
+        (work / "base-manifests").mkdir()
+        (work / "base-manifests" / "all.yaml").write_text(MANIFESTS)
+        base_routing = work / "routing-base.json"
+        base_routing.write_bytes(
+            subprocess.run(
+                [
+                    *(PY, "-m", "switchboard.cli", "render", str(work / "base-manifests")),
+                    *("-o", "json", "--show-secrets"),
+                ],
+                capture_output=True,
+                check=True,
+                env={**os.environ, **base_env},
+            ).stdout
+        )
     if any(s.startswith("switchboard") for s in SYSTEMS):
         manifests = work / "manifests"
         manifests.mkdir()
@@ -422,7 +463,7 @@ def main() -> int:
         work / "upstream.log",
     ) as upstream:
         assert upstream is not None
-        ports = {name: free_port() for name in ALL_SYSTEMS}
+        ports = {name: free_port() for name in (*ALL_SYSTEMS, "switchboard_base")}
         gateway = [PY, "-m", "switchboard.cli", "gateway", "--config", str(routing)]
         commands: dict[str, list[str] | None] = {
             "direct": None,
@@ -435,6 +476,14 @@ def main() -> int:
                 f"http://127.0.0.1:{UPSTREAM}",
             ],
             "switchboard": [*gateway, "--host", "127.0.0.1", "--port", str(ports["switchboard"])],
+            "switchboard_base": [
+                *gateway[:-1],
+                str(work / "routing-base.json"),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(ports["switchboard_base"]),
+            ],
             "switchboard_w2": [
                 *gateway,
                 "--host",
@@ -467,6 +516,7 @@ def main() -> int:
             url = f"http://127.0.0.1:{UPSTREAM if name == 'direct' else ports[name]}"
             ready = {
                 "switchboard": f"{url}/readyz",
+                "switchboard_base": f"{url}/readyz",
                 "switchboard_w2": f"{url}/readyz",
                 "litellm": f"{url}/health/liveliness",
             }.get(name, f"{url}/")
@@ -474,6 +524,8 @@ def main() -> int:
                 "LITELLM_MODE": "PRODUCTION",
                 "LITELLM_LOCAL_MODEL_COST_MAP": "True",
                 "LITELLM_LOG": "ERROR",
+                "SWITCHBOARD_METRICS_PORT": "0",  # no scrape here; no port to collide on
+                **(base_env if name == "switchboard_base" else {}),
             }
             cmd = commands[name]
             context = (
@@ -491,7 +543,7 @@ def main() -> int:
                     skipped[name] = f"did not start: {' | '.join(tail)[-300:]}"
                     continue
                 endpoint = f"{url}/v1/chat/completions"
-                translating = name in ("switchboard", "litellm")
+                translating = name in ("switchboard", "switchboard_base", "litellm")
                 messages_url = f"{url}/v1/messages"
                 messages = scripts["messages" if sb else "litellm_messages"]
                 wrk(endpoint, script, 8, 2)  # warm up connections and caches
