@@ -26,8 +26,8 @@ RUN if ! python3 -c 'import ensurepip, venv' 2>/dev/null; then \
 # Stage 1: wheels of the dependencies (a layer kept while pyproject.toml is unchanged), then of
 # the package; a venv installed from those wheels alone, without pip and setuptools.
 FROM base AS build
-ARG PIP_INDEX_URL
-ARG PIP_EXTRA_INDEX_URL
+ARG PIP_INDEX_URL=
+ARG PIP_EXTRA_INDEX_URL=
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore
 WORKDIR /src
 RUN python3 -m venv /opt/pip && /opt/pip/bin/python -m pip --version

@@ -118,7 +118,7 @@ def image(pytestconfig: pytest.Config) -> str:
     size = subprocess.run(
         ["bash", str(TOOLS / "size.sh"), ref], capture_output=True, text=True, check=True
     )
-    pytestconfig.stash[SIZE] = f"image {ref}: {size.stdout.split(chr(9))[-1].strip()}"
+    pytestconfig.stash[SIZE] = f"image {ref}: {size.stdout.strip()}"
     return ref
 
 

@@ -72,24 +72,22 @@ trap cleanup EXIT
 rootfs="$(buildah mount "$ctr")"
 
 # The image's configuration: user, environment, entry point + command, working directory.
-config="$(buildah inspect --type image --format '{{json .OCIv1.Config}}' "$image")"
-mapfile -t spec < <(python3 - "$config" "$entrypoint" "$@" <<'PY'
+config="$(buildah inspect --type image "$image")"
+mapfile -d '' -t spec < <(python3 - "$config" "$entrypoint" "$@" <<'PY'
 import json, sys
-config, entrypoint, args = json.loads(sys.argv[1]), sys.argv[2], sys.argv[3:]
+config, entrypoint, args = json.loads(sys.argv[1])["OCIv1"]["config"], sys.argv[2], sys.argv[3:]
 user = (config.get("User") or "0:0").split(":")
 if not all(part.isdigit() for part in user):
     sys.exit(f"image user {config.get('User')!r} is not numeric (uid:gid)")
-print(user[0])
-print(user[1] if len(user) > 1 else user[0])
-print(config.get("WorkingDir") or "/")
+fields = [user[0], user[1] if len(user) > 1 else user[0], config.get("WorkingDir") or "/"]
 env = config.get("Env") or []
 command = ([entrypoint] if entrypoint else config.get("Entrypoint") or []) + (
     args or ([] if entrypoint else config.get("Cmd") or [])
 )
-print(len(env))
-print("\n".join(env + command))
+sys.stdout.write("".join(f"{field}\0" for field in [*fields, str(len(env)), *env, *command]))
 PY
 )
+((${#spec[@]} >= 4)) || die "cannot read the configuration of image $image"
 uid="${spec[0]}" gid="${spec[1]}" workdir="${spec[2]}" nenv="${spec[3]}"
 env_vars=("${spec[@]:4:$nenv}")
 command=("${spec[@]:$((4 + nenv))}")

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Print an image's size in bytes (uncompressed, as the builder stores it), then a tab and MB.
+# Print an image's size (uncompressed, as the builder stores it: all layers, base included).
 #
 #   tools/image/size.sh IMAGE
 {
@@ -10,9 +10,9 @@ source "$here/lib.sh"
 (($# == 1)) || die "usage: $0 IMAGE"
 if [[ "$(image_builder)" == docker ]]; then
   bytes="$(docker image inspect --format '{{.Size}}' "$1")"
+  python3 -c 'import sys; print(f"{int(sys.argv[1]) / 1e6:.0f} MB")' "$bytes"
 else
-  bytes="$(buildah images --json "$1" | python3 -c 'import json, sys; print(json.load(sys.stdin)[0]["size"])')"
+  buildah images --format '{{.Size}}' "$1"
 fi
-python3 -c 'import sys; b = int(sys.argv[1]); print(f"{b}\t{b / 1e6:.1f} MB")' "$bytes"
 exit 0
 }
