@@ -135,6 +135,8 @@ def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
     served.stop()
 
 
-def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
+def pytest_terminal_summary(
+    terminalreporter: pytest.TerminalReporter, config: pytest.Config
+) -> None:
     if SIZE in config.stash:
         terminalreporter.write_line(config.stash[SIZE])

@@ -1,11 +1,12 @@
 """The image users deploy, built from the Dockerfile by `make image` (tier `image`).
 
-Covers: the chart's default image reference is the one `make image` tags; each role starts from the image (`operator --help`, `config-sync --help`, `validate` on
-every example, `gateway` from manifests and from a rendered routing file mounted read-only); the
+Covers: the chart's default image reference is the one `make image` tags; each role starts
+from the image (`operator --help`, `config-sync --help`, `--version`, `validate` on every
+example, `gateway` from manifests and from a rendered routing file mounted read-only); the
 gateway started from the image on a loopback port answers the official `openai` SDK through the
-fake vLLM upstream on the host; the image runs as uid/gid 65532 with a read-only root file system
-(a write to / and to the venv fails with EROFS, /tmp is writable) and holds no pip or compiler;
-its size is printed in the terminal summary (conftest).
+fake vLLM upstream on the host; the image runs as uid/gid 65532 with a read-only root file
+system (a write to /, /etc and the venv fails with EROFS, /tmp is writable) and holds no pip or
+compiler; its size is printed in the terminal summary (conftest).
 """
 
 from __future__ import annotations
@@ -75,7 +76,10 @@ def test_role_help(image: str, role: str) -> None:
 def test_chart_default_image_is_the_tag() -> None:
     tagged = subprocess.run(
         ["bash", str(ROOT / "tools" / "image" / "build.sh"), "--ref"],
-        capture_output=True, text=True, check=True, cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
         env={k: v for k, v in os.environ.items() if k != "SWITCHBOARD_IMAGE_REPO"},
     ).stdout.strip()
     chart = ROOT / "helm" / "switchboard"
@@ -92,7 +96,9 @@ def test_version_matches_the_tag(image: str) -> None:
 
 def test_validate_examples(image: str) -> None:
     examples = sorted(p.name for p in (ROOT / "examples").iterdir() if p.is_dir())
-    script = "".join(f"switchboard validate --strict /examples/{e} || echo FAILED {e}\n" for e in examples)
+    script = "".join(
+        f"switchboard validate --strict /examples/{e} || echo FAILED {e}\n" for e in examples
+    )
     checked = run_image(
         image, "-c", script, mounts=[(ROOT / "examples", "/examples")], entrypoint="sh"
     )
@@ -116,7 +122,9 @@ def _quickstart_on(upstream: int, work: Path) -> Path:
     provider = manifests / "provider.yaml"
     text = provider.read_text()
     assert "http://localhost:18000/v1" in text
-    provider.write_text(text.replace("http://localhost:18000/v1", f"http://127.0.0.1:{upstream}/v1"))
+    provider.write_text(
+        text.replace("http://localhost:18000/v1", f"http://127.0.0.1:{upstream}/v1")
+    )
     return manifests
 
 
@@ -131,9 +139,19 @@ def test_gateway_answers_the_openai_sdk(
     else:
         # As in the chart: config-sync's routing file, read from a read-only /config.
         rendered = subprocess.run(
-            [sys.executable, "-m", "switchboard.cli", "render", str(manifests), "-o", "json",
-             "--show-secrets"],
-            capture_output=True, check=True, cwd=ROOT,
+            [
+                sys.executable,
+                "-m",
+                "switchboard.cli",
+                "render",
+                str(manifests),
+                "-o",
+                "json",
+                "--show-secrets",
+            ],
+            capture_output=True,
+            check=True,
+            cwd=ROOT,
         )
         (tmp_path / "config").mkdir()
         (tmp_path / "config" / "routing.json").write_bytes(rendered.stdout)
