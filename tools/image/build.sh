@@ -84,16 +84,36 @@ for var in HTTP_PROXY HTTPS_PROXY NO_PROXY http_proxy https_proxy no_proxy; do
   [[ -n "${!var:-}" ]] && args+=(--build-arg "$var=${!var}")
 done
 
+# prune_stale_layers LOG: remove the intermediate images (the layer cache) of earlier builds of
+# this script that the build in LOG did not use, and that nothing else uses (dangling), so that
+# the storage does not grow with each source change. Images this script did not make are kept.
+prune_stale_layers() {
+  local ours="$image_cache/layers" now removed=1 id
+  now="$(sed -nE 's/^--> (Using cache )?([0-9a-f]{11}).*/\2/p' "$1" | sort -u)"
+  { [[ -f "$ours" ]] && cat "$ours"; echo "$now"; } | sort -u >"$ours.tmp"
+  mv "$ours.tmp" "$ours"
+  while ((removed)); do
+    removed=0
+    while read -r id; do
+      id="${id#sha256:}"
+      grep -qx "${id:0:11}" "$ours" || continue
+      grep -qx "${id:0:11}" <<<"$now" && continue
+      "$builder" rmi "$id" >/dev/null 2>&1 && removed=1
+    done < <("$builder" images --filter dangling=true --quiet --no-trunc)
+  done
+}
+
 mkdir -p "$image_cache"
 log="$image_cache/build.log"
 say "building $ref with $builder${base:+ from $base} (log: $log)"
 started=$SECONDS
 case "$builder" in
   docker) run_logged "$log" env DOCKER_BUILDKIT=1 docker build "${args[@]}" "$root" ;;
-  podman) run_logged "$log" podman build --isolation chroot --layers "${args[@]}" "$root" ;;
-  buildah) run_logged "$log" buildah bud --isolation chroot --layers "${args[@]}" "$root" ;;
+  podman) run_logged "$log" podman build --isolation chroot --layers --force-rm "${args[@]}" "$root" ;;
+  buildah) run_logged "$log" buildah bud --isolation chroot --layers --force-rm "${args[@]}" "$root" ;;
 esac
 say "built $ref in $((SECONDS - started)) s"
+[[ "$builder" == docker ]] || prune_stale_layers "$log"
 echo "$ref"
 exit 0
 }
