@@ -58,11 +58,15 @@ inputs="$(
   } | sha256sum | cut -c1-20
 )"
 
+# label: the inputs hash of the image now under the tag (empty if none).
 label() {
-  local fmt='{{index .Config.Labels "dev.switchboard.inputs"}}'
   case "$builder" in
-    docker) docker image inspect --format "$fmt" "$ref" 2>/dev/null ;;
-    *) buildah inspect --type image --format "{{index .OCIv1.Config.Labels \"dev.switchboard.inputs\"}}" "$ref" 2>/dev/null ;;
+    docker)
+      docker image inspect --format '{{index .Config.Labels "dev.switchboard.inputs"}}' \
+        "$ref" 2>/dev/null ;;
+    *)
+      buildah inspect --type image \
+        --format '{{index .OCIv1.Config.Labels "dev.switchboard.inputs"}}' "$ref" 2>/dev/null ;;
   esac
 }
 if [[ "$(label || true)" == "$inputs" ]]; then
