@@ -42,6 +42,14 @@ case "$builder" in
   *) die "SWITCHBOARD_IMAGE_BUILDER=$builder: use docker, podman or buildah" ;;
 esac
 
+# One build at a time per machine (worktrees, the tier's fixture, make image).
+mkdir -p "$image_cache"
+exec 7>"$image_cache/.build.lock"
+if ! flock -n 7; then
+  say "waiting for another image build on this machine (lock $image_cache/.build.lock)"
+  flock 7
+fi
+
 base="${SWITCHBOARD_IMAGE_BASE:-}"
 if [[ -z "$base" && "$builder" != docker ]]; then
   base="$(bash "$here/base.sh" | tail -n 1)"
