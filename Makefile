@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: test lint typecheck controlplane demo crds schema goldens bench clean
+.PHONY: test lint typecheck controlplane image demo crds schema goldens bench clean
 
 $(STAMP): pyproject.toml
 	@echo "==> creating $(VENV) and installing switchboard[dev]"
@@ -31,7 +31,13 @@ controlplane:
 	@echo "==> control-plane binaries (kube-apiserver, etcd, kubectl, helm; built once per machine)"
 	@bash tools/controlplane/build.sh >/dev/null
 
-test: lint typecheck controlplane
+# The image users deploy (Dockerfile), tagged with the package version; rebuilt only when its
+# inputs changed. Without a docker engine: buildah, from a Debian base made once per machine.
+image:
+	@echo "==> image (tools/image/build.sh)"
+	@bash tools/image/build.sh >/dev/null
+
+test: lint typecheck controlplane image
 	@echo "==> pytest"
 	@$(PY) -m pytest tests
 
