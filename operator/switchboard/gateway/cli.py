@@ -15,7 +15,7 @@ from pathlib import Path
 import orjson
 
 from switchboard.gateway import app as gateway_app
-from switchboard.gateway import server
+from switchboard.gateway import server, workers
 from switchboard.routing import config as rc
 
 METRICS_PORT_ENV = "SWITCHBOARD_METRICS_PORT"
@@ -57,9 +57,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, default=8080)
     parser.add_argument(
         "--workers",
-        type=int,
-        default=1,
-        help="processes sharing the port (SO_REUSEPORT); each keeps its own metrics",
+        default="1",
+        help="processes sharing the port (SO_REUSEPORT), or 'auto': one per CPU of the cgroup "
+        "limit (else of the affinity set); /metrics sums them all",
     )
     parser.add_argument(
         "--metrics-port",
@@ -87,7 +87,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _serve(
-    args: argparse.Namespace, sock: socket.socket, metrics_sock: socket.socket | None
+    args: argparse.Namespace,
+    sock: socket.socket,
+    metrics_sock: socket.socket | None,
+    *,
+    channel: socket.socket | None = None,
+    peers: workers.Peers | None = None,
 ) -> None:
     try:
         import uvloop
@@ -105,10 +110,19 @@ def _serve(
         access_log=not args.no_access_log,
     )
     metrics = app[gateway_app.METRICS]
+    if channel is not None:  # a forked worker: the first process serves /metrics for it
+        workers.answer_scrapes(app, channel, metrics.registry)
+    metrics_app = None
+    if metrics_sock is not None:
+        metrics_app = (
+            workers.merged_metrics_app(metrics.registry, peers)
+            if peers
+            else gateway_app.build_metrics_app(metrics)
+        )
     server.run(
         app,
         sock,
-        metrics_app=gateway_app.build_metrics_app(metrics) if metrics_sock else None,
+        metrics_app=metrics_app,
         metrics_sock=metrics_sock,
         limits=server.Limits(max_connections=args.max_connections),
         on_refused=metrics.connections_refused.inc,
@@ -130,6 +144,11 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=args.log_level.upper(), handlers=[handler], force=True)
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     log = logging.getLogger("switchboard.gateway")
+    try:
+        count = workers.parse(str(args.workers))
+    except ValueError as exc:
+        log.error("%s", exc)
+        return 2
     if args.manifests:
         # Manifests that cannot be served as given (several namespaces and no --namespace, a
         # namespace that is not there, a missing path) are a usage error: say so and stop.
@@ -153,26 +172,34 @@ def run(args: argparse.Namespace) -> int:
         )
         return 2
     children = []
-    for _ in range(max(args.workers, 1) - 1):
+    mine: list[socket.socket] = []  # the first process's ends of the workers' channels
+    for _ in range(count - 1):
+        ours, theirs = socket.socketpair()
         pid = os.fork()
         if pid == 0:
             _die_with_parent()
+            for other in (*mine, ours):
+                other.close()
+            if metrics_sock is not None:
+                metrics_sock.close()  # only the first process serves /metrics
             code = 0
             try:
-                _serve(args, sock, metrics_sock)
+                _serve(args, sock, None, channel=theirs)
             except BaseException:
                 code = 1
             os._exit(code)
+        theirs.close()
+        mine.append(ours)
         children.append(pid)
     log.info(
         "listening on %s:%d with %d worker(s), metrics on %s",
         args.host,
         args.port,
-        max(args.workers, 1),
+        count,
         f"port {args.metrics_port}" if metrics_sock else "no port (--metrics-port 0)",
     )
     try:
-        _serve(args, sock, metrics_sock)
+        _serve(args, sock, metrics_sock, peers=workers.Peers(mine) if mine else None)
     finally:
         for pid in children:
             try:
