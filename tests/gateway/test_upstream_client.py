@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from switchboard.gateway.upstream import ConnectError, Disconnected, Endpoint, Pool
+from switchboard.gateway.upstream import ConnectError, Disconnected, Endpoint, Pool, Settings
 from tests.upstreams.server import free_port
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
@@ -313,7 +313,7 @@ async def test_garbage_instead_of_http_is_a_disconnect() -> None:
 
     async with serve(handler) as port:
         pool = Pool()
-        with pytest.raises(Disconnected, match="invalid HTTP response"):
+        with pytest.raises(Disconnected, match="invalid HTTP/1.1 response"):
             await pool.post(endpoint(port), b"{}")
         await pool.close()
 
@@ -334,7 +334,7 @@ def test_endpoint_refuses_line_breaks_and_renders_default_ports() -> None:
         Endpoint.build("ftp://a.svc/v1", {}, connect=1, read=1, total=1)
     https = Endpoint.build("https://api.openai.com/v1/responses", {}, connect=1, read=1, total=1)
     assert https.head == b"POST /v1/responses HTTP/1.1\r\nhost: api.openai.com\r\n"
-    assert https.key == ("https", "api.openai.com", 443)
+    assert https.key == ("https", "api.openai.com", 443, "")
     plain = Endpoint.build("http://[::1]:8000/v1/messages", {}, connect=1, read=1, total=1)
     assert plain.head == b"POST /v1/messages HTTP/1.1\r\nhost: [::1]:8000\r\n"
 
@@ -444,12 +444,12 @@ async def test_a_host_name_is_resolved_once_and_a_bad_one_named() -> None:
             await writer.drain()
 
     async with serve(handler) as port:
-        pool = Pool(max_idle_per_host=0)  # every request opens a new connection
+        pool = Pool(Settings(max_idle_per_host=0))  # every request opens a new connection
         for _ in range(3):
             response = await pool.post(endpoint(port, host="localhost"), b"{}")
             assert await response.read() == b'{"ok":true}'
             response.release()
-        assert list(pool._dns) == [("localhost", port)]
+        assert pool._resolver.cached() == [("localhost", port)]
         await pool.close()
     pool = Pool()
     # "cannot connect to …" where the resolver answers; "… timed out" where it cannot be reached

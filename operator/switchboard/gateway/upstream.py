@@ -4,58 +4,124 @@ Why not aiohttp's or httpx's client: on the request path `ClientSession._request
 fifth of the gateway's CPU at 64 clients (py-spy, docs/performance.md), for machinery a proxy
 does not use (cookies, redirects, tracing, URL objects, auto headers, per-request timer
 objects). Here the request head is rendered once per reload (`Endpoint`), a request is one
-`transport.write`, and the response is parsed by httptools (llhttp, the parser uvicorn uses):
-status, headers, a Content-Length, chunked or close-delimited body. Measured in
-docs/performance.md ("Upstream client").
+`transport.write`, and the response is parsed by httptools (llhttp, the parser uvicorn uses).
+Measured in docs/performance.md ("Upstream client"); the conformance table of what it survives
+is tests/gateway/test_upstream_conformance.py.
+
+The protocol rules (RFC 9112, RFC 9110 §15.2), one connection parsing one exchange at a time:
+- interim 1xx responses (100, 102, 103, any other) are read and dropped, any number of them,
+  until the final response; 101 Switching Protocols is refused (the connection is closed);
+- a connection goes back to the pool only when its response ended cleanly (Content-Length
+  reached or the last chunk and its trailers read), the server did not say `connection: close`
+  (HTTP/1.0 without keep-alive counts as saying it), the whole request was written, and no byte
+  arrived after the end. Any byte after the end of a response (past Content-Length, after the
+  last chunk, while the connection sits idle) closes the connection: it is never read as the
+  start of the next response. A body without a length ends with the connection (a clean close;
+  a reset is an error) and never returns it to the pool;
+- a request is sent again only when a pooled connection is found unusable BEFORE it was
+  written: closed, readable (EOF or stray bytes waiting, checked with poll(2) as httpcore does)
+  or idle longer than `idle_seconds`. Once written, a request is never resent here, whatever
+  happens, since the server may have read it: fallback is the caller's business;
+- limits (`Settings`): response head bytes (status line, headers, interim responses and
+  trailers), non-stream body bytes, connections per host (further requests queue, in order,
+  for the connect timeout);
+- write back-pressure: a request body the socket cannot take at once stays in the transport's
+  buffer; the read timeout covers a write stalled that long, and a connection with bytes of the
+  request still unsent is never reused;
+- `HTTPS_PROXY`/`HTTP_PROXY`/`NO_PROXY` are honoured (gateway/dial.py): CONNECT tunnels for
+  https, absolute-form requests for http; a provider's own CA bundle (`Endpoint.ca_pem`)
+  replaces the system trust store for that provider.
 
 Timeouts, as a provider's `timeouts` mean them:
-- `connect`: opening a new connection (TCP, and TLS for https);
-- `read`: the first response byte after the request is sent (the first token of a stream), and
-  any later gap between body chunks;
+- `connect`: a connection (DNS, TCP, proxy CONNECT, TLS), or a free slot under the per-host
+  limit;
+- `read`: the first byte of the final response after the request is sent (the first token of a
+  stream; interim 1xx responses do not restart it), any later gap between body chunks, and a
+  request write stalled by a server that does not read;
 - `total`: the whole exchange, from the request to the last body byte.
 
-Host names are resolved at most once per 10 s per host (and once at a time), so a burst of new
-connections to a Service name does not queue as many getaddrinfo calls on the executor's few
-threads; with several addresses (a headless Service) new connections rotate over them, and an
-address that refuses is skipped for the next.
+Errors (each `message` safe to show: no credentials, no bodies); timeouts are the built-in
+TimeoutError:
 
-A pooled connection that the server closed while it sat idle (uvicorn, behind vLLM, closes
-them after 5 s) fails before a single response byte arrives; such a request is sent once more
-on a new connection. Nothing else is retried here: fallback is the caller's business.
+    UpstreamError                 the exchange failed
+    ├── ConnectError              no connection: refused, DNS, TLS, proxy, or timed out
+    │   └── PoolTimeout           no free slot under max_connections_per_host in time
+    ├── Disconnected              the connection ended before the response did
+    │   └── ProtocolError         the bytes are not an HTTP/1.1 response we accept (unparseable,
+    │                             101, duplicate Content-Length, bad chunk sizes, ...)
+    └── TooLarge                  a limit of `Settings` was crossed (the gateway answers 502)
+        ├── HeadersTooLarge       max_header_bytes
+        └── BodyTooLarge          max_body_bytes
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
-import ipaddress
-import socket
+import hashlib
 import ssl
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
 from urllib.parse import urlsplit
 
-import httptools
+from switchboard.gateway import dial
+from switchboard.gateway.http1 import (
+    BodyTooLarge,
+    Conn,
+    ConnectError,
+    Disconnected,
+    HeadersTooLarge,
+    Host,
+    PoolTimeout,
+    ProtocolError,
+    TooLarge,
+    UpstreamError,
+)
 
-_MAX_BUFFER = 1 << 20
-"""Body bytes held for a slow consumer before the socket stops being read."""
+__all__ = [
+    "BodyTooLarge",
+    "ConnectError",
+    "Disconnected",
+    "Endpoint",
+    "HeadersTooLarge",
+    "Pool",
+    "PoolTimeout",
+    "ProtocolError",
+    "Response",
+    "Settings",
+    "TooLarge",
+    "UpstreamError",
+]
 
 
-class UpstreamError(Exception):
-    """The exchange failed; `message` is safe to show (no credentials, no bodies)."""
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Limits and pooling of the upstream client (`switchboard gateway --upstream-*` flags)."""
+
+    max_header_bytes: int = 64 * 1024
+    """Bytes of one response's head: status line and header fields, interim 1xx responses
+    before it and trailers after a chunked body included. More is a HeadersTooLarge (502)."""
+    max_body_bytes: int = 32 * 1024 * 1024
+    """Bytes of a response body read whole (non-stream answers and error bodies). More is a
+    BodyTooLarge (502). Streams are relayed as they come and not capped here."""
+    max_connections_per_host: int = 2048
+    """Open connections per (scheme, host, port, CA); further requests wait, first come first
+    served, for the connect timeout, then fail with PoolTimeout."""
+    max_idle_per_host: int = 1024
+    """Idle keep-alive connections kept per host; more are closed on release."""
+    idle_seconds: float = 4.0
+    """An idle connection unused this long is closed, not reused: below the 5 s after which
+    uvicorn (vLLM, SGLang) closes an idle connection, so a request never races that close."""
+    dns_seconds: float = 10.0
+    """How long a host name's addresses are reused before it is resolved again."""
+    trust_env: bool = True
+    """Honour HTTPS_PROXY, HTTP_PROXY and NO_PROXY from the environment."""
 
 
-class ConnectError(UpstreamError):
-    """No connection could be opened (refused, unreachable, DNS, TLS, or timed out)."""
-
-    def __init__(self, message: str, *, timed_out: bool = False) -> None:
-        super().__init__(message)
-        self.timed_out = timed_out
-
-
-class Disconnected(UpstreamError):
-    """The server closed the connection, or sent something that is not HTTP/1.1."""
+def _ca_context(pem: str) -> ssl.SSLContext:
+    try:
+        return ssl.create_default_context(cadata=pem)
+    except (ssl.SSLError, ValueError) as exc:
+        raise ValueError(f"the CA bundle is not valid PEM certificates ({exc})") from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,14 +135,25 @@ class Endpoint:
     headers: dict[str, str]
     """As configured (for inspection; requests send `head`)."""
     head: bytes
-    """Request line and headers up to, not including, Content-Length."""
+    """Request line (origin form) and headers up to, not including, Content-Length."""
     connect_timeout: float
     read_timeout: float
     total_timeout: float
-    key: tuple[str, str, int] = field(init=False)
+    ca_pem: str | None = None
+    """PEM CA certificates that replace the system trust store for this endpoint (https)."""
+    absolute_head: bytes = b""
+    """`head` with the request line in absolute form, for a plain-http proxy."""
+    ssl_context: ssl.SSLContext | None = field(default=None, compare=False, repr=False)
+    """Built from `ca_pem`, once per reload."""
+    key: tuple[str, str, int, str] = field(init=False)
+    """What a pooled connection is shared by: scheme, host, port and the CA's digest."""
+    where: str = field(init=False)
+    """`host:port`, for messages."""
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "key", (self.scheme, self.host, self.port))
+        ca = hashlib.sha256(self.ca_pem.encode()).hexdigest()[:16] if self.ca_pem else ""
+        object.__setattr__(self, "key", (self.scheme, self.host, self.port, ca))
+        object.__setattr__(self, "where", f"{self.host}:{self.port}")
 
     @classmethod
     def build(
@@ -87,6 +164,7 @@ class Endpoint:
         connect: float,
         read: float,
         total: float,
+        ca_pem: str | None = None,
     ) -> Endpoint:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -100,199 +178,33 @@ class Endpoint:
         if not default:
             authority = f"{authority}:{port}"
         target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        lines = [f"POST {target} HTTP/1.1", f"host: {authority}"]
+        lines = [f"host: {authority}"]
         for name, value in headers.items():
             if name.lower() in ("host", "content-length", "transfer-encoding", "connection"):
                 continue
             if any(c in name or c in value for c in "\r\n\0"):
                 raise ValueError(f"header {name!r} has a line break or NUL in its name or value")
             lines.append(f"{name}: {value}")
-        head = ("\r\n".join(lines) + "\r\n").encode("latin-1")
-        return cls(url, parts.scheme, host, port, dict(headers), head, connect, read, total)
-
-
-class _Conn(asyncio.Protocol):
-    """One connection; parses one response at a time (no pipelining)."""
-
-    __slots__ = (
-        "_buffer",
-        "_buffered",
-        "_deadline",
-        "_last",
-        "_names",
-        "_paused",
-        "_read_timeout",
-        "_sink",
-        "_timer",
-        "_waiter",
-        "closed",
-        "complete",
-        "error",
-        "got_bytes",
-        "headers",
-        "idle_in",
-        "idle_since",
-        "keep_alive",
-        "key",
-        "loop",
-        "parser",
-        "status",
-        "transport",
-    )
-
-    def __init__(self, loop: asyncio.AbstractEventLoop, key: tuple[str, str, int]) -> None:
-        self.loop = loop
-        self.key = key
-        self.transport: asyncio.Transport | None = None
-        self.parser = httptools.HttpResponseParser(self)
-        self.closed = False
-        self.idle_since = 0.0
-        self.idle_in: list[_Conn] | None = None
-        """The pool's idle list while parked there, so that a close by the server removes it."""
-        self._waiter: asyncio.Future[None] | None = None
-        self._sink: Callable[[bytes], None] | None = None
-        self._last = self._deadline = self._read_timeout = 0.0
-        self._timer: asyncio.TimerHandle | None = None
-        self._reset()
-
-    def _reset(self) -> None:
-        self.status = 0
-        self.headers: dict[str, str] | None = None
-        self._names: list[tuple[bytes, bytes]] = []
-        self._buffer: collections.deque[bytes] = collections.deque()
-        self._buffered = 0
-        self._paused = False
-        self.complete = False
-        self.keep_alive = False
-        self.got_bytes = False
-        self.error: Exception | None = None
-
-    # --- asyncio.Protocol ---------------------------------------------------------------------
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]  # uvloop's is not a subclass
-
-    def data_received(self, data: bytes) -> None:
-        self.got_bytes = True
-        try:
-            self.parser.feed_data(data)
-        except httptools.HttpParserError as exc:
-            self._fail(Disconnected(f"invalid HTTP response ({exc})"))
-            self.close()
-
-    def eof_received(self) -> bool:
-        return False  # close the transport; connection_lost follows
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.closed = True
-        if self.idle_in is not None:
-            self.idle_in.remove(self)
-            self.idle_in = None
-        if self.headers is not None and not self.complete and self._close_delimited():
-            self.complete = True  # a body without length ends with the connection
-            self._wake()
-        elif not self.complete:
-            self._fail(Disconnected("the server closed the connection"))
-
-    def pause_writing(self) -> None:  # a request body bigger than the socket buffer
-        pass
-
-    def resume_writing(self) -> None:
-        pass
-
-    # --- httptools callbacks ------------------------------------------------------------------
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self._names.append((name, value))
-
-    def on_headers_complete(self) -> None:
-        self.status = self.parser.get_status_code()
-        self.headers = {n.decode("latin-1").lower(): v.decode("latin-1") for n, v in self._names}
-        self._wake()
-
-    def on_body(self, body: bytes) -> None:
-        sink = self._sink
-        if sink is not None:
-            self._last = self.loop.time()
-            sink(body)
-            return
-        self._buffer.append(body)
-        self._buffered += len(body)
-        if self._buffered > _MAX_BUFFER and not self._paused and self.transport is not None:
-            self._paused = True
-            self.transport.pause_reading()
-        self._wake()
-
-    def on_message_complete(self) -> None:
-        self.complete = True
-        self.keep_alive = self.parser.should_keep_alive()  # not after `connection: close`
-        self._wake()
-
-    # --- helpers ------------------------------------------------------------------------------
-
-    def _close_delimited(self) -> bool:
-        headers = self.headers or {}
-        return "content-length" not in headers and "chunked" not in headers.get(
-            "transfer-encoding", ""
+        rest = "".join(f"{line}\r\n" for line in lines)
+        head = f"POST {target} HTTP/1.1\r\n{rest}".encode("latin-1")
+        absolute = f"POST {parts.scheme}://{authority}{target} HTTP/1.1\r\n{rest}"
+        context = None
+        if ca_pem is not None and parts.scheme == "https":
+            context = _ca_context(ca_pem)
+        return cls(
+            url,
+            parts.scheme,
+            host,
+            port,
+            dict(headers),
+            head,
+            connect,
+            read,
+            total,
+            ca_pem,
+            absolute.encode("latin-1"),
+            context,
         )
-
-    def _wake(self) -> None:
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
-    def _fail(self, exc: Exception) -> None:
-        if self.error is None:
-            self.error = exc
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_exception(exc)
-
-    def close(self) -> None:
-        self.closed = True
-        if self.transport is not None:
-            self.transport.close()
-
-    async def wait(self, deadline: float, read_timeout: float, what: str) -> None:
-        """Until the parser has moved on (headers, a body chunk or the end)."""
-        if self.error is not None:
-            raise self.error
-        loop = self.loop
-        now = loop.time()
-        if now >= deadline:
-            raise TimeoutError(f"the whole exchange took longer than its total timeout ({what})")
-        waiter = self._waiter = loop.create_future()
-        self._last = now
-        self._read_timeout = read_timeout
-        self._deadline = deadline
-        self._timer = loop.call_at(min(deadline, now + read_timeout), self._check)
-        try:
-            await waiter
-        finally:
-            self._timer.cancel()
-            self._waiter = None
-
-    def _check(self) -> None:
-        """The read timer: fail the wait, or (chunks went to a sink meanwhile) wait on."""
-        waiter = self._waiter
-        if waiter is None or waiter.done():
-            return
-        due = min(self._deadline, self._last + self._read_timeout)
-        if self.loop.time() >= due - 0.001:
-            waiter.set_exception(TimeoutError())
-        else:
-            self._timer = self.loop.call_at(due, self._check)
-
-    def take(self) -> bytes:
-        """Everything buffered so far."""
-        buffer = self._buffer
-        data = buffer.popleft() if len(buffer) == 1 else b"".join(buffer)
-        buffer.clear()
-        self._buffered = 0
-        if self._paused and self.transport is not None:
-            self._paused = False
-            self.transport.resume_reading()
-        return data
 
 
 class Response:
@@ -301,9 +213,9 @@ class Response:
 
     __slots__ = ("_conn", "_deadline", "_endpoint", "_pool", "headers", "status")
 
-    def __init__(self, pool: Pool, conn: _Conn, endpoint: Endpoint, deadline: float) -> None:
+    def __init__(self, pool: Pool, conn: Conn, endpoint: Endpoint, deadline: float) -> None:
         self._pool = pool
-        self._conn: _Conn | None = conn
+        self._conn: Conn | None = conn
         self._endpoint = endpoint
         self._deadline = deadline
         self.status = conn.status
@@ -311,14 +223,33 @@ class Response:
         self.headers = conn.headers
 
     async def read(self) -> bytes:
-        """The whole body (usually already here: it came with the headers)."""
+        """The whole body (usually already here: it came with the headers); BodyTooLarge
+        beyond max_body_bytes (the connection is then closed)."""
         conn = self._conn
+        limit = self._pool.settings.max_body_bytes
         if conn is not None and conn.complete:
-            return conn.take() if conn._buffer else b""
+            data = conn.take() if conn._buffer else b""
+            if len(data) > limit:
+                self._too_large()
+            return data
+        length = self.headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > limit:
+            self._too_large()
         parts = []
+        size = 0
         while chunk := await self.next_chunk():
+            size += len(chunk)
+            if size > limit:
+                self._too_large()
             parts.append(chunk)
         return parts[0] if len(parts) == 1 else b"".join(parts)
+
+    def _too_large(self) -> None:
+        self.close()
+        limit = self._pool.settings.max_body_bytes
+        raise BodyTooLarge(
+            f"{self._endpoint.where} sent a body larger than {limit} bytes (max_body_bytes)"
+        )
 
     async def next_chunk(self) -> bytes:
         """The body bytes that arrived since the last call (waiting for some), b"" at the end.
@@ -374,10 +305,12 @@ class Response:
             conn.transport.resume_reading()
 
     def release(self) -> None:
+        """Back to the pool if the exchange ended cleanly (see the module docstring), else
+        closed."""
         conn, self._conn = self._conn, None
         if conn is None:
             return
-        if conn.complete and conn.keep_alive and not conn._buffer and not conn.closed:
+        if conn.reusable():
             self._pool._put(conn)
         else:
             conn.close()
@@ -389,48 +322,45 @@ class Response:
 
 
 class Pool:
-    """Keep-alive connections per (scheme, host, port); no limit on open connections."""
+    """Keep-alive connections per Endpoint.key, at most `max_connections_per_host` open."""
 
     def __init__(
         self,
+        settings: Settings | None = None,
         *,
-        max_idle_per_host: int = 1024,
-        idle_seconds: float = 30.0,
         ssl_context: ssl.SSLContext | None = None,
-        dns_seconds: float = 10.0,
+        environ: Mapping[str, str] | None = None,
     ) -> None:
-        self._idle: dict[tuple[str, str, int], list[_Conn]] = {}
-        self._dns: dict[tuple[str, int], tuple[float, list[str]]] = {}
-        self._resolving: dict[tuple[str, int], asyncio.Future[list[Any]]] = {}
-        self._dns_seconds = dns_seconds
-        self._max_idle = max_idle_per_host
-        self._idle_seconds = idle_seconds
+        self.settings = settings or Settings()
+        self._hosts: dict[tuple[str, str, int, str], Host] = {}
+        self._resolver = dial.Resolver(self.settings.dns_seconds)
         self._ssl = ssl_context
-        """The system's trust store unless given (tests pass their own CA)."""
+        """The system's trust store unless given (tests pass their own CA); an endpoint's own
+        CA bundle comes first."""
+        self._proxies = dial.Proxies(environ if self.settings.trust_env else {})
+        """Read once, from `environ` (the process environment unless given)."""
         self._closed = False
 
     async def post(self, endpoint: Endpoint, body: bytes) -> Response:
-        """Send the request and wait for the response headers."""
+        """Send the request and wait for the final response's headers."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + endpoint.total_timeout
-        conn = self._get(endpoint.key)
-        if conn is not None:
-            try:
-                return await self._exchange(conn, endpoint, body, deadline)
-            except Disconnected:
-                if conn.got_bytes:
-                    raise
-                # an idle connection the server had closed: once more on a new one
-        conn = await self._connect(endpoint, loop, deadline)
+        host = self._hosts.get(endpoint.key)
+        if host is None:
+            host = self._hosts[endpoint.key] = Host()
+        conn = self._get(host, loop)
+        if conn is None:
+            conn = await self._open(endpoint, host, loop, deadline)
         return await self._exchange(conn, endpoint, body, deadline)
 
     async def _exchange(
-        self, conn: _Conn, endpoint: Endpoint, body: bytes, deadline: float
+        self, conn: Conn, endpoint: Endpoint, body: bytes, deadline: float
     ) -> Response:
         conn._reset()
         transport = conn.transport
         assert transport is not None
-        transport.write(b"%scontent-length: %d\r\n\r\n%s" % (endpoint.head, len(body), body))
+        head = endpoint.head if conn.absolute is None else endpoint.absolute_head + conn.absolute
+        transport.write(b"%scontent-length: %d\r\n\r\n%s" % (head, len(body), body))
         try:
             while conn.headers is None:
                 await conn.wait(deadline, endpoint.read_timeout, endpoint.url)
@@ -439,104 +369,161 @@ class Pool:
             raise
         return Response(self, conn, endpoint, deadline)
 
-    def _get(self, key: tuple[str, str, int]) -> _Conn | None:
-        idle = self._idle.get(key)
+    def _get(self, host: Host, loop: asyncio.AbstractEventLoop) -> Conn | None:
+        """The most recently used idle connection that is still usable; stale ones closed."""
+        idle = host.idle
         if not idle:
             return None
-        conn = idle.pop()  # the most recently used: the likeliest to be alive
-        conn.idle_in = None
-        return conn
+        oldest = loop.time() - self.settings.idle_seconds
+        while idle:
+            conn = idle.pop()
+            conn.parked = False
+            if conn.idle_since >= oldest and not conn.stale():
+                return conn
+            conn.close()  # found unusable before anything was written: a new one instead
+        return None
 
-    def _put(self, conn: _Conn) -> None:
-        idle = self._idle.setdefault(conn.key, [])
-        if self._closed or len(idle) >= self._max_idle:
+    def _put(self, conn: Conn) -> None:
+        host = conn.host
+        if self._closed:
+            conn.close()
+            return
+        if host.waiters and host.hand_over(conn):
+            return
+        idle = host.idle
+        if len(idle) >= self.settings.max_idle_per_host:
             conn.close()
             return
         now = conn.loop.time()
-        while idle and idle[0].idle_since < now - self._idle_seconds:
-            idle[0].close()  # unused for idle_seconds: connection_lost takes it off the list
-            idle.pop(0).idle_in = None
+        oldest = now - self.settings.idle_seconds
+        while idle and idle[0].idle_since < oldest:
+            stale = idle.pop(0)
+            stale.parked = False
+            stale.close()
         conn.idle_since = now
-        conn.idle_in = idle
+        conn.parked = True
         idle.append(conn)
 
+    async def _open(
+        self, endpoint: Endpoint, host: Host, loop: asyncio.AbstractEventLoop, deadline: float
+    ) -> Conn:
+        """A new connection, once the host has a free slot (or a released connection)."""
+        limit = self.settings.max_connections_per_host
+        if host.open >= limit:
+            waiter: asyncio.Future[Conn | None] = loop.create_future()
+            host.waiters.append(waiter)
+            timeout = min(endpoint.connect_timeout, max(deadline - loop.time(), 0.0))
+            try:
+                async with asyncio.timeout(timeout):
+                    handed = await waiter
+            except BaseException as exc:
+                if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
+                    self._give_back(host, waiter.result())  # handed over as we gave up
+                else:
+                    waiter.cancel()
+                if isinstance(exc, TimeoutError):
+                    raise PoolTimeout(
+                        f"no free connection to {endpoint.where} within "
+                        f"{endpoint.connect_timeout:g} s ({limit} open, the "
+                        "max_connections_per_host limit)"
+                    ) from None
+                raise
+            if handed is not None:
+                return handed
+        else:
+            host.open += 1
+        try:
+            return await self._connect(endpoint, host, loop, deadline)
+        except BaseException:
+            self._give_back(host, None)
+            raise
+
+    def _give_back(self, host: Host, conn: Conn | None) -> None:
+        """A connection or a slot this request holds but will not use."""
+        if conn is not None:
+            self._put(conn)
+        elif not host.hand_over(None):
+            host.open -= 1
+
     async def _connect(
-        self, endpoint: Endpoint, loop: asyncio.AbstractEventLoop, deadline: float
-    ) -> _Conn:
+        self, endpoint: Endpoint, host: Host, loop: asyncio.AbstractEventLoop, deadline: float
+    ) -> Conn:
         context = None
         if endpoint.scheme == "https":
-            if self._ssl is None:
-                self._ssl = ssl.create_default_context()
-            context = self._ssl
+            context = endpoint.ssl_context or self._ssl
+            if context is None:
+                context = self._ssl = ssl.create_default_context()
+        proxy = self._proxies.for_target(endpoint.scheme, endpoint.host, endpoint.port)
         timeout = min(endpoint.connect_timeout, max(deadline - loop.time(), 0.0))
-        where = f"{endpoint.host}:{endpoint.port}"
+        where = endpoint.where
+        via = f" through the proxy {proxy.where}" if proxy else ""
+        target = (proxy.host, proxy.port) if proxy else (endpoint.host, endpoint.port)
         try:
             async with asyncio.timeout(timeout):
-                addresses = await self._addresses(endpoint.host, endpoint.port, loop)
+                addresses = await self._resolver.addresses(*target, loop)
                 last: OSError | None = None
                 for address in addresses:
                     try:
-                        _, conn = await loop.create_connection(
-                            lambda: _Conn(loop, endpoint.key),
-                            address,
-                            endpoint.port,
-                            ssl=context,
-                            server_hostname=endpoint.host if context else None,
+                        return await self._dial(
+                            endpoint, host, loop, address, proxy=proxy, context=context
                         )
-                        return conn
-                    except ssl.SSLError:
+                    except (ssl.SSLError, dial.ProxyRefused):
                         raise
                     except OSError as exc:  # refused or unreachable: the next address
                         last = exc
                 assert last is not None
                 raise last
         except TimeoutError:
-            raise ConnectError(f"connecting to {where} timed out", timed_out=True) from None
+            raise ConnectError(f"connecting to {where}{via} timed out", timed_out=True) from None
         except ssl.SSLError as exc:
-            raise ConnectError(f"TLS with {where} failed: {exc.reason or exc}") from None
+            raise ConnectError(f"TLS with {where}{via} failed: {exc.reason or exc}") from None
         except OSError as exc:
-            self._dns.pop((endpoint.host, endpoint.port), None)  # resolve afresh next time
+            self._resolver.forget(*target)
             reason = exc.strerror or str(exc) or type(exc).__name__
-            raise ConnectError(f"cannot connect to {where}: {reason}") from None
+            raise ConnectError(f"cannot connect to {where}{via}: {reason}") from None
 
-    async def _addresses(self, host: str, port: int, loop: asyncio.AbstractEventLoop) -> list[str]:
-        """The host's addresses, resolved at most once per `dns_seconds` (and once at a time):
-        a burst of new connections to a Service name would otherwise queue that many
-        getaddrinfo calls on the default executor's few threads. Successive calls rotate the
-        list, so the connections to a headless Service spread over its pods."""
-        try:
-            ipaddress.ip_address(host)
-            return [host]
-        except ValueError:
-            pass
-        key = (host, port)
-        now = loop.time()
-        cached = self._dns.get(key)
-        if cached is None or cached[0] <= now:
-            pending = self._resolving.get(key)
-            if pending is None:
-                pending = self._resolving[key] = asyncio.ensure_future(
-                    loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-                )
-                pending.add_done_callback(lambda _: self._resolving.pop(key, None))
-            infos = await asyncio.shield(pending)
-            found = list(dict.fromkeys(str(info[4][0]) for info in infos))
-            if not found:
-                raise OSError(f"{host} has no address")
-            cached = self._dns[key] = (now + self._dns_seconds, found)
-        addresses = cached[1]
-        if len(addresses) > 1:
-            addresses.append(addresses.pop(0))
-        return list(addresses)
+    async def _dial(
+        self,
+        endpoint: Endpoint,
+        host: Host,
+        loop: asyncio.AbstractEventLoop,
+        address: str,
+        *,
+        proxy: dial.Proxy | None,
+        context: ssl.SSLContext | None,
+    ) -> Conn:
+        conn = Conn(loop, host, self.settings.max_header_bytes, endpoint.where)
+        if proxy is not None and context is not None:  # https through a CONNECT tunnel
+            raw = await dial.tunnel(loop, proxy, address, endpoint.host, endpoint.port)
+            try:
+                tls = await loop.start_tls(raw, conn, context, server_hostname=endpoint.host)
+            except BaseException:
+                raw.close()
+                raise
+            assert tls is not None
+            conn.connection_made(tls)
+            return conn
+        await loop.create_connection(
+            lambda: conn,
+            address,
+            proxy.port if proxy is not None else endpoint.port,
+            ssl=context,
+            server_hostname=endpoint.host if context else None,
+        )
+        if proxy is not None:  # plain http through a proxy: absolute-form request lines
+            conn.absolute = proxy.authorization
+        return conn
 
     def idle(self) -> int:
         """Connections kept open for reuse."""
-        return sum(len(v) for v in self._idle.values())
+        return sum(len(host.idle) for host in self._hosts.values())
+
+    def open(self) -> int:
+        """Connections open or opening."""
+        return sum(host.open for host in self._hosts.values())
 
     async def close(self) -> None:
         self._closed = True
-        for idle in self._idle.values():
-            for conn in list(idle):
-                conn.idle_in = None
+        for host in self._hosts.values():
+            for conn in list(host.idle):
                 conn.close()
-        self._idle.clear()
