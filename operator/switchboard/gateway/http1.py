@@ -126,6 +126,7 @@ class Conn(asyncio.Protocol):
         "parser",
         "status",
         "transport",
+        "unsent",
         "where",
     )
 
@@ -163,6 +164,8 @@ class Conn(asyncio.Protocol):
         self._buffered = 0
         self._paused = False
         self.complete = False
+        self.unsent = False
+        """Part of the request body was never written (the server answered first)."""
         self.keep_alive = False
         self.error: Exception | None = None
 
@@ -323,6 +326,7 @@ class Conn(asyncio.Protocol):
             and self.keep_alive
             and not self.closed
             and not self._buffer
+            and not self.unsent
             and transport is not None
             and not transport.get_write_buffer_size()
         )

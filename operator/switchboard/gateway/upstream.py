@@ -93,6 +93,10 @@ __all__ = [
 ]
 
 
+_WRITE_PIECE = 256 * 1024
+"""A request body larger than this is written in pieces of this size, under back-pressure."""
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     """Limits and pooling of the upstream client (`switchboard gateway --upstream-*` flags)."""
@@ -360,14 +364,36 @@ class Pool:
         transport = conn.transport
         assert transport is not None
         head = endpoint.head if conn.absolute is None else endpoint.absolute_head + conn.absolute
-        transport.write(b"%scontent-length: %d\r\n\r\n%s" % (head, len(body), body))
         try:
+            if len(body) <= _WRITE_PIECE:
+                transport.write(b"%scontent-length: %d\r\n\r\n%s" % (head, len(body), body))
+            else:
+                await self._write_large(conn, endpoint, head, body, deadline)
             while conn.headers is None:
                 await conn.wait(deadline, endpoint.read_timeout, endpoint.url)
         except BaseException:
             conn.close()
             raise
         return Response(self, conn, endpoint, deadline)
+
+    async def _write_large(
+        self, conn: Conn, endpoint: Endpoint, head: bytes, body: bytes, deadline: float
+    ) -> None:
+        """A body in pieces, each once the transport has room (pause_writing/resume_writing):
+        a server that reads steadily never hits the read timeout, one that stops reading does.
+        A server that answers before the whole body is in leaves the rest unsent, and the
+        connection is then never reused."""
+        transport = conn.transport
+        assert transport is not None
+        transport.write(b"%scontent-length: %d\r\n\r\n" % (head, len(body)))
+        view = memoryview(body)
+        for start in range(0, len(body), _WRITE_PIECE):
+            while conn._write_paused and conn.headers is None:
+                await conn.wait(deadline, endpoint.read_timeout, endpoint.url)
+            if conn.headers is not None or conn.closed:
+                conn.unsent = True
+                return
+            transport.write(view[start : start + _WRITE_PIECE])
 
     def _get(self, host: Host, loop: asyncio.AbstractEventLoop) -> Conn | None:
         """The most recently used idle connection that is still usable; stale ones closed."""
