@@ -26,7 +26,7 @@ from switchboard.gateway.accesslog import AccessLog
 from switchboard.gateway.metrics import Metrics
 from switchboard.gateway.proxy import Proxy
 from switchboard.gateway.table import Table
-from switchboard.gateway.upstream import Pool
+from switchboard.gateway.upstream import Pool, Settings
 from switchboard.routing import config as rc
 
 log = logging.getLogger("switchboard.gateway")
@@ -165,14 +165,16 @@ def build_app(
     poll_seconds: float = 0.25,
     access_log: bool = True,
     log_stream: IO[bytes] | None = None,
+    upstream: Settings | None = None,
 ) -> web.Application:
-    """The gateway application. `log_stream` receives the access log (stdout by default)."""
+    """The gateway application. `log_stream` receives the access log (stdout by default);
+    `upstream`: the upstream client's limits (gateway/upstream.py)."""
     app = web.Application(client_max_size=max_body_bytes)
     metrics = Metrics()
     app[METRICS] = metrics
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
-        pool = Pool()
+        pool = Pool(upstream)
         log_writer = AccessLog(log_stream)
         log_writer.enabled = access_log
         app[PROXY] = Proxy(

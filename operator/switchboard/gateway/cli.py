@@ -15,7 +15,7 @@ from pathlib import Path
 import orjson
 
 from switchboard.gateway import app as gateway_app
-from switchboard.gateway import server, workers
+from switchboard.gateway import server, upstream, workers
 from switchboard.routing import config as rc
 
 METRICS_PORT_ENV = "SWITCHBOARD_METRICS_PORT"
@@ -82,6 +82,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=600.0,
         help="seconds for a whole fallback chain: no candidate is tried past it (default 600)",
     )
+    limits = upstream.Settings()
+    parser.add_argument(
+        "--upstream-max-header-bytes",
+        type=int,
+        default=limits.max_header_bytes,
+        help="largest upstream response head (interim 1xx and trailers included); more is a 502",
+    )
+    parser.add_argument(
+        "--upstream-max-body-bytes",
+        type=int,
+        default=limits.max_body_bytes,
+        help="largest non-stream upstream response body; more is a 502",
+    )
+    parser.add_argument(
+        "--upstream-max-connections-per-host",
+        type=int,
+        default=limits.max_connections_per_host,
+        help="open connections per upstream host; further requests queue for its connect timeout",
+    )
     parser.add_argument("--log-level", default="info")
     parser.add_argument("--no-access-log", action="store_true", help="no JSON line per request")
 
@@ -103,11 +122,17 @@ def _serve(
     source = gateway_app.Source(
         config=args.config, manifests=tuple(args.manifests or ()), namespace=args.namespace
     )
+    limits = upstream.Settings(
+        max_header_bytes=args.upstream_max_header_bytes,
+        max_body_bytes=args.upstream_max_body_bytes,
+        max_connections_per_host=args.upstream_max_connections_per_host,
+    )
     app = gateway_app.build_app(
         source,
         max_body_bytes=args.max_body_bytes,
         chain_timeout=args.chain_timeout,
         access_log=not args.no_access_log,
+        upstream=limits,
     )
     metrics = app[gateway_app.METRICS]
     if channel is not None:  # a forked worker: the first process serves /metrics for it
