@@ -6,7 +6,8 @@ lines and Proxy-Authorization it saw. Covered: a tunnel to a TLS upstream with c
 the proxy URL, absolute form with keep-alive through the proxy, NO_PROXY forms (a domain, a
 leading dot, host:port, an IP, a CIDR network, `*`), a proxy that refuses CONNECT (named by
 host and port, its credentials never shown), the process environment read by default, and a CA
-bundle per endpoint replacing the system trust store.
+bundle per endpoint replacing the system trust store, from a CustomProvider's
+`spec.tls.caSecretRef` through the compiler and the routing table.
 """
 
 from __future__ import annotations
@@ -17,11 +18,14 @@ import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from switchboard.gateway.dial import Proxies
+from switchboard.gateway.table import Table
 from switchboard.gateway.upstream import ConnectError, Endpoint, Pool
+from switchboard.routing import compiler
 from tests.gateway.test_upstream_client import OK, _read_request, _tls, endpoint, serve
 from tests.upstreams.server import free_port
 
@@ -203,3 +207,44 @@ async def test_a_ca_bundle_per_endpoint_replaces_the_system_trust_store(tmp_path
         await pool.close()
     with pytest.raises(ValueError, match="not valid PEM"):
         Endpoint.build(url, {}, connect=2, read=5, total=30, ca_pem="-----BEGIN nonsense")
+
+
+def _custom_provider(base_url: str, tls: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "apiVersion": "switchboard.dev/v1alpha1",
+        "kind": "CustomProvider",
+        "metadata": {"name": "internal", "namespace": "team"},
+        "spec": {"baseUrl": base_url, "tls": tls},
+    }
+
+
+async def test_a_custom_providers_ca_secret_reaches_its_endpoint(tmp_path: Path) -> None:
+    """CustomProvider spec.tls.caSecretRef -> compiler (the same Secret path as the provider
+    key) -> routing config -> table -> an endpoint that trusts that CA and nothing else."""
+    server_ctx, _ = _tls(tmp_path)
+    pem = (tmp_path / "tls.crt").read_bytes()
+    async with serve(_ok, tls=server_ctx) as port:
+        url = f"https://localhost:{port}/v1"
+        tls = {"caSecretRef": {"name": "internal-ca", "key": "ca.crt"}}
+        result = compiler.compile(
+            [_custom_provider(url, tls)], {("team", "internal-ca"): {"ca.crt": pem}}
+        )
+        assert not result.errors, result.errors
+        config = result.configs["team"]
+        assert config.providers["internal"].ca_bundle == pem.decode().strip()
+        target = Table(config).route("internal:any")
+        assert target is not None
+        pool = Pool()
+        response = await pool.post(target.chain[0].endpoint, b"{}")
+        assert await response.read() == b'{"ok":true}'
+        response.release()
+        await pool.close()
+
+    bad = compiler.compile(
+        [_custom_provider(url, tls)], {("team", "internal-ca"): {"ca.crt": b"x"}}
+    )
+    (problem,) = bad.errors
+    assert problem.field == "spec.tls.caSecretRef"
+    assert "PEM CA certificates" in problem.message
+    missing = compiler.compile([_custom_provider(url, tls)], {})
+    assert [p.field for p in missing.errors] == ["spec.tls.caSecretRef"]

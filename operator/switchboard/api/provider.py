@@ -132,6 +132,18 @@ class Timeouts(CrdModel):
     )
 
 
+class Tls(CrdModel):
+    """How the gateway verifies this upstream's TLS certificate (https baseUrl)."""
+
+    ca_secret_ref: SecretKeyRef = Field(
+        description=(
+            "Secret key holding PEM CA certificates (a bundle) that verify the upstream's "
+            "certificate, instead of the system trust store: for a model server behind an "
+            "internal CA."
+        ),
+    )
+
+
 HEADER_NAME_PATTERN = r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$"
 HeaderName = Annotated[str, Field(pattern=HEADER_NAME_PATTERN, max_length=256)]
 
@@ -174,6 +186,10 @@ class CustomProviderSpec(CrdModel):
             "Secret key holding the provider key sent upstream (as Authorization: Bearer for "
             "OpenAI APIs, x-api-key for Anthropic). Leave out for servers without auth."
         ),
+    )
+    tls: Tls | None = Field(
+        default=None,
+        description="TLS settings for an https baseUrl: a CA bundle of its own.",
     )
     headers: dict[HeaderName, str] = Field(
         default_factory=dict,

@@ -196,6 +196,7 @@ def _endpoint(provider: rc.Provider) -> Endpoint:
             connect=provider.timeouts.connect,
             read=provider.timeouts.first_token,
             total=provider.timeouts.total,
+            ca_pem=provider.ca_bundle,
         )
     except ValueError as exc:
         raise rc.ConfigError(f"provider {provider.name!r}: {exc}") from None

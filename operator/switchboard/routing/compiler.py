@@ -13,6 +13,7 @@ configs. One bad object never hides good ones:
 from __future__ import annotations
 
 import hashlib
+import ssl
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -334,6 +335,21 @@ def _compile_namespace(
     )
 
 
+def _pem(value: str, ref: Any, path: str, report: _Report) -> str | None:
+    """A CA bundle: PEM certificates that OpenSSL loads."""
+    try:
+        ssl.create_default_context(cadata=value)
+    except (ssl.SSLError, ValueError):
+        report.problem(
+            path,
+            f"Secret {ref.name!r} key {ref.key!r} must hold PEM CA certificates "
+            "(-----BEGIN CERTIFICATE----- blocks); OpenSSL cannot load it",
+            Reason.INVALID_SECRET_VALUE,
+        )
+        return None
+    return value
+
+
 def _endpoint(api: api_provider.Api, base_url: str) -> str:
     base = base_url.rstrip("/")
     if api is api_provider.Api.OPENAI_COMPLETIONS:
@@ -357,7 +373,9 @@ class _Scope:
     owners: dict[str, str] = field(default_factory=dict)
     """Token digest -> the key that claimed it first."""
 
-    def secret_value(self, ref: Any, path: str, report: _Report, what: str) -> str | None:
+    def secret_value(
+        self, ref: Any, path: str, report: _Report, what: str, *, pem: bool = False
+    ) -> str | None:
         namespace = self.namespace
         report.secrets.add(ref.name)
         data = self.secrets.get((namespace, ref.name))
@@ -381,6 +399,8 @@ class _Scope:
             value = raw.decode("utf-8").strip()
         except UnicodeDecodeError:
             value = ""
+        if pem and value:
+            return _pem(value, ref, path, report)
         if not value or not value.isprintable():
             report.problem(
                 path,
@@ -401,6 +421,13 @@ class _Scope:
                 spec.api_key_secret_ref, "spec.apiKeySecretRef", report, "provider key"
             )
             if api_key is None:
+                return None
+        ca_bundle = None
+        if spec.tls is not None:
+            ca_bundle = self.secret_value(
+                spec.tls.ca_secret_ref, "spec.tls.caSecretRef", report, "CA bundle", pem=True
+            )
+            if ca_bundle is None:
                 return None
         for header, value in spec.headers.items():
             if not value.isprintable():
@@ -450,6 +477,7 @@ class _Scope:
             api_key=api_key,
             headers=dict(sorted(spec.headers.items())),
             hosted_tools=spec.hosted_tools.value,
+            ca_bundle=ca_bundle,
             timeouts=rc.Timeouts(
                 connect=refs.parse_duration(spec.timeouts.connect),
                 first_token=refs.parse_duration(spec.timeouts.first_token),

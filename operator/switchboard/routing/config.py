@@ -67,6 +67,9 @@ class Provider(_Frozen):
     api_key: str | None = Field(None, description="Provider key sent upstream. Secret.")
     headers: dict[str, str] = Field(default_factory=dict, description="Static headers.")
     hosted_tools: str = Field("drop", description="drop or refuse: see CustomProvider.")
+    ca_bundle: str | None = Field(
+        None, description="PEM CA certificates verifying the upstream instead of the system's."
+    )
     timeouts: Timeouts
     models: dict[str, Model] = Field(default_factory=dict, description="By model id.")
     open_models: bool = Field(
