@@ -86,6 +86,9 @@ class Host:
         if conn.parked:
             conn.parked = False
             self.idle.remove(conn)
+        if not conn.counted:  # still being opened: the opener gives its slot back
+            return
+        conn.counted = False
         self.open -= 1
         if self.waiters and self.hand_over(None):
             self.open += 1  # the slot is the waiter's now
@@ -116,6 +119,7 @@ class Conn(asyncio.Protocol):
         "absolute",
         "closed",
         "complete",
+        "counted",
         "error",
         "headers",
         "host",
@@ -143,6 +147,8 @@ class Conn(asyncio.Protocol):
         self.idle_since = 0.0
         self.parked = False
         """In the host's idle list (a close by the server takes it off)."""
+        self.counted = False
+        """Holds one of the host's slots (set once opened; released when lost)."""
         self.absolute: bytes | None = None
         """Through a plain-http proxy: requests in absolute form, plus this proxy-authorization."""
         self._poll: select.poll | None = None

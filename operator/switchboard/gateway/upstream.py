@@ -455,14 +455,22 @@ class Pool:
                     ) from None
                 raise
             if handed is not None:
-                return handed
+                if not handed.stale():
+                    return handed
+                handed.close()  # lost while handed over: wait again for a slot
+                return await self._open(endpoint, host, loop, deadline)
         else:
             host.open += 1
         try:
-            return await self._connect(endpoint, host, loop, deadline)
+            conn = await self._connect(endpoint, host, loop, deadline)
         except BaseException:
             self._give_back(host, None)
             raise
+        if conn.closed:  # closed by the server before anything was written
+            self._give_back(host, None)
+            raise ConnectError(f"{endpoint.where} closed the new connection at once")
+        conn.counted = True
+        return conn
 
     def _give_back(self, host: Host, conn: Conn | None) -> None:
         """A connection or a slot this request holds but will not use."""
