@@ -169,7 +169,7 @@ def test_no_proxy_forms() -> None:
     assert (
         Proxies({"HTTPS_PROXY": "http://p:1", "no_proxy": "*"}).for_target("https", "a", 1) is None
     )
-    with pytest.raises(ValueError, match="proxy URL"):
+    with pytest.raises(ValueError, match="HTTPS_PROXY: a proxy URL must be http"):
         Proxies({"HTTPS_PROXY": "https://p:1"})
 
 

@@ -72,7 +72,10 @@ class Proxies:
         for scheme in ("http", "https"):
             url = get(f"{scheme}_proxy")
             if url:
-                self._proxies[scheme] = parse_proxy(url)
+                try:
+                    self._proxies[scheme] = parse_proxy(url)
+                except ValueError as exc:  # the URL itself is not shown: it may hold a password
+                    raise ValueError(f"{scheme.upper()}_PROXY: {exc}") from None
         self._no = [entry.strip().lower() for entry in get("no_proxy").split(",") if entry.strip()]
 
     def __bool__(self) -> bool:
