@@ -313,7 +313,7 @@ async def test_garbage_instead_of_http_is_a_disconnect() -> None:
 
     async with serve(handler) as port:
         pool = Pool()
-        with pytest.raises(Disconnected, match="invalid HTTP/1.1 response"):
+        with pytest.raises(Disconnected, match=r"invalid HTTP/1\.1 response"):
             await pool.post(endpoint(port), b"{}")
         await pool.close()
 
