@@ -145,8 +145,9 @@ class Endpoint:
     total_timeout: float
     ca_pem: str | None = None
     """PEM CA certificates that replace the system trust store for this endpoint (https)."""
-    absolute_head: bytes = b""
-    """`head` with the request line in absolute form, for a plain-http proxy."""
+    origin: bytes = b""
+    """`http://host:port`: through a plain-http proxy the request line is `POST ` + origin +
+    `head[5:]` (absolute form), so a copy with another `head` (gateway/beta.py) stays right."""
     ssl_context: ssl.SSLContext | None = field(default=None, compare=False, repr=False)
     """Built from `ca_pem`, once per reload."""
     key: tuple[str, str, int, str] = field(init=False)
@@ -191,7 +192,6 @@ class Endpoint:
             lines.append(f"{name}: {value}")
         rest = "".join(f"{line}\r\n" for line in lines)
         head = f"POST {target} HTTP/1.1\r\n{rest}".encode("latin-1")
-        absolute = f"POST {parts.scheme}://{authority}{target} HTTP/1.1\r\n{rest}"
         context = None
         if ca_pem is not None and parts.scheme == "https":
             context = _ca_context(ca_pem)
@@ -206,7 +206,7 @@ class Endpoint:
             read,
             total,
             ca_pem,
-            absolute.encode("latin-1"),
+            f"{parts.scheme}://{authority}".encode("latin-1"),
             context,
         )
 
@@ -363,7 +363,9 @@ class Pool:
         conn._reset()
         transport = conn.transport
         assert transport is not None
-        head = endpoint.head if conn.absolute is None else endpoint.absolute_head + conn.absolute
+        head = endpoint.head
+        if conn.absolute is not None:  # through a plain-http proxy
+            head = b"POST %s%s%s" % (endpoint.origin, head[5:], conn.absolute)
         try:
             if len(body) <= _WRITE_PIECE:
                 transport.write(b"%scontent-length: %d\r\n\r\n%s" % (head, len(body), body))
