@@ -520,7 +520,7 @@ async def test_a_large_request_body_is_written_under_back_pressure() -> None:
             before = done
             done += len(await reader.read(1 << 20))
             if done >> 20 != before >> 20:
-                await asyncio.sleep(0.02)  # a slow reader: 20 ms per MiB, 0.6 s in all
+                await asyncio.sleep(0.1)  # a slow reader: 100 ms per MiB, 3.2 s in all
         got.append(done)
         writer.write(NEXT)
         await writer.drain()
@@ -530,9 +530,7 @@ async def test_a_large_request_body_is_written_under_back_pressure() -> None:
         pool = Pool()
 
         def at(path: str) -> Endpoint:
-            return Endpoint.build(
-                f"http://127.0.0.1:{port}{path}", {}, connect=2, read=0.3, total=30
-            )
+            return Endpoint.build(f"http://127.0.0.1:{port}{path}", {}, connect=2, read=2, total=60)
 
         try:
             assert await exchange(pool, at("/steady"), b"x" * size) == (200, b"next")
