@@ -101,6 +101,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=limits.max_connections_per_host,
         help="open connections per upstream host; further requests queue for its connect timeout",
     )
+    parser.add_argument(
+        "--upstream-idle-seconds",
+        type=float,
+        default=limits.idle_seconds,
+        help="an idle upstream connection older than this is not reused (default below "
+        "uvicorn's 5 s keep-alive; raise it for upstreams that keep connections longer)",
+    )
     parser.add_argument("--log-level", default="info")
     parser.add_argument("--no-access-log", action="store_true", help="no JSON line per request")
 
@@ -126,6 +133,7 @@ def _serve(
         max_header_bytes=args.upstream_max_header_bytes,
         max_body_bytes=args.upstream_max_body_bytes,
         max_connections_per_host=args.upstream_max_connections_per_host,
+        idle_seconds=args.upstream_idle_seconds,
     )
     app = gateway_app.build_app(
         source,
