@@ -25,7 +25,7 @@ import yaml
 from switchboard import __version__, manifests
 from switchboard.api import crdgen
 from switchboard.routing import config as rc
-from switchboard.routing.problems import Severity
+from switchboard.routing.problems import Reason, Severity
 
 ROLES = {
     "gateway": (
@@ -161,6 +161,7 @@ def _offline(args: argparse.Namespace) -> int:
         if (
             args.command == "render"
             or problem.severity is Severity.ERROR
+            or problem.reason is Reason.BUDGET_WITHOUT_PRICES  # "this budget never fires"
             or getattr(args, "strict", False)
         ):
             ref = problem.ref

@@ -87,6 +87,13 @@ EXPECTED: dict[str, tuple[str, str] | None] = {
     "accesskeyconfig/bad-model-ref": ("spec.allowedModels[0]", REF),
     "accesskeyconfig/no-keys": ("spec.keys", "should have at least 1 items"),
     "accesskeyconfig/ok": None,
+    "accesskeyconfig/limit-without-rate": (
+        "spec.limits",
+        "each limit needs requestsPerMinute, tokensPerMinute or maxInFlight",
+    ),
+    "accesskeyconfig/budget-bad-window": ("spec.budgets[0].window", 'Unsupported value: "year"'),
+    "accesskeyconfig/budget-zero": ("spec.budgets[0].usd", "should be greater than 0"),
+    "accesskeyconfig/limits-ok": None,
 }
 
 

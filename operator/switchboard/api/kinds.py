@@ -69,6 +69,18 @@ ACCESS_KEY_CONFIG = Kind(
         READY_COLUMN,
         {"name": "Keys", "type": "integer", "jsonPath": ".status.keys"},
         {
+            "name": "Spend",
+            "type": "string",
+            "jsonPath": ".status.spend",
+            "description": "The first budget's spend against its amount in the current window.",
+        },
+        {
+            "name": "Resets",
+            "type": "string",
+            "jsonPath": ".status.resets",
+            "description": "When the first budget's window resets.",
+        },
+        {
             "name": "Providers",
             "type": "string",
             "jsonPath": ".spec.allowedProviders",

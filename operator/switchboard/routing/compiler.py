@@ -26,7 +26,7 @@ from switchboard.api import provider as api_provider
 from switchboard.api.base import API_VERSION, CrdModel
 from switchboard.api.common import NAME_PATTERN
 from switchboard.routing import config as rc
-from switchboard.routing import refs
+from switchboard.routing import limits, refs
 from switchboard.routing.problems import ObjectRef, Problem, Reason, Severity
 
 __all__ = ["CompileResult", "ObjectRef", "ObjectReport", "Problem", "Reason", "Severity", "compile"]
@@ -624,6 +624,11 @@ class _Scope:
                     )
                 kept.add(candidate.ref)
             models = tuple(sorted(kept))
+        targets = limits.reachable(
+            self.providers, self.agents, allowed_providers, models, allowed_agents
+        )
+        for finding in limits.findings(spec, self.providers, targets):
+            report.problem(finding.path, finding.message, finding.reason, Severity.WARNING)
 
         resolved = 0
         for i, key in enumerate(spec.keys):
@@ -650,8 +655,14 @@ class _Scope:
                 )
                 continue
             self.owners[digest] = label
+            rate_rules, budget_rules = limits.rules(self.namespace, name, key.name, spec)
             self.keys[digest] = rc.Grant(
-                key=label, providers=allowed_providers, models=models, agents=allowed_agents
+                key=label,
+                providers=allowed_providers,
+                models=models,
+                agents=allowed_agents,
+                limits=rate_rules,
+                budgets=budget_rules,
             )
             resolved += 1
         report.keys = resolved

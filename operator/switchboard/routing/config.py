@@ -20,7 +20,14 @@ import hashlib
 from typing import Any
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    model_serializer,
+)
 
 SCHEMA_VERSION = 1
 REDACTED = "<redacted>"
@@ -102,8 +109,36 @@ class Agent(_Frozen):
     hosted_tools: str | None = Field(None, description="drop, refuse, or None: the provider's.")
 
 
+class RateRule(_Frozen):
+    """One rate limit of an AccessKeyConfig, as it applies to one key."""
+
+    counter: str = Field(
+        description="Store counter id: '<namespace>/<config>/<key or *shared>/limits/<index>'."
+    )
+    requests_per_minute: int | None = None
+    tokens_per_minute: int | None = None
+    count_cache_reads: bool = False
+    max_in_flight: int | None = None
+    providers: tuple[str, ...] = Field((), description="Counted providers; empty: all.")
+    models: tuple[str, ...] = Field((), description="Counted 'provider:model' refs; empty: all.")
+
+
+class BudgetRule(_Frozen):
+    """One USD budget of an AccessKeyConfig, as it applies to one key."""
+
+    counter: str = Field(
+        description="Store counter id: '<namespace>/<config>/<key or *shared>/budgets/<index>'."
+    )
+    usd: float
+    window: str = Field(description="day, week (from Monday) or month.")
+    time_zone: str = Field(description="IANA zone in which the window starts at midnight.")
+    refuse: bool = Field(True, description="False: count and report only, never refuse.")
+    providers: tuple[str, ...] = Field((), description="Counted providers; empty: all.")
+    models: tuple[str, ...] = Field((), description="Counted 'provider:model' refs; empty: all.")
+
+
 class Grant(_Frozen):
-    """What one client key may call. Wildcards are already expanded."""
+    """What one client key may call, and how much. Wildcards are already expanded."""
 
     key: str = Field(description="'<AccessKeyConfig name>/<key name>', used in logs and metrics.")
     providers: tuple[str, ...] = Field(description="Providers callable as 'provider:model'.")
@@ -111,6 +146,18 @@ class Grant(_Frozen):
         None, description="When set, direct calls are limited to these 'provider:model' refs."
     )
     agents: tuple[str, ...] = Field(description="Agents callable by name.")
+    limits: tuple[RateRule, ...] = ()
+    budgets: tuple[BudgetRule, ...] = ()
+
+    @model_serializer(mode="wrap")
+    def _without_empty_rules(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # A key without limits serialises as before they existed: same bytes, same hash, and
+        # a gateway of the previous release still reads the config.
+        data: dict[str, Any] = handler(self)
+        for name in ("limits", "budgets"):
+            if not data.get(name):
+                data.pop(name, None)
+        return data
 
 
 class RoutingConfig(_Frozen):

@@ -33,6 +33,7 @@ class Reason(enum.StrEnum):
     DUPLICATE_TOKEN = "DuplicateToken"
     WEAK_TOKEN = "WeakToken"
     NO_PRICES = "NoPrices"
+    BUDGET_WITHOUT_PRICES = "BudgetWithoutPrices"
     UNUSUAL_BASE_URL = "UnusualBaseUrl"
     CONFIG_TOO_LARGE = "ConfigTooLarge"
 

@@ -1,0 +1,355 @@
+"""Reserve before the call, settle after it: the limits and budgets of one client key.
+
+`reserve()` runs once per request, before the fallback loop, against the rules of the key that
+cover the route's first candidate. It adds, in one atomic store operation: 1 request to each
+requests-per-minute counter, an upper bound of the request's tokens (the prompt estimate plus
+its output limit) to each tokens-per-minute counter, 1 to each in-flight counter, and the cost of
+that upper bound to each budget. A counter already at or over its limit refuses the request
+(429, nothing added): so the request that crosses a limit is the last to pass, and requests in
+flight are bounded by their reservations.
+
+`settle()` runs once per request, whatever happened (answer, upstream failure, stream cut,
+client gone): it replaces each reservation with the real usage of the candidate that served
+(a rule that does not cover it gets 0; one that covers only it gets the usage added), releases
+the in-flight slot, and keeps the request count. A request cancelled before its usage was known
+keeps its reservation as spent: the upstream may have worked on it.
+
+When the store is down, `on_store_down` decides: `open` (default) counts in this process and
+raises the `switchboard_limit_store_down` alarm; `closed` answers 503.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from switchboard.dialects.types import Usage
+from switchboard.gateway.limits import windows
+from switchboard.gateway.limits.store import LIVE, Charge, MemoryStore, Store, StoreDown
+from switchboard.routing import config as rc
+
+LIVE_TTL = 900.0
+"""An in-flight counter expires this long after its last reservation (a replica that died
+with requests in flight does not hold their slots for ever)."""
+KEEP_AFTER = 7 * 86400.0
+"""A budget counter is kept this long after its window ends (for `switchboard usage`)."""
+OPEN = "open"
+CLOSED = "closed"
+log = logging.getLogger("switchboard.gateway.limits")
+
+RPM, TPM, INFLIGHT, USD = "rpm", "tpm", "inflight", "usd"
+
+
+class LimitError(Exception):
+    """A request the limits refuse (429) or cannot check (503). Plain data; the request path
+    turns it into a GatewayError in the client's shape."""
+
+    def __init__(self, message: str, status: int, headers: dict[str, str], kind: str) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.headers = headers
+        self.kind = kind
+
+
+@dataclass(frozen=True, slots=True)
+class KeyRules:
+    """The rules of one client key, from its Grant."""
+
+    key: str
+    limits: tuple[rc.RateRule, ...]
+    budgets: tuple[rc.BudgetRule, ...]
+
+    @classmethod
+    def of(cls, grant: rc.Grant) -> KeyRules | None:
+        if not grant.limits and not grant.budgets:
+            return None
+        return cls(grant.key, grant.limits, grant.budgets)
+
+
+@dataclass(frozen=True, slots=True)
+class Estimate:
+    """An upper bound of what a request will use, known before the call."""
+
+    provider: str
+    ref: str
+    input_tokens: int
+    output_tokens: int
+    price: rc.Price | None
+
+    @property
+    def cost(self) -> float:
+        p = self.price
+        if p is None:
+            return 0.0
+        return (self.input_tokens * p.input + self.output_tokens * p.output) / 1_000_000
+
+
+@dataclass(slots=True)
+class _Held:
+    charge: Charge
+    kind: str
+    rule: rc.RateRule | rc.BudgetRule
+
+
+@dataclass(slots=True)
+class Ticket:
+    """One request's reservation, settled exactly once."""
+
+    rules: KeyRules
+    estimate: Estimate
+    held: list[_Held]
+    store: Store | MemoryStore
+    headers: dict[str, str] = field(default_factory=dict)
+    settled: bool = False
+
+
+def _covers(rule: rc.RateRule | rc.BudgetRule, provider: str, ref: str) -> bool:
+    if rule.providers and provider not in rule.providers:
+        return False
+    return not rule.models or ref in rule.models
+
+
+def tokens(rule: rc.RateRule, usage: Usage) -> int:
+    total = usage.input_tokens + usage.output_tokens + usage.cache_write_tokens
+    return total + usage.cache_read_tokens if rule.count_cache_reads else total
+
+
+def _where(counter: str) -> str:
+    # counter: '<namespace>/<config>/<key or *>/<limits|budgets>/<index>'
+    parts = counter.split("/")
+    shared = " (shared by all its keys)" if parts[2] == "*" else ""
+    return f"AccessKeyConfig {parts[0]}/{parts[1]} spec.{parts[3]}[{parts[4]}]{shared}"
+
+
+class Limiter:
+    def __init__(
+        self,
+        store: Store | MemoryStore,
+        *,
+        clock: Callable[[], float] = time.time,
+        on_store_down: str = OPEN,
+        on_store_error: Callable[[bool], None] | None = None,
+        on_reject: Callable[[str, str], None] | None = None,
+    ) -> None:
+        self.store = store
+        self.clock = clock
+        self.on_store_down = on_store_down
+        self.local = store if isinstance(store, MemoryStore) else MemoryStore(clock=clock)
+        """Counts while the shared store is down (fail open)."""
+        self.on_store_error = on_store_error or (lambda down: None)
+        """Called with True when the store fails and False when it answers again."""
+        self.on_reject = on_reject or (lambda key, kind: None)
+        self.store_down = False
+
+    def charges(self, rules: KeyRules, est: Estimate, now: float) -> list[_Held]:
+        held: list[_Held] = []
+        minute = windows.minute(now)
+        for rule in rules.limits:
+            if not _covers(rule, est.provider, est.ref):
+                continue
+            c = rule.counter
+            if rule.requests_per_minute is not None:
+                charge = Charge(f"{c}/rpm@{minute.label}", 1, rule.requests_per_minute, minute.end)
+                held.append(_Held(charge, RPM, rule))
+            if rule.tokens_per_minute is not None:
+                amount = float(est.input_tokens + est.output_tokens)
+                charge = Charge(
+                    f"{c}/tpm@{minute.label}", amount, rule.tokens_per_minute, minute.end
+                )
+                held.append(_Held(charge, TPM, rule))
+            if rule.max_in_flight is not None:
+                charge = Charge(f"{c}{LIVE}", 1, rule.max_in_flight, now + LIVE_TTL)
+                held.append(_Held(charge, INFLIGHT, rule))
+        for budget in rules.budgets:
+            if not _covers(budget, est.provider, est.ref):
+                continue
+            span = windows.calendar(budget.window, budget.time_zone, now)
+            limit = budget.usd if budget.refuse else None
+            charge = Charge(
+                f"{budget.counter}@{span.label}", est.cost, limit, span.end + KEEP_AFTER
+            )
+            held.append(_Held(charge, USD, budget))
+        return held
+
+    async def reserve(self, rules: KeyRules, est: Estimate) -> Ticket:
+        """Reserve the request or raise LimitError (429 naming the key and the limit)."""
+        now = self.clock()
+        held = self.charges(rules, est, now)
+        ticket = Ticket(rules, est, held, self.store)
+        if not held:
+            return ticket
+        charges = [h.charge for h in held]
+        try:
+            refused, values = await self.store.reserve(charges)
+            if self.store_down:
+                self.store_down = False
+                self.on_store_error(False)
+        except StoreDown as exc:
+            if not self.store_down:
+                log.error("limit store down (%s); on_store_down=%s", exc, self.on_store_down)
+            self.store_down = True
+            self.on_store_error(True)
+            if self.on_store_down == CLOSED:
+                raise LimitError(
+                    "the gateway cannot check this key's limits right now (its counter store "
+                    "is down); retry shortly",
+                    503,
+                    {"retry-after": "1"},
+                    "store",
+                ) from None
+            ticket.store = self.local
+            refused, values = self.local.reserve_now(charges)
+        if refused >= 0:
+            self.on_reject(rules.key, held[refused].kind)
+            raise self._refusal(rules.key, held[refused], values[refused], now)
+        ticket.headers = self._headers(held, values, now)
+        return ticket
+
+    def settle(
+        self,
+        ticket: Ticket,
+        provider: str,
+        ref: str,
+        usage: Usage | None,
+        cost: float,
+        *,
+        reached: bool,
+    ) -> None:
+        """Replace the reservation by what the request used (see the module docstring).
+
+        `provider`/`ref`: the candidate that served (or was tried last); `usage` None with
+        `reached` True: cancelled after reaching the upstream, the reservation is kept.
+        """
+        if ticket.settled:
+            return
+        ticket.settled = True
+        now = self.clock()
+        deltas: list[tuple[str, float, float]] = []
+        keep = usage is None and reached
+        seen: set[str] = set()
+        for h in ticket.held:
+            charge = h.charge
+            seen.add(h.rule.counter)
+            if h.kind == INFLIGHT:
+                deltas.append((charge.key, -1.0, charge.expires))
+            elif h.kind == RPM or keep:
+                continue
+            else:
+                actual = self._used(
+                    h.kind, rule=h.rule, provider=provider, ref=ref, usage=usage, cost=cost
+                )
+                if actual != charge.amount:
+                    deltas.append((charge.key, actual - charge.amount, charge.expires))
+        if usage is not None and (provider, ref) != (ticket.estimate.provider, ticket.estimate.ref):
+            # Served by a fallback that rules not reserved for may cover: add its usage there.
+            est = Estimate(provider, ref, 0, 0, None)
+            for h in self.charges(ticket.rules, est, now):
+                if h.rule.counter in seen or h.kind in (RPM, INFLIGHT):
+                    continue
+                actual = self._used(
+                    h.kind, rule=h.rule, provider=provider, ref=ref, usage=usage, cost=cost
+                )
+                if actual:
+                    deltas.append((h.charge.key, actual, h.charge.expires))
+        if deltas:
+            try:
+                ticket.store.add(deltas)
+            except StoreDown:
+                self.local.add(deltas)
+
+    @staticmethod
+    def _used(
+        kind: str,
+        *,
+        rule: rc.RateRule | rc.BudgetRule,
+        provider: str,
+        ref: str,
+        usage: Usage | None,
+        cost: float,
+    ) -> float:
+        if usage is None or not _covers(rule, provider, ref):
+            return 0.0
+        if kind == TPM:
+            assert isinstance(rule, rc.RateRule)
+            return float(tokens(rule, usage))
+        return cost
+
+    # --- answers ----------------------------------------------------------------------------
+
+    def _refusal(self, key: str, h: _Held, value: float, now: float) -> LimitError:
+        rule = h.rule
+        where = _where(rule.counter)
+        if isinstance(rule, rc.BudgetRule):
+            span = windows.calendar(rule.window, rule.time_zone, now)
+            reset = windows.rfc3339(span.end, rule.time_zone)
+            wait = max(1, math.ceil(span.end - now))
+            return LimitError(
+                f"key {key!r} has spent its budget of ${rule.usd:.2f} per {rule.window} "
+                f"(${value:.4f} spent; {where}); the budget resets at {reset}",
+                429,
+                {
+                    "retry-after": str(wait),
+                    "x-should-retry": "false",
+                    "x-switchboard-budget-reset": reset,
+                    "x-switchboard-budget-remaining-usd": "0",
+                },
+                "budget",
+            )
+        if h.kind == INFLIGHT:
+            return LimitError(
+                f"key {key!r} has {rule.max_in_flight} requests in flight, its limit ({where}); "
+                "retry when one has finished",
+                429,
+                {"retry-after": "1"},
+                "in_flight",
+            )
+        minute = windows.minute(now)
+        wait = max(1, math.ceil(minute.end - now))
+        if h.kind == RPM:
+            what, limit, kind = "requests", rule.requests_per_minute, "requests"
+        else:
+            what, limit, kind = "tokens", rule.tokens_per_minute, "tokens"
+        return LimitError(
+            f"key {key!r} reached its limit of {limit} {what} per minute ({where}); "
+            f"retry after {wait} s",
+            429,
+            {
+                "retry-after": str(wait),
+                f"x-ratelimit-limit-{kind}": str(limit),
+                f"x-ratelimit-remaining-{kind}": "0",
+                f"x-ratelimit-reset-{kind}": f"{wait}s",
+            },
+            kind,
+        )
+
+    @staticmethod
+    def _headers(held: list[_Held], values: list[float], now: float) -> dict[str, str]:
+        """The tightest counter of each kind, as OpenAI's x-ratelimit-* headers do."""
+        best: dict[str, tuple[float, float, _Held]] = {}
+        for h, value in zip(held, values, strict=True):
+            limit = h.charge.limit
+            if limit is None or h.kind == INFLIGHT:
+                continue
+            remaining = max(0.0, limit - value)
+            if h.kind not in best or remaining < best[h.kind][0]:
+                best[h.kind] = (remaining, limit, h)
+        headers: dict[str, str] = {}
+        reset = f"{max(0, math.ceil(windows.minute(now).end - now))}s"
+        for kind, name in ((RPM, "requests"), (TPM, "tokens")):
+            if kind in best:
+                remaining, limit, _ = best[kind]
+                headers[f"x-ratelimit-limit-{name}"] = str(int(limit))
+                headers[f"x-ratelimit-remaining-{name}"] = str(int(remaining))
+                headers[f"x-ratelimit-reset-{name}"] = reset
+        if USD in best:
+            remaining, limit, h = best[USD]
+            assert isinstance(h.rule, rc.BudgetRule)
+            span = windows.calendar(h.rule.window, h.rule.time_zone, now)
+            headers["x-switchboard-budget-limit-usd"] = f"{limit:.2f}"
+            headers["x-switchboard-budget-remaining-usd"] = f"{remaining:.6f}"
+            headers["x-switchboard-budget-reset"] = windows.rfc3339(span.end, h.rule.time_zone)
+        return headers
