@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: test lint typecheck controlplane image demo crds schema goldens bench clean
+.PHONY: test lint typecheck controlplane image redis demo crds schema goldens bench clean
 
 $(STAMP): pyproject.toml
 	@echo "==> creating $(VENV) and installing switchboard[dev]"
@@ -37,7 +37,13 @@ image:
 	@echo "==> image (tools/image/build.sh)"
 	@bash tools/image/build.sh >/dev/null
 
-test: lint typecheck controlplane image
+# The limits tests run a real redis-server (Debian's package).
+redis:
+	@command -v redis-server >/dev/null || { echo "==> redis-server (Debian package, for the limits tests)"; \
+		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq redis-server; \
+		else sudo apt-get update -qq && sudo apt-get install -y -qq redis-server; fi; }
+
+test: lint typecheck controlplane image redis
 	@echo "==> pytest"
 	@$(PY) -m pytest tests
 

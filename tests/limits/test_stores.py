@@ -1,0 +1,166 @@
+"""The counter stores against the same contract: the in-process store and a real redis-server.
+
+Covers, on both: reserve adds to every counter or to none; the charge that crosses a limit
+passes and the next is refused; count-only charges never refuse; corrections (`add`); reads and
+scans by prefix; expiry. On Redis: three store instances (three replicas) reserving 300 times
+concurrently against one limit admit exactly the limit; counters carry their expiry; a
+flushed script is loaded again; the store down raises StoreDown at once and the limiter counts
+locally (fail open) until Redis is back; counters survive a Redis restart with persistence.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from switchboard.dialects.types import Usage
+from switchboard.gateway.limits import limiter as lim
+from switchboard.gateway.limits.redis_store import RedisSettings, RedisStore, redis_key
+from switchboard.gateway.limits.store import Charge, MemoryStore, StoreDown
+from switchboard.routing import config as rc
+from tests.support.redis_server import RedisServer
+
+LATER = time.time() + 3600
+PREFIX = "team-a/cfg/"
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def store(
+    request: pytest.FixtureRequest, redis_server: RedisServer
+) -> AsyncIterator[MemoryStore | RedisStore]:
+    if request.param == "memory":
+        yield MemoryStore()
+        return
+    s = RedisStore(RedisSettings(redis_server.url, prefix=f"t{time.monotonic_ns()}:"))
+    yield s
+    await s.close()
+
+
+async def eventually(check: object, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            assert await check()  # type: ignore[operator]
+            return
+        except (AssertionError, StoreDown):
+            if time.monotonic() > deadline:
+                raise
+        await asyncio.sleep(0.02)
+
+
+async def test_reserve_all_or_nothing_and_crossing(store: MemoryStore | RedisStore) -> None:
+    a, b = f"{PREFIX}a/limits/0/x", f"{PREFIX}a/budgets/0@d"
+    assert await store.reserve([Charge(a, 1, 2, LATER), Charge(b, 1.5, 2, LATER)]) == (
+        -1,
+        [1.0, 1.5],
+    )
+    # b is at 1.5 < 2: passes and crosses to 3.0
+    assert await store.reserve([Charge(a, 1, 2, LATER), Charge(b, 1.5, 2, LATER)]) == (
+        -1,
+        [2.0, 3.0],
+    )
+    refused, values = await store.reserve([Charge(b, 1, 2, LATER), Charge(a, 1, None, LATER)])
+    assert refused == 0
+    assert values == [3.0, 2.0]
+    assert await store.read([a, b, f"{PREFIX}none"]) == [2.0, 3.0, 0.0]
+    # count-only charges never refuse
+    assert (await store.reserve([Charge(a, 1, None, LATER)]))[0] == -1
+
+
+async def test_add_and_scan(store: MemoryStore | RedisStore) -> None:
+    key = f"{PREFIX}*/budgets/1@2026-12-01"
+    await store.reserve([Charge(key, 2.0, 10, LATER)])
+    store.add([(key, -1.25, LATER), (f"{PREFIX}bob/budgets/0@2026-12-01", 0.5, LATER)])
+    await eventually(
+        lambda: _equals(
+            store.scan(PREFIX),
+            {key: 0.75, f"{PREFIX}bob/budgets/0@2026-12-01": 0.5},
+        )
+    )
+
+
+async def _equals(awaitable: object, expected: object) -> bool:
+    return await awaitable == expected  # type: ignore[misc]
+
+
+async def test_three_replicas_admit_exactly_the_limit(redis_server: RedisServer) -> None:
+    prefix = f"r{time.monotonic_ns()}:"
+    stores = [RedisStore(RedisSettings(redis_server.url, prefix=prefix)) for _ in range(3)]
+    key = f"{PREFIX}*/limits/0/rpm@m1"
+    results = await asyncio.gather(
+        *(stores[i % 3].reserve([Charge(key, 1, 50, LATER)]) for i in range(300))
+    )
+    assert sum(1 for refused, _ in results if refused == -1) == 50
+    assert await stores[0].read([key]) == [50.0]
+    ttl = await stores[0].client.pexpiretime(redis_key(prefix, key))
+    assert abs(ttl - LATER * 1000) < 1000
+    for s in stores:
+        await s.close()
+
+
+async def test_script_flushed_is_loaded_again(redis_server: RedisServer) -> None:
+    s = RedisStore(RedisSettings(redis_server.url, prefix=f"f{time.monotonic_ns()}:"))
+    key = f"{PREFIX}a/limits/0/rpm@m1"
+    await s.reserve([Charge(key, 1, 5, LATER)])
+    await s.client.script_flush()
+    assert (await s.reserve([Charge(key, 1, 5, LATER)])) == (-1, [2.0])
+    await s.close()
+
+
+def _rules() -> lim.KeyRules:
+    rule = rc.RateRule(counter="team-a/cfg/a/limits/0", requests_per_minute=2)
+    return lim.KeyRules("cfg/a", (rule,), ())
+
+
+async def test_store_down_fails_open_then_recovers(tmp_path: Path) -> None:
+    server = RedisServer(tmp_path)
+    server.start()
+    store = RedisStore(RedisSettings(server.url, retry_interval=0.2))
+    alarms: list[bool] = []
+    limiter = lim.Limiter(store, on_store_error=alarms.append)
+    est = lim.Estimate("p", "p:m", 1, 1, None)
+    await limiter.reserve(_rules(), est)
+    server.stop()
+    with pytest.raises(StoreDown):
+        await store.reserve([Charge(f"{PREFIX}x", 1, 1, LATER)])
+    # fail open: counted in the process, and the limit still holds there
+    t = await limiter.reserve(_rules(), est)
+    assert limiter.store_down and t.store is limiter.local
+    limiter.settle(t, "p", "p:m", Usage(1, 1), 0.0, reached=True)
+    await limiter.reserve(_rules(), est)
+    with pytest.raises(lim.LimitError):
+        await limiter.reserve(_rules(), est)
+    server.start()
+
+    async def back() -> bool:
+        try:
+            await limiter.reserve(lim.KeyRules("cfg/b", (), ()), est)
+            await store.reserve([Charge(f"{PREFIX}y", 1, None, LATER)])
+        except StoreDown:
+            return False
+        return True
+
+    await eventually(back)
+    await limiter.reserve(_rules(), est)  # the shared count (1) was lost with the server
+    assert not limiter.store_down
+    assert alarms[-1] is False and True in alarms
+    await store.close()
+    server.stop()
+
+
+async def test_counts_survive_a_redis_restart_with_persistence(tmp_path: Path) -> None:
+    server = RedisServer(tmp_path, persist=True)
+    server.start()
+    store = RedisStore(RedisSettings(server.url))
+    key = f"{PREFIX}*/budgets/0@2026-12-01"
+    await store.reserve([Charge(key, 3.5, 10, LATER)])
+    store.add([(key, 1.0, LATER)])
+    await eventually(lambda: _equals(store.read([key]), [4.5]))
+    server.restart()
+    await eventually(lambda: _equals(store.read([key]), [4.5]))
+    await store.close()
+    server.stop()
