@@ -9,6 +9,7 @@ from typing import Any
 from switchboard.dialects.types import Dialect, Usage
 from switchboard.gateway import errors
 from switchboard.gateway.accesslog import AccessLog
+from switchboard.gateway.limits import limiter as lim
 from switchboard.gateway.metrics import Metrics
 from switchboard.gateway.table import Target
 
@@ -30,6 +31,8 @@ class Outcome:
     error: str | None = None
     dropped: list[str] | None = None
     """Hosted tools the translator left out (`x-switchboard-dropped-tools`)."""
+    ticket: lim.Ticket | None = None
+    """The key's limits reservation (gateway/limits/), settled once when the request ends."""
 
 
 class Accounting:
@@ -113,4 +116,6 @@ def served_headers(out: Outcome) -> dict[str, str]:
     }
     if out.dropped:
         headers["x-switchboard-dropped-tools"] = ",".join(out.dropped)
+    if out.ticket is not None:
+        headers.update(out.ticket.headers)
     return headers

@@ -23,6 +23,7 @@ from switchboard.dialects import errors as derrors
 from switchboard.dialects.types import Dialect
 from switchboard.gateway import errors, routes
 from switchboard.gateway.accesslog import AccessLog
+from switchboard.gateway.limits import gate
 from switchboard.gateway.metrics import Metrics
 from switchboard.gateway.proxy import Proxy
 from switchboard.gateway.table import Table
@@ -166,6 +167,7 @@ def build_app(
     access_log: bool = True,
     log_stream: IO[bytes] | None = None,
     upstream: Settings | None = None,
+    limits: gate.LimitsSettings | None = None,
 ) -> web.Application:
     """The gateway application. `log_stream` receives the access log (stdout by default);
     `upstream`: the upstream client's limits (gateway/upstream.py)."""
@@ -177,12 +179,14 @@ def build_app(
         pool = Pool(upstream)
         log_writer = AccessLog(log_stream)
         log_writer.enabled = access_log
+        limiter = gate.build(limits or gate.LimitsSettings(), metrics)
         app[PROXY] = Proxy(
             pool,
             metrics,
             log_writer,
             max_body_bytes=max_body_bytes,
             chain_timeout=chain_timeout,
+            limiter=limiter,
         )
         seen = stamp(source)  # before the load: a change during it is reloaded next tick
         await reload(app, source)
@@ -193,6 +197,7 @@ def build_app(
             await watcher
         log_writer.flush()
         await pool.close()
+        await limiter.store.close()  # the in-process store saves its file here
 
     app.cleanup_ctx.append(lifecycle)
 

@@ -16,6 +16,7 @@ import orjson
 
 from switchboard.gateway import app as gateway_app
 from switchboard.gateway import server, upstream, workers
+from switchboard.gateway.limits import gate
 from switchboard.routing import config as rc
 
 METRICS_PORT_ENV = "SWITCHBOARD_METRICS_PORT"
@@ -110,6 +111,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--log-level", default="info")
     parser.add_argument("--no-access-log", action="store_true", help="no JSON line per request")
+    group = parser.add_argument_group("limits and budgets (docs/limits.md)")
+    group.add_argument(
+        "--limits-redis-url",
+        help="Redis/Valkey shared by the replicas (redis:// or rediss://); password in "
+        "$SWITCHBOARD_LIMITS_REDIS_PASSWORD. Default: counters in this process",
+    )
+    group.add_argument(
+        "--limits-file",
+        type=Path,
+        help="in-process counters are kept in this file across restarts (put it on a volume)",
+    )
+    group.add_argument(
+        "--limits-on-store-down",
+        choices=("open", "closed"),
+        help="when Redis is down: count in this process (open, default) or answer 503 (closed)",
+    )
 
 
 def _serve(
@@ -141,6 +158,7 @@ def _serve(
         chain_timeout=args.chain_timeout,
         access_log=not args.no_access_log,
         upstream=limits,
+        limits=_limits(args),
     )
     metrics = app[gateway_app.METRICS]
     if channel is not None:  # a forked worker: the first process serves /metrics for it
@@ -159,6 +177,14 @@ def _serve(
         metrics_sock=metrics_sock,
         limits=server.Limits(max_connections=args.max_connections),
         on_refused=metrics.connections_refused.inc,
+    )
+
+
+def _limits(args: argparse.Namespace) -> gate.LimitsSettings:
+    return gate.LimitsSettings.from_env(
+        redis_url=args.limits_redis_url,
+        file=args.limits_file,
+        on_store_down=args.limits_on_store_down,
     )
 
 
@@ -192,6 +218,17 @@ def run(args: argparse.Namespace) -> int:
         except (rc.ConfigError, OSError) as exc:
             log.error("cannot serve these manifests: %s", exc)
             return 2
+    try:
+        limits = _limits(args)
+    except ValueError as exc:
+        log.error("limits: %s", exc)
+        return 2
+    if count > 1 and not limits.redis_url:
+        log.warning(
+            "limits: %d workers count limits and budgets each on their own; set "
+            "--limits-redis-url to share them",
+            count,
+        )
     try:
         sock = server.listen(args.host, args.port)
         metrics_sock = (

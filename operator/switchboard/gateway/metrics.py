@@ -56,6 +56,40 @@ class Metrics:
             registry=r,
         )
 
+        # Limits and budgets (gateway/limits/): keys with limits only, named as in the config.
+        self.limit_rejections = Counter(
+            "switchboard_limit_rejections",
+            "Requests refused by a key's limits, by key and limit (requests, tokens, in_flight, "
+            "budget).",
+            ["key", "limit"],
+            registry=r,
+        )
+        self.key_requests = Counter(
+            "switchboard_key_requests", "Requests of keys with limits, by key.", ["key"], registry=r
+        )
+        self.key_tokens = Counter(
+            "switchboard_key_tokens",
+            "Tokens of keys with limits, by key and kind.",
+            ["key", "kind"],
+            registry=r,
+        )
+        self.key_cost = Counter(
+            "switchboard_key_cost_usd",
+            "USD spent by keys with limits, by key.",
+            ["key"],
+            registry=r,
+        )
+        self.limit_store_down = Gauge(
+            "switchboard_limit_store_down",
+            "1 while the shared limit store does not answer (limits are counted in-process).",
+            registry=r,
+        )
+        self.limit_store_errors = Counter(
+            "switchboard_limit_store_errors",
+            "Reservations the shared limit store failed to answer.",
+            registry=r,
+        )
+
         self._children: dict[tuple[object, ...], Any] = {}
 
     def child(self, metric: Any, *labels: str) -> Any:

@@ -30,6 +30,8 @@ from switchboard.gateway.accounting import Outcome
 from switchboard.gateway.auth import Keys
 from switchboard.gateway.beta import HEADER, with_client_beta
 from switchboard.gateway.errors import AttemptFailed
+from switchboard.gateway.limits import gate
+from switchboard.gateway.limits import limiter as lim
 from switchboard.gateway.metrics import Metrics
 from switchboard.gateway.relay import ClientGone, Relay
 from switchboard.gateway.table import Access, Table, Target
@@ -53,8 +55,10 @@ class Proxy:
         max_body_bytes: int = 10 * 1024 * 1024,
         body_timeout: float = 60.0,
         chain_timeout: float = 600.0,
+        limiter: lim.Limiter | None = None,
     ) -> None:
         self.pool = pool
+        self.limiter = limiter
         self.metrics = metrics
         self.accounting = accounting.Accounting(metrics, access_log)
         self.keys = Keys()
@@ -128,7 +132,23 @@ class Proxy:
                 out,
             )
         finally:
+            if out.ticket is not None:
+                self._settle(out)
             self.accounting.record(out, time.perf_counter() - started)
+
+    def _settle(self, out: Outcome) -> None:
+        assert out.ticket is not None and self.limiter is not None
+        target = out.target
+        gate.settle(
+            self.limiter,
+            self.metrics,
+            out.ticket,
+            provider=target.provider if target else "",
+            ref=target.ref if target else "",
+            usage=out.usage,
+            cost=out.cost,
+            cancelled=out.status == 499 and out.attempts > 0,
+        )
 
     async def _handle(
         self, request: web.Request, surface: Dialect, out: Outcome, started: float
@@ -169,6 +189,8 @@ class Proxy:
         stream = body.get("stream") is True
         if route.agent:
             body = resolve.with_defaults(surface, body, route)
+        if access.rules is not None and self.limiter is not None:
+            out.ticket = await gate.reserve(self.limiter, access.rules, surface, body, route)
         plan = resolve.plan(surface, body, route)
         client_beta = request.headers.get(HEADER) if surface is Dialect.MESSAGES else None
         last: AttemptFailed | None = None

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 import orjson
 
 from switchboard.dialects.types import Dialect
+from switchboard.gateway.limits.limiter import KeyRules
 from switchboard.gateway.upstream import Endpoint
 from switchboard.routing import config as rc
 from switchboard.routing import refs
@@ -71,6 +72,8 @@ class Access:
     models_json: bytes
     model_json: dict[str, bytes]
     """One /v1/models/{id} entry per callable id."""
+    rules: KeyRules | None = None
+    """Limits and budgets; None for a key without (the request path skips them)."""
 
     def may_call(self, route: Route, target: Target | None) -> bool:
         if route.agent:
@@ -165,7 +168,15 @@ class Table:
             "last_id": data[-1]["id"] if data else None,
         }
         entries = {str(entry["id"]): orjson.dumps(entry) for entry in data}
-        return Access(grant.key, providers, models, agents, orjson.dumps(payload), entries)
+        return Access(
+            grant.key,
+            providers,
+            models,
+            agents,
+            orjson.dumps(payload),
+            entries,
+            KeyRules.of(grant),
+        )
 
 
 def _model_entry(model_id: str, owner: str, display: str) -> dict[str, object]:

@@ -204,8 +204,9 @@ class Limiter:
             ticket.store = self.local
             refused, values = self.local.reserve_now(charges)
         if refused >= 0:
-            self.on_reject(rules.key, held[refused].kind)
-            raise self._refusal(rules.key, held[refused], values[refused], now)
+            error = self._refusal(rules.key, held[refused], values[refused], now)
+            self.on_reject(rules.key, error.kind)
+            raise error
         ticket.headers = self._headers(held, values, now)
         return ticket
 

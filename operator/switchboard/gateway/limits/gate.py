@@ -1,0 +1,153 @@
+"""The request path's two calls: `reserve()` before the fallback loop, `settle()` after it.
+
+A key without limits or budgets never gets here (`Access.rules` is None): the request path
+pays one attribute test. The store is chosen by `LimitsSettings`: Redis/Valkey when a URL is
+set (several replicas), otherwise the in-process store, kept in `file` across restarts.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from switchboard.dialects import inspect
+from switchboard.dialects.types import Dialect, Json, Usage
+from switchboard.gateway import errors
+from switchboard.gateway.limits import limiter as lim
+from switchboard.gateway.limits.redis_store import RedisSettings, RedisStore
+from switchboard.gateway.limits.store import MemoryStore
+from switchboard.gateway.metrics import Metrics
+from switchboard.gateway.table import Route
+
+DEFAULT_OUTPUT_TOKENS = 4096
+"""Output reserved for a model of a provider without listed models, when the request sets none."""
+log = logging.getLogger("switchboard.gateway.limits")
+
+
+@dataclass(frozen=True)
+class LimitsSettings:
+    redis_url: str | None = None
+    """redis:// or rediss:// URL of a Redis/Valkey shared by the replicas; None: in-process."""
+    redis_password: str | None = None
+    """From the environment (SWITCHBOARD_LIMITS_REDIS_PASSWORD, a Secret); never logged."""
+    redis_ca_file: str | None = None
+    """CA bundle for rediss://."""
+    file: Path | None = None
+    """In-process store: where counters are kept across restarts (a volume); None: memory only."""
+    on_store_down: str = lim.OPEN
+    """open (count in the process, raise the alarm metric) or closed (answer 503)."""
+
+    @classmethod
+    def from_env(cls, **overrides: Any) -> LimitsSettings:
+        env = os.environ
+        values: dict[str, Any] = {
+            "redis_url": env.get("SWITCHBOARD_LIMITS_REDIS_URL") or None,
+            "redis_password": env.get("SWITCHBOARD_LIMITS_REDIS_PASSWORD") or None,
+            "redis_ca_file": env.get("SWITCHBOARD_LIMITS_REDIS_CA_FILE") or None,
+            "file": Path(env["SWITCHBOARD_LIMITS_FILE"])
+            if env.get("SWITCHBOARD_LIMITS_FILE")
+            else None,
+            "on_store_down": env.get("SWITCHBOARD_LIMITS_ON_STORE_DOWN", lim.OPEN),
+        }
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        if values["on_store_down"] not in (lim.OPEN, lim.CLOSED):
+            raise ValueError("on_store_down must be 'open' or 'closed'")
+        return cls(**values)
+
+
+def build(settings: LimitsSettings, metrics: Metrics) -> lim.Limiter:
+    store: RedisStore | MemoryStore
+    if settings.redis_url:
+        store = RedisStore(
+            RedisSettings(
+                settings.redis_url,
+                password=settings.redis_password,
+                ca_file=settings.redis_ca_file,
+            )
+        )
+    else:
+        store = MemoryStore(settings.file)
+
+    def store_error(down: bool) -> None:
+        metrics.limit_store_down.set(1 if down else 0)
+        if down:
+            metrics.limit_store_errors.inc()
+
+    def reject(key: str, kind: str) -> None:
+        metrics.child(metrics.limit_rejections, key, kind).inc()
+
+    return lim.Limiter(
+        store,
+        on_store_down=settings.on_store_down,
+        on_store_error=store_error,
+        on_reject=reject,
+    )
+
+
+def _requested_output(body: Json) -> int | None:
+    for name in ("max_tokens", "max_completion_tokens", "max_output_tokens"):
+        value = body.get(name)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
+
+
+def estimate(surface: Dialect, body: Json, route: Route) -> lim.Estimate:
+    """An upper bound of the request on the route's first candidate."""
+    target = route.chain[0]
+    meta = target.meta
+    asked = _requested_output(body)
+    if meta is not None:
+        output = min(asked or meta.max_tokens, meta.max_tokens)
+    else:
+        output = asked or DEFAULT_OUTPUT_TOKENS
+    return lim.Estimate(
+        target.provider,
+        target.ref,
+        inspect.estimate_prompt_tokens(surface, body),
+        output,
+        meta.price if meta is not None else None,
+    )
+
+
+async def reserve(
+    limiter: lim.Limiter, rules: lim.KeyRules, surface: Dialect, body: Json, route: Route
+) -> lim.Ticket:
+    try:
+        return await limiter.reserve(rules, estimate(surface, body, route))
+    except lim.LimitError as exc:
+        raise errors.GatewayError(exc.message, status=exc.status, headers=exc.headers) from None
+
+
+def settle(
+    limiter: lim.Limiter,
+    metrics: Metrics,
+    ticket: lim.Ticket,
+    *,
+    provider: str,
+    ref: str,
+    usage: Usage | None,
+    cost: float,
+    cancelled: bool,
+) -> None:
+    """`cancelled`: the client went away after the request reached an upstream (its usage, if
+    the upstream sent none yet, is unknown: the reservation is kept as spent)."""
+    if cancelled and (usage is None or not usage.output_tokens):
+        usage = None  # cut before the upstream's usage arrived: keep the reservation
+    limiter.settle(ticket, provider, ref, usage, cost, reached=cancelled)
+    key = ticket.rules.key
+    metrics.child(metrics.key_requests, key).inc()
+    if usage is not None:
+        for kind, value in (
+            ("input", usage.input_tokens),
+            ("output", usage.output_tokens),
+            ("cache_read", usage.cache_read_tokens),
+            ("cache_write", usage.cache_write_tokens),
+        ):
+            if value:
+                metrics.child(metrics.key_tokens, key, kind).inc(value)
+    if cost:
+        metrics.child(metrics.key_cost, key).inc(cost)
