@@ -33,6 +33,10 @@ ROLES = {
         "serve the OpenAI and Anthropic APIs from a routing config",
     ),
     "operator": ("switchboard.controller.cli", "run the operator (kopf) against the cluster"),
+    "usage": (
+        "switchboard.gateway.limits.usage",
+        "print the spend of each key's budgets per window, from the limits store",
+    ),
     "config-sync": (
         "switchboard.controller.config_sync",
         "sidecar: mirror the routing Secret into a file for the gateway",

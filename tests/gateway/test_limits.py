@@ -7,13 +7,17 @@ tokens-per-minute limit on `chat:m`, four keys of scope `key`):
   retry-after, x-should-retry: false and the window's reset (next midnight in Berlin);
 - tokens per minute, OpenAI SDK, stream and not: the same with the tokens of each answer, and
   `x-ratelimit-*-tokens` headers on the answers and on the 429;
-- the in-process counters survive a gateway restart (`--limits-file`);
+- the in-process counters survive a gateway restart (`--limits-file`), and `switchboard usage`
+  prints each key's spend and reset from that file;
 - a key without limits gets no x-ratelimit headers.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
+import subprocess
+import sys
 import time
 import zoneinfo
 from collections.abc import Iterator
@@ -256,6 +260,44 @@ def test_counts_survive_a_gateway_restart(served: Served) -> None:
             model="anth:m", max_tokens=8, messages=[{"role": "user", "content": "hi"}]
         )
     served.restart()
+    # The stopped process saved its counters: `switchboard usage` reads them from the file.
+    usage = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "switchboard.cli",
+            "usage",
+            "--config",
+            str(served.gateway.config),
+            "--limits-file",
+            str(served.work / "c.json"),
+            "-o",
+            "json",
+        ],
+        capture_output=True,
+        check=True,
+    )
+    rows = {r["key"]: r for r in json.loads(usage.stdout)}
+    assert set(rows) == set(KEYS)
+    assert rows["budget-plain"]["spent_usd"] >= BUDGET
+    assert rows["budget-plain"]["resets"] == next_berlin_midnight()
+    assert rows["tpm-plain"]["spent_usd"] == 0
+    command = [sys.executable, "-m", "switchboard.cli", "usage", "--config"]
+    table = subprocess.run(
+        [*command, str(served.gateway.config), "--limits-file", str(served.work / "c.json")],
+        capture_output=True,
+        check=True,
+        text=True,
+    ).stdout
+    assert table.splitlines()[0].split() == [
+        "CONFIG",
+        "KEY",
+        "BUDGET",
+        "WINDOW",
+        "SPENT",
+        "OF",
+        "RESETS",
+    ]
     client = _ant(served.gateway.url, KEYS["budget-plain"])
     with pytest.raises(anthropic.RateLimitError, match="has spent its budget"):
         client.messages.create(

@@ -58,18 +58,20 @@ class LimitsSettings:
         return cls(**values)
 
 
-def build(settings: LimitsSettings, metrics: Metrics) -> lim.Limiter:
-    store: RedisStore | MemoryStore
+def build_store(settings: LimitsSettings) -> RedisStore | MemoryStore:
     if settings.redis_url:
-        store = RedisStore(
+        return RedisStore(
             RedisSettings(
                 settings.redis_url,
                 password=settings.redis_password,
                 ca_file=settings.redis_ca_file,
             )
         )
-    else:
-        store = MemoryStore(settings.file)
+    return MemoryStore(settings.file)
+
+
+def build(settings: LimitsSettings, metrics: Metrics) -> lim.Limiter:
+    store = build_store(settings)
 
     def store_error(down: bool) -> None:
         metrics.limit_store_down.set(1 if down else 0)
