@@ -39,6 +39,7 @@ import json
 import os
 import platform
 import re
+import shutil
 import socket
 import statistics
 import subprocess
@@ -68,6 +69,7 @@ if BASE and "switchboard_base" not in SYSTEMS:
     at = SYSTEMS.index("switchboard") if "switchboard" in SYSTEMS else 0
     SYSTEMS.insert(at, "switchboard_base")
 KEY = "sk-bench-0123456789abcdef"
+LIMITED_KEY = "sk-bench-limited-0123456789abcdef"
 UPSTREAM = 19000
 LITELLM = ROOT / ".cache/bench-litellm/bin/litellm"
 MANIFESTS = f"""
@@ -81,7 +83,7 @@ spec:
 apiVersion: v1
 kind: Secret
 metadata: {{name: k}}
-stringData: {{t: {KEY}}}
+stringData: {{t: {KEY}, l: {LIMITED_KEY}}}
 ---
 apiVersion: switchboard.dev/v1alpha1
 kind: AccessKeyConfig
@@ -89,6 +91,16 @@ metadata: {{name: bench}}
 spec:
   keys: [{{name: bench, secretRef: {{name: k, key: t}}}}]
   allowedProviders: ["*"]
+---
+# b_64_clients_limits: every kind of counter, none ever reached (docs/limits.md).
+apiVersion: switchboard.dev/v1alpha1
+kind: AccessKeyConfig
+metadata: {{name: limited}}
+spec:
+  keys: [{{name: limited, secretRef: {{name: k, key: l}}}}]
+  allowedProviders: ["*"]
+  limits: [{{requestsPerMinute: 100000000, tokensPerMinute: 10000000000, maxInFlight: 100000}}]
+  budgets: [{{scope: shared, usd: 1000000, window: day}}]
 """
 
 
@@ -226,6 +238,44 @@ def process(
 STREAMGEN = ROOT / ".cache/streamgen"
 
 
+def limits_run(work: Path, routing: Path, script: Path) -> dict[str, float] | None:
+    """64 clients on a key with limits and a budget (never reached), counters on a local
+    redis-server: the same request as b_64_clients, to compare with it in the same run."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        say("skipped: b_64_clients_limits: no redis-server (apt-get install redis-server)")
+        return None
+    port = free_port()
+    redis = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
+                break
+            if time.monotonic() > deadline:
+                say("skipped: b_64_clients_limits: redis-server did not start")
+                return None
+            time.sleep(0.05)
+        gw = free_port()
+        cmd = [PY, "-m", "switchboard.cli", "gateway", "--config", str(routing)]
+        cmd += ["--host", "127.0.0.1", "--port", str(gw), "--no-access-log"]
+        cmd += ["--limits-redis-url", f"redis://127.0.0.1:{port}/0"]
+        ready = f"http://127.0.0.1:{gw}/readyz"
+        with process(cmd, ready, work / "limits.log") as proc:
+            if proc is None:
+                return None
+            url = f"http://127.0.0.1:{gw}/v1/chat/completions"
+            wrk(url, script, 8, 2)
+            return wrk(url, script, 64, SECONDS)
+    finally:
+        redis.terminate()
+        redis.wait()
+
+
 def streamgen() -> Path | None:
     """Build the Go stream load generator once (bench/streamgen); None without a Go toolchain."""
     if not STREAMGEN.exists():
@@ -351,6 +401,11 @@ def main() -> int:
     scripts = {
         "direct": lua(work / "direct.lua", chat, auth),
         "switchboard": lua(work / "sb.lua", {**chat, "model": "bench:bench"}, auth),
+        "limits": lua(
+            work / "limits.lua",
+            {**chat, "model": "bench:bench"},
+            {**auth, "Authorization": f"Bearer {LIMITED_KEY}"},
+        ),
         "messages": lua(
             work / "messages.lua", {**chat, "model": "bench:bench", "max_tokens": 64}, auth
         ),
@@ -579,6 +634,17 @@ def main() -> int:
                     rss_mb=round(sampler.peak, 1),
                     errors=int(many["errors"]),
                 )
+                if name == "switchboard":
+                    limited = limits_run(work, routing, scripts["limits"])
+                    if limited is not None:
+                        record(
+                            "b_64_clients_limits",
+                            name,
+                            rps=limited["rps"],
+                            p50_ms=limited.get("p50_ms"),
+                            p99_ms=limited.get("p99_ms"),
+                            errors=int(limited["errors"]),
+                        )
                 streams(name, "c_1000_streams", proc, url, model=model)
                 if name == "switchboard_w2":
                     continue

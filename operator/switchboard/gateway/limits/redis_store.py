@@ -1,11 +1,12 @@
 """The shared counter store on Redis or Valkey, for several gateway replicas.
 
-Every reservation is one atomic Lua script (check all counters of the request, then add to
-all of them, with their expiry), so replicas never admit past a limit together: the request
-that crosses is the last to pass, whichever replica it reached. The fast path is batching:
-reservations and settlements that arrive while a round trip is on the wire go out together in
-one pipeline on the next one, so a busy replica pays about one round trip per batch, not per
-request. Settlements (`add`) need no answer and never delay a request.
+Reservations are atomic in a Lua script (check all counters of a request, then add to all of
+them, with their expiry), so replicas never admit past a limit together: the request that
+crosses is the last to pass, whichever replica it reached. The fast path is batching:
+reservations and settlements that arrive while a round trip is on the wire go out together on
+the next one, settlements summed per counter and the reservations of one AccessKeyConfig in one
+script call that takes them in order, so a busy replica pays about one round trip and one
+script call per batch, not per request. Settlements (`add`) never delay a request.
 
 Counter keys are `<prefix>{<namespace>/<config>}/<rest>`: the hash tag keeps all counters of
 one AccessKeyConfig in one Redis Cluster slot, as one script needs.
@@ -32,26 +33,48 @@ from switchboard.gateway.limits.store import Charge, StoreDown
 
 log = logging.getLogger("switchboard.gateway.limits")
 
-# KEYS: the counters; ARGV: per counter amount, limit ('' for none), expiry in Unix ms.
-# Returns {-1, value after, ...} or {index (0-based) of the refusing counter, value, ...}.
+# One call reserves a whole batch of requests, in order, as if each ran alone.
+# KEYS: the distinct counters of the batch. ARGV[1]: the number of requests; then per request
+# its number of charges m and m times: key index (1-based), amount, limit ('' for none), expiry
+# (Unix ms). Returns per request: the refusing charge's index (0-based) or -1, then the value of
+# each of its counters (after adding when it passed, unchanged when refused).
 RESERVE = """
-local n = #KEYS
-local values = {}
-for i = 1, n do
-  values[i] = tonumber(redis.call('GET', KEYS[i]) or '0')
+local cur, delta, expiry = {}, {}, {}
+for i = 1, #KEYS do
+  cur[i] = tonumber(redis.call('GET', KEYS[i]) or '0')
+  delta[i] = 0
+  expiry[i] = 0
 end
-for i = 1, n do
-  local limit = ARGV[(i - 1) * 3 + 2]
-  if limit ~= '' and values[i] >= tonumber(limit) then
-    local out = {i - 1}
-    for j = 1, n do out[j + 1] = tostring(values[j]) end
-    return out
+local out = {}
+local p = 2
+for _ = 1, tonumber(ARGV[1]) do
+  local m = tonumber(ARGV[p])
+  p = p + 1
+  local refused = -1
+  for j = 0, m - 1 do
+    local limit = ARGV[p + j * 4 + 2]
+    if refused < 0 and limit ~= '' and cur[tonumber(ARGV[p + j * 4])] >= tonumber(limit) then
+      refused = j
+    end
   end
+  out[#out + 1] = refused
+  for j = 0, m - 1 do
+    local k = tonumber(ARGV[p + j * 4])
+    if refused < 0 then
+      local amount = tonumber(ARGV[p + j * 4 + 1])
+      cur[k] = cur[k] + amount
+      delta[k] = delta[k] + amount
+      expiry[k] = math.max(expiry[k], tonumber(ARGV[p + j * 4 + 3]))
+    end
+    out[#out + 1] = string.format('%.17g', cur[k])
+  end
+  p = p + m * 4
 end
-local out = {-1}
-for i = 1, n do
-  out[i + 1] = redis.call('INCRBYFLOAT', KEYS[i], ARGV[(i - 1) * 3 + 1])
-  redis.call('PEXPIREAT', KEYS[i], ARGV[(i - 1) * 3 + 3])
+for i = 1, #KEYS do
+  if expiry[i] > 0 then
+    redis.call('INCRBYFLOAT', KEYS[i], string.format('%.17g', delta[i]))
+    redis.call('PEXPIREAT', KEYS[i], expiry[i])
+  end
 end
 return out
 """
@@ -212,26 +235,51 @@ class RedisStore:
         reserves: list[tuple[list[Charge], asyncio.Future[tuple[int, list[float]]]]],
         adds: list[tuple[str, float, float]],
     ) -> list[object]:
+        """Settlements summed per counter, then one script call per Cluster slot reserving
+        every request of the batch in order. Returns one result per reservation."""
         assert self._sha is not None
         pipe = self.client.pipeline(transaction=False)
+        summed: dict[str, list[float]] = {}
         for key, amount, expires in adds:
+            entry = summed.setdefault(key, [0.0, expires])
+            entry[0] += amount
+            entry[1] = max(entry[1], expires)
+        for key, (amount, expires) in summed.items():
             name = self._key(key)
             pipe.incrbyfloat(name, amount)
             pipe.pexpireat(name, int(expires * 1000))
-        for charges, _ in reserves:
-            args: list[str | float | int] = []
-            for c in charges:
-                args += [repr(c.amount), "" if c.limit is None else repr(c.limit)]
-                args.append(int(c.expires * 1000))
-            pipe.evalsha(self._sha, len(charges), *[self._key(c.key) for c in charges], *args)
+        groups: dict[str, list[int]] = {}
+        for i, (charges, _) in enumerate(reserves):
+            slot = charges[0].key.split("/", 2)[:2] if charges else ["", ""]
+            groups.setdefault("/".join(slot), []).append(i)
+        for members in groups.values():
+            index: dict[str, int] = {}
+            args: list[str | int] = [len(members)]
+            for i in members:
+                charges = reserves[i][0]
+                args.append(len(charges))
+                for c in charges:
+                    k = index.setdefault(c.key, len(index) + 1)
+                    limit = "" if c.limit is None else repr(c.limit)
+                    args += [k, repr(c.amount), limit, int(c.expires * 1000)]
+            pipe.evalsha(self._sha, len(index), *[self._key(k) for k in index], *args)
         results: list[object] = await pipe.execute(raise_on_error=False)
-        for result in results[: 2 * len(adds)]:
-            if isinstance(result, NoScriptError):
-                raise result
-        tail = results[2 * len(adds) :]
-        if any(isinstance(r, NoScriptError) for r in tail):
+        tail = results[2 * len(summed) :]
+        if any(isinstance(r, NoScriptError) for r in results):
             raise NoScriptError("NOSCRIPT")
-        return tail
+        out: list[object] = [None] * len(reserves)
+        for members, result in zip(groups.values(), tail, strict=True):
+            if isinstance(result, Exception):
+                for i in members:
+                    out[i] = result
+                continue
+            assert isinstance(result, list)
+            pos = 0
+            for i in members:
+                m = len(reserves[i][0])
+                out[i] = result[pos : pos + m + 1]
+                pos += m + 1
+        return out
 
     def _down(
         self,
