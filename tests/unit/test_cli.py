@@ -2,7 +2,8 @@
 
 Covers:
 - validate: one line per problem `FILE: Kind/namespace/name: field.path: message`, exit 1 on
-  errors and 0 otherwise, warnings only with --strict, `--format github` annotations;
+  errors and 0 otherwise, warnings only with --strict (but "cost is 0: this budget never
+  fires", always), `--format github` annotations;
 - bad YAML, unknown kinds, unknown fields, objects without a name: one clear line, no traceback;
 - render: yaml and json, identical bytes and hash twice and with shuffled documents, provider
   keys redacted unless --show-secrets, Secrets from --secrets;
@@ -159,3 +160,26 @@ def test_crds_command(tmp_path: Path) -> None:
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(
         p.name for p in (ROOT / "crds").iterdir()
     )
+
+
+def test_validate_warns_about_a_budget_that_never_fires(tmp_path: Path) -> None:
+    # Other warnings need --strict; this one is printed always: the budget would never refuse.
+    (tmp_path / "a.yaml").write_text(
+        "apiVersion: switchboard.dev/v1alpha1\nkind: CustomProvider\nmetadata: {name: local}\n"
+        "spec:\n  baseUrl: http://ollama.models.svc:11434/v1\n"
+        "  models: [{id: m, contextWindow: 4096, maxTokens: 512}]\n---\n"
+        "apiVersion: v1\nkind: Secret\nmetadata: {name: s}\n"
+        "stringData: {t: sk-sb-budget-test-0123456789abcdef}\n---\n"
+        "apiVersion: switchboard.dev/v1alpha1\nkind: AccessKeyConfig\nmetadata: {name: team}\n"
+        "spec:\n  keys: [{name: a, secretRef: {name: s, key: t}}]\n"
+        "  allowedProviders: [local]\n  budgets: [{usd: 10, window: month}]\n"
+    )
+    result = run("validate", tmp_path)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert len(lines) == 1, result.stdout  # the model's own NoPrices warning needs --strict
+    assert (
+        "AccessKeyConfig/default/team: spec.budgets[0]: cost is 0: this budget never fires"
+        in (lines[0])
+    )
+    assert lines[0].endswith("(warning)")
