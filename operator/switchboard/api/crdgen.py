@@ -9,7 +9,9 @@ JSON Schema into a Kubernetes structural schema:
 - `default: null` is dropped, deliberate defaults stay (the apiserver applies them);
 - `additionalProperties: false` is dropped (Kubernetes prunes and rejects unknown fields itself);
 - `propertyNames` is dropped and `patternProperties` becomes `additionalProperties` (neither is
-  structural); map keys are checked by CEL rules on the map instead.
+  structural); map keys are checked by CEL rules on the map instead;
+- `exclusiveMinimum: N` (pydantic's `gt=N`) becomes `minimum: N` with `exclusiveMinimum: true`
+  (OpenAPI v3's boolean form), and the same for maxima.
 """
 
 from __future__ import annotations
@@ -54,6 +56,10 @@ def _inline(node: Any, defs: dict[str, Any]) -> Any:
         out["additionalProperties"] = value_schema
     if "enum" in out and "type" not in out:
         out["type"] = "string"
+    for bound, flag in (("minimum", "exclusiveMinimum"), ("maximum", "exclusiveMaximum")):
+        if isinstance(out.get(flag), (int, float)) and not isinstance(out[flag], bool):
+            out[bound] = out[flag]
+            out[flag] = True
     return out
 
 
