@@ -36,7 +36,9 @@ class Target:
     provider: str
     model_id: str
     dialect: Dialect
-    """The API the upstream is called in (the x-switchboard-api header names it)."""
+    """The dialect the upstream is called in."""
+    api: str
+    """Its API name (openai-completions...), for the x-switchboard-api header and the log."""
     endpoint: Endpoint
     """URL, request head with the provider's headers and key, and timeouts, rendered once."""
     first_token: float
@@ -95,6 +97,7 @@ class Table:
         """(provider, dialect) -> its endpoint, for every API the provider speaks."""
         self._served: dict[tuple[str, Dialect], Dialect] = {}
         """(provider, client dialect) -> the dialect the provider is called in."""
+        self._api_names: dict[Dialect, str] = {}
         for name, provider in config.providers.items():
             first = rc.ServedApi(
                 api=provider.api, dialect=provider.dialect, endpoint=provider.endpoint
@@ -102,6 +105,7 @@ class Table:
             served = provider.apis or (first,)
             for api in served:
                 self._endpoints[(name, Dialect(api.dialect))] = _endpoint(provider, api)
+                self._api_names[Dialect(api.dialect)] = api.api
             for surface in Dialect:
                 spoken = (name, surface) in self._endpoints
                 self._served[(name, surface)] = surface if spoken else Dialect(served[0].dialect)
@@ -148,6 +152,7 @@ class Table:
                 provider=provider.name,
                 model_id=model_id,
                 dialect=dialect,
+                api=self._api_names[dialect],
                 endpoint=self._endpoints[(provider.name, dialect)],
                 first_token=provider.timeouts.first_token,
                 meta=(meta := provider.models.get(model_id)),

@@ -351,7 +351,8 @@ def _pem(value: str, ref: Any, path: str, report: _Report) -> str | None:
     return value
 
 
-def _endpoint(api: api_provider.Api, base_url: str, base_path: str | None = None) -> str:
+def endpoint_url(api: api_provider.Api, base_url: str, base_path: str | None = None) -> str:
+    """The URL requests in `api` are POSTed to, from baseUrl (and its basePaths entry)."""
     if base_path is not None:  # basePaths: the path of baseUrl replaced for this API
         parts = urlsplit(base_url)
         base_url = urlunsplit((parts.scheme, parts.netloc, base_path, "", ""))
@@ -443,7 +444,7 @@ class _Scope:
         served: list[rc.ServedApi] = []
         for api in spec.served_apis():
             path = spec.base_paths.get(api)
-            endpoint = _endpoint(api, spec.base_url, path)
+            endpoint = endpoint_url(api, spec.base_url, path)
             served.append(rc.ServedApi(api=api.value, dialect=_DIALECTS[api], endpoint=endpoint))
             if api is api_provider.Api.ANTHROPIC_MESSAGES:
                 continue
