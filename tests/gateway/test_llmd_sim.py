@@ -30,6 +30,7 @@ import httpx
 import openai
 import pytest
 
+from switchboard import cli
 from tests.gateway.conftest import Gateway, _wait_http, render_text, start, start_gateway
 from tests.support.controlplane import build_binaries
 from tests.upstreams.server import free_port
@@ -353,3 +354,21 @@ def test_fallback_across_candidates_with_different_lists(
     assert headers["x-switchboard-provider"] == served_by
     assert headers["x-switchboard-attempts"] == "2"
     assert headers["x-switchboard-api"] == api
+
+
+def test_probe_finds_the_sims_apis(sims: Sims, capsys: pytest.CaptureFixture[str]) -> None:
+    base = f"http://127.0.0.1:{sims.good}/v1"
+    assert cli.main(["probe", base]) == 0
+    out = capsys.readouterr().out
+    verdicts = {
+        line.split()[0]: line.split()[-1]
+        for line in out.splitlines()
+        if line.startswith("  ") and " POST " in line
+    }
+    assert verdicts["openai-completions"] == "answers"
+    assert verdicts["anthropic-messages"] == "answers"
+    assert "  apis: [openai-completions, " in out and "anthropic-messages" in out.split("apis:")[1]
+    # the same with a one-token request for its model, end to end
+    assert cli.main(["probe", base, "--model", MODEL]) == 0
+    out = capsys.readouterr().out
+    assert "chat/completions  200  answers" in out and "/v1/messages" in out

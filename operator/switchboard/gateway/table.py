@@ -138,16 +138,19 @@ class Table:
                 )
         self.keys = {digest: self._access(grant) for digest, grant in config.keys.items()}
 
-    def _target(self, provider: rc.Provider, model_id: str, surface: Dialect | None) -> Target:
+    def _target(
+        self, provider: rc.Provider, model_id: str, surface: Dialect | None, *, keep: bool = True
+    ) -> Target:
         """The candidate for clients of `surface` (None: the provider's first API), shared by
-        every client dialect it is called in the same way for."""
+        every client dialect it is called in the same way for. `keep=False` (a model id of an
+        open provider, named by a request) builds it without keeping it: no unbounded cache."""
         dialect = (
             Dialect(provider.dialect) if surface is None else self._served[(provider.name, surface)]
         )
         key = (provider.name, model_id, dialect)
         target = self._targets.get(key)
         if target is None:
-            target = self._targets[key] = Target(
+            target = Target(
                 ref=f"{provider.name}:{model_id}",
                 provider=provider.name,
                 model_id=model_id,
@@ -159,6 +162,8 @@ class Table:
                 label=model_id if meta is not None else OPEN_MODELS,
                 hosted_tools=provider.hosted_tools,
             )
+            if keep:
+                self._targets[key] = target
         return target
 
     def _resolve(self, candidate: rc.Candidate, surface: Dialect) -> Target:
@@ -176,7 +181,7 @@ class Table:
         provider = self._providers.get(split[0])
         if provider is None or not provider.open_models or not split[1]:
             return None
-        route = Route(model, (self._target(provider, split[1], surface),))
+        route = Route(model, (self._target(provider, split[1], surface, keep=False),))
         if (
             len(model) <= _OPEN_ROUTE_CACHED_CHARS
             and len(routes) < _OPEN_ROUTE_CACHE + len(self._providers) * 256
