@@ -340,9 +340,9 @@ def test_fallback_across_candidates_with_different_lists(
     client = _anthropic(gw)
     messages = [{"role": "user", "content": "fall back please"}]
     if stream:
-        with client.messages.stream(model=agent, max_tokens=100, messages=messages) as stream:
-            headers = stream.response.headers
-            text = "".join(stream.text_stream)
+        with client.messages.stream(model=agent, max_tokens=100, messages=messages) as events:
+            headers = events.response.headers
+            text = "".join(events.text_stream)
         assert text == "fall back please"
     else:
         raw = client.messages.with_raw_response.create(
