@@ -15,6 +15,7 @@ listing all three kinds.
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -180,10 +181,22 @@ def test_defaults_are_applied(control_plane: ControlPlane) -> None:
     assert model["input"] == ["text"]
 
 
+def _explain(control_plane: ControlPlane, path: str) -> str:
+    """`kubectl explain`, once the apiserver publishes the CRD's OpenAPI (it lags the CRD's
+    Established condition by a moment when this test runs first)."""
+    deadline = time.monotonic() + 30
+    while True:
+        result = control_plane.kubectl("explain", path, check=False)
+        if result.returncode == 0 or time.monotonic() > deadline:
+            assert result.returncode == 0, result.stderr
+            return result.stdout
+        time.sleep(0.2)
+
+
 def test_apis_explained_and_shown_in_a_column(control_plane: ControlPlane) -> None:
-    text = control_plane.kubectl("explain", "customprovider.spec.apis").stdout
+    text = _explain(control_plane, "customprovider.spec.apis")
     assert "Every API the server speaks" in text and "switchboard probe" in text
-    assert "Per-API base path" in control_plane.kubectl("explain", "customprovider.spec").stdout
+    assert "Per-API base path" in _explain(control_plane, "customprovider.spec")
     name = "apis-column"
     manifest = (
         (CASES / "provider/several-apis.yaml").read_text().replace("name: p}", f"name: {name}}}")
@@ -193,7 +206,7 @@ def test_apis_explained_and_shown_in_a_column(control_plane: ControlPlane) -> No
         table = control_plane.kubectl("get", "customprovider", name, "-n", "default").stdout
         head, row = table.splitlines()[:2]
         assert head.split()[:4] == ["NAME", "READY", "API", "APIS"]
-        assert "openai-completions openai-responses anthropic-messages" in row, table
+        assert '["openai-completions","openai-responses","anthropic-messages"]' in row, table
     finally:
         control_plane.kubectl("delete", "customprovider", name, "-n", "default")
 

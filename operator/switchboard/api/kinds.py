@@ -52,7 +52,7 @@ CUSTOM_PROVIDER = Kind(
         {
             "name": "APIs",
             "type": "string",
-            "jsonPath": ".spec.apis[*]",
+            "jsonPath": ".spec.apis",
             "description": "Every API the server speaks when it speaks several (spec.apis).",
         },
         {"name": "URL", "type": "string", "jsonPath": ".spec.baseUrl"},
