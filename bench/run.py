@@ -151,7 +151,15 @@ def wrk(url: str, script: Path, connections: int, seconds: int) -> dict[str, flo
     result["rps"] = float(m.group(1)) if m else 0.0
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     result["errors"] = float(errors.group(1)) if errors else 0.0
+    done = re.search(r"^\s*(\d+) requests in ", out, re.M)
+    result["requests"] = float(done.group(1)) if done else 0.0
     return result
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of one process so far (/proc/PID/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def median_run(runs: list[dict[str, float]]) -> dict[str, float]:
@@ -352,10 +360,12 @@ def machine() -> dict[str, Any]:
     }
 
 
-def native_messages(record: Any, url: str, scripts: dict[str, Path]) -> None:
+def native_messages(record: Any, url: str, scripts: dict[str, Path], pid: int) -> None:
     """g: a Messages client on a provider that lists anthropic-messages (the identity pair) and
     a Chat client on Chat, on the same gateway and upstream: the acceptance check of issue #15
-    is that the first costs no more than the second."""
+    is that the first costs no more than the second. Besides latency and requests/s (which move
+    with the machine's load), the gateway's own CPU time per request (`cpu_us`, from
+    /proc/PID/stat), which other processes on the machine do not inflate."""
     chat, messages = f"{url}/v1/chat/completions", f"{url}/v1/messages"
     wrk(messages, scripts["native"], 8, 2)
     wrk(chat, scripts["switchboard"], 8, 2)
@@ -366,7 +376,11 @@ def native_messages(record: Any, url: str, scripts: dict[str, Path]) -> None:
         runs: dict[str, list[dict[str, float]]] = {"chat": [], "messages": []}
         for _ in range(REPEATS):
             for client, (target, script) in targets.items():
-                runs[client].append(wrk(target, script, clients, SECONDS))
+                before = cpu_seconds(pid)
+                got = wrk(target, script, clients, SECONDS)
+                used = cpu_seconds(pid) - before
+                got["cpu_us"] = used / got["requests"] * 1e6 if got["requests"] else 0.0
+                runs[client].append(got)
         for client in targets:
             got = median_run(runs[client])
             record(
@@ -375,6 +389,7 @@ def native_messages(record: Any, url: str, scripts: dict[str, Path]) -> None:
                 p50_ms=got.get("p50_ms"),
                 p99_ms=got.get("p99_ms"),
                 rps=got["rps"],
+                cpu_us=round(got["cpu_us"], 1),
                 errors=int(got["errors"]),
                 runs=int(got["runs"]),
             )
@@ -591,7 +606,7 @@ def main() -> int:
                     continue
                 endpoint = f"{url}/v1/chat/completions"
                 if name == "switchboard":
-                    native_messages(record, url, scripts)
+                    native_messages(record, url, scripts, proc.pid)
                 if ONLY:
                     continue
                 translating = name in ("switchboard", "switchboard_base", "litellm")
