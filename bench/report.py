@@ -29,6 +29,10 @@ SCENARIOS = (
     "e_messages_one_client",
     "e_messages_64_clients",
     "e_messages_streams",
+    "g_chat_native_one_client",
+    "g_messages_native_one_client",
+    "g_chat_native_64_clients",
+    "g_messages_native_64_clients",
 )
 COLOURS = {
     "direct": "#8c8c8c",

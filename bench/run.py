@@ -14,6 +14,9 @@ there. Scenarios:
   e  an Anthropic Messages client on the OpenAI-compatible upstream (switchboard, and LiteLLM's
      own /v1/messages), as a, b and c
   f  switchboard with --workers 1 and 2 (b and c)
+  g  a Messages client on a provider that lists anthropic-messages (no translation) against a
+     Chat client on Chat, same gateway, same upstream: one client (interleaved, medians) and 64
+     clients (switchboard)
 
 Latency percentiles come from wrk's `--latency` (an HdrHistogram with microsecond resolution,
 so p50/p99 of 0.03 ms are resolved; no Python client is needed for (a)). Direct is the bench
@@ -24,7 +27,8 @@ BENCH_SECONDS (default 10) is the length of each wrk run; BENCH_REPEATS (default
 of one-client runs whose medians are recorded (Chat and Messages interleaved);
 BENCH_SOAK_SECONDS (default 600) the soak (0 skips it); BENCH_SYSTEMS (default all:
 direct,raw_proxy,switchboard,switchboard_w2,litellm) picks systems. A system whose command does
-not start is skipped with its log named.
+not start is skipped with its log named. BENCH_SCENARIOS=g runs only scenario g (with
+BENCH_SYSTEMS=switchboard, a quick check of one change); the default runs every scenario.
 
 BENCH_BASE=<git revision> adds the system `switchboard_base`: the gateway of that revision (a
 worktree under .cache/bench-base/, run with this venv), measured in the same run as the current
@@ -60,6 +64,7 @@ SOAK = int(os.environ.get("BENCH_SOAK_SECONDS", "600"))
 REPEATS = int(os.environ.get("BENCH_REPEATS", "3"))
 ALL_SYSTEMS = ("direct", "raw_proxy", "switchboard", "switchboard_w2", "litellm")
 BASE = os.environ.get("BENCH_BASE", "").strip()
+ONLY = os.environ.get("BENCH_SCENARIOS", "").strip()
 SYSTEMS = [
     s.strip()
     for s in os.environ.get("BENCH_SYSTEMS", ",".join(ALL_SYSTEMS)).split(",")
@@ -78,6 +83,14 @@ kind: CustomProvider
 metadata: {{name: bench}}
 spec:
   baseUrl: http://127.0.0.1:{UPSTREAM}/v1
+  models: [{{id: bench, contextWindow: 32768, maxTokens: 4096, cost: {{input: 1, output: 2}}}}]
+---
+apiVersion: switchboard.dev/v1alpha1
+kind: CustomProvider
+metadata: {{name: native}}
+spec:
+  baseUrl: http://127.0.0.1:{UPSTREAM}/v1
+  apis: [openai-completions, anthropic-messages]
   models: [{{id: bench, contextWindow: 32768, maxTokens: 4096, cost: {{input: 1, output: 2}}}}]
 ---
 apiVersion: v1
@@ -150,7 +163,15 @@ def wrk(url: str, script: Path, connections: int, seconds: int) -> dict[str, flo
     result["rps"] = float(m.group(1)) if m else 0.0
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     result["errors"] = float(errors.group(1)) if errors else 0.0
+    done = re.search(r"^\s*(\d+) requests in ", out, re.M)
+    result["requests"] = float(done.group(1)) if done else 0.0
     return result
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of one process so far (/proc/PID/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def median_run(runs: list[dict[str, float]]) -> dict[str, float]:
@@ -389,10 +410,48 @@ def machine() -> dict[str, Any]:
     }
 
 
+def native_messages(record: Any, url: str, scripts: dict[str, Path], pid: int) -> None:
+    """g: a Messages client on a provider that lists anthropic-messages (the identity pair) and
+    a Chat client on Chat, on the same gateway and upstream: the acceptance check of issue #15
+    is that the first costs no more than the second. Besides latency and requests/s (which move
+    with the machine's load), the gateway's own CPU time per request (`cpu_us`, from
+    /proc/PID/stat), which other processes on the machine do not inflate."""
+    chat, messages = f"{url}/v1/chat/completions", f"{url}/v1/messages"
+    wrk(messages, scripts["native"], 8, 2)
+    wrk(chat, scripts["switchboard"], 8, 2)
+    targets = {"chat": (chat, scripts["switchboard"]), "messages": (messages, scripts["native"])}
+    # Interleaved repeats, medians recorded, for both loads: the load of the shared machine
+    # moves between two back-to-back runs more than the difference measured here.
+    for clients, label in ((1, "one_client"), (64, "64_clients")):
+        runs: dict[str, list[dict[str, float]]] = {"chat": [], "messages": []}
+        for _ in range(REPEATS):
+            for client, (target, script) in targets.items():
+                before = cpu_seconds(pid)
+                got = wrk(target, script, clients, SECONDS)
+                used = cpu_seconds(pid) - before
+                got["cpu_us"] = used / got["requests"] * 1e6 if got["requests"] else 0.0
+                runs[client].append(got)
+        for client in targets:
+            got = median_run(runs[client])
+            record(
+                f"g_{client}_native_{label}",
+                "switchboard",
+                p50_ms=got.get("p50_ms"),
+                p99_ms=got.get("p99_ms"),
+                rps=got["rps"],
+                cpu_us=round(got["cpu_us"], 1),
+                errors=int(got["errors"]),
+                runs=int(got["runs"]),
+            )
+
+
 def main() -> int:
     unknown = sorted(set(SYSTEMS) - set(ALL_SYSTEMS))
     if unknown:
         say(f"unknown BENCH_SYSTEMS {unknown}; known: {', '.join(ALL_SYSTEMS)}")
+        return 2
+    if ONLY not in ("", "g"):
+        say(f"unknown BENCH_SCENARIOS {ONLY!r}; only 'g' can run alone")
         return 2
     info = machine()
     work = Path(tempfile.mkdtemp(prefix="switchboard-bench-"))
@@ -410,6 +469,9 @@ def main() -> int:
             work / "messages.lua", {**chat, "model": "bench:bench", "max_tokens": 64}, auth
         ),
         "litellm_messages": lua(work / "ll-messages.lua", {**chat, "max_tokens": 64}, auth),
+        "native": lua(
+            work / "native.lua", {**chat, "model": "native:bench", "max_tokens": 64}, auth
+        ),
     }
     routing = work / "routing.json"
     base_env: dict[str, str] = {}
@@ -598,6 +660,10 @@ def main() -> int:
                     skipped[name] = f"did not start: {' | '.join(tail)[-300:]}"
                     continue
                 endpoint = f"{url}/v1/chat/completions"
+                if name == "switchboard":
+                    native_messages(record, url, scripts, proc.pid)
+                if ONLY:
+                    continue
                 translating = name in ("switchboard", "switchboard_base", "litellm")
                 messages_url = f"{url}/v1/messages"
                 messages = scripts["messages" if sb else "litellm_messages"]
@@ -710,7 +776,8 @@ def main() -> int:
         "results": results,
         "soak": soak,
     }
-    target = ROOT / "docs/bench/results.json"
+    # A partial run (BENCH_SCENARIOS) must not replace the full results the docs are made from.
+    target = work / "results.json" if ONLY else ROOT / "docs/bench/results.json"
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(json.dumps(output, indent=2) + "\n")
     say(f"results in {target}")

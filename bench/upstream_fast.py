@@ -4,7 +4,8 @@ answers. It must never be the bottleneck of a benchmark (run.py measures its own
     python bench/upstream_fast.py --port 19000 [--tokens 100 --delay-ms 5]
 
 POST /v1/chat/completions answers a fixed completion; with `"stream": true` it streams
-`--tokens` chunks `--delay-ms` apart, then a usage chunk and [DONE].
+`--tokens` chunks `--delay-ms` apart, then a usage chunk and [DONE]. POST /v1/messages (not
+streamed) answers a fixed Anthropic Message, for a provider that lists anthropic-messages.
 """
 
 from __future__ import annotations
@@ -25,6 +26,17 @@ RESPONSE = (
     + str(len(COMPLETION)).encode()
     + b"\r\n\r\n"
     + COMPLETION
+)
+MESSAGE = (
+    b'{"id":"msg_bench","type":"message","role":"assistant","model":"bench","content":[{"type":'
+    b'"text","text":"Hello from the bench upstream."}],"stop_reason":"end_turn",'
+    b'"stop_sequence":null,"usage":{"input_tokens":12,"output_tokens":6}}'
+)
+MESSAGE_RESPONSE = (
+    b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: "
+    + str(len(MESSAGE)).encode()
+    + b"\r\n\r\n"
+    + MESSAGE
 )
 CHUNK = (
     b'data: {"id":"chatcmpl-bench","object":"chat.completion.chunk","created":1,"model":"bench",'
@@ -72,6 +84,8 @@ class Server(asyncio.Protocol):
             if b'"stream":true' in body.replace(b" ", b""):
                 self.tasks.add(task := asyncio.ensure_future(self._stream()))
                 task.add_done_callback(self.tasks.discard)
+            elif head.startswith(b"post /v1/messages "):
+                self.transport.write(MESSAGE_RESPONSE)
             else:
                 self.transport.write(RESPONSE)
 

@@ -3,6 +3,7 @@
     switchboard crds [--out DIR]                 the CustomResourceDefinitions
     switchboard render PATH... [-o yaml|json]    the routing config of each namespace
     switchboard validate PATH... [--format ...]  problems, one per line; exit 1 if any
+    switchboard probe URL [--model M]            which APIs a model server answers (apis:)
     switchboard gateway ...                      the data plane        (switchboard.gateway)
     switchboard operator ...                     the control plane     (switchboard.controller)
     switchboard config-sync ...                  the gateway's sidecar (switchboard.controller)
@@ -22,7 +23,7 @@ from typing import Any, Protocol, cast
 import orjson
 import yaml
 
-from switchboard import __version__, manifests
+from switchboard import __version__, manifests, probe
 from switchboard.api import crdgen
 from switchboard.routing import config as rc
 from switchboard.routing.problems import Reason, Severity
@@ -94,6 +95,9 @@ def build_parser(role_names: Sequence[str] = tuple(ROLES)) -> argparse.ArgumentP
     )
     p.add_argument("--strict", action="store_true", help="treat warnings as problems too")
 
+    p = sub.add_parser("probe", help="tell which of the three APIs a model server answers")
+    probe.add_arguments(p)
+
     for name in role_names:
         module, help_text = ROLES[name]
         p = sub.add_parser(name, help=help_text)
@@ -127,6 +131,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _crds(args)
     if args.command in ("render", "validate"):
         return _offline(args)
+    if args.command == "probe":
+        return probe.run(args)
     return _role(args.role_module).run(args)
 
 

@@ -5,19 +5,23 @@ Covers: every case in tests/control_plane/crd_cases/<kind>/<case>.yaml through
 message in the table); every CEL rule in crds/ has a rejected case (http:// to external hosts,
 upper case and `.svc.` suffix tricks, IP addresses; in-cluster, single-label, `.internal`,
 localhost, loopback and trailing-dot names accepted; credentials in the URL or in headers;
-header names; duplicate model ids; `provider:model` refs in every field; `*` not alone); the
-schema's defaults applied by the apiserver; `kubectl explain` teaching the fields; the
-`switchboard` category listing all three kinds.
+header names; duplicate model ids; `apis` listing an API twice or leaving out `api`, and
+`basePaths` naming an API that is not spoken or not an API; `provider:model` refs in every
+field; `*` not alone); the schema's defaults applied by the apiserver; `kubectl explain`
+teaching the fields (spec.apis included); the APIs printer column; the `switchboard` category
+listing all three kinds.
 """
 
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
 import yaml
 
+from switchboard.api.provider import API_NOT_LISTED, BASE_PATH_NOT_SPOKEN
 from tests.support.controlplane import ControlPlane
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -71,6 +75,15 @@ EXPECTED: dict[str, tuple[str, str] | None] = {
     ),
     # CustomProvider.spec.models: CEL rule (the list-map key reports the duplicate too)
     "provider/duplicate-model": ("spec.models", "model ids must be unique within a provider"),
+    # CustomProvider.spec.apis and basePaths (#15): two CEL rules on spec, one on each field
+    "provider/apis-twice": ("spec.apis", "apis must not list an API twice"),
+    "provider/api-not-in-apis": ("spec", API_NOT_LISTED),
+    "provider/base-path-not-spoken": ("spec", BASE_PATH_NOT_SPOKEN),
+    "provider/base-path-bad-key": (
+        "spec.basePaths",
+        "basePaths keys must be APIs: openai-completions, openai-responses or anthropic-messages",
+    ),
+    "provider/several-apis": None,
     # schema (not CEL): enum, pattern
     "provider/bad-api": ("spec.api", 'Unsupported value: "openai"'),
     "provider/bad-duration": ("spec.timeouts.connect", "should match"),
@@ -173,6 +186,36 @@ def test_defaults_are_applied(control_plane: ControlPlane) -> None:
     model = spec["models"][0]
     assert (model["contextWindow"], model["maxTokens"], model["reasoning"]) == (200000, 8192, False)
     assert model["input"] == ["text"]
+
+
+def _explain(control_plane: ControlPlane, path: str) -> str:
+    """`kubectl explain`, once the apiserver publishes the CRD's OpenAPI (it lags the CRD's
+    Established condition by a moment when this test runs first)."""
+    deadline = time.monotonic() + 30
+    while True:
+        result = control_plane.kubectl("explain", path, check=False)
+        if result.returncode == 0 or time.monotonic() > deadline:
+            assert result.returncode == 0, result.stderr
+            return result.stdout
+        time.sleep(0.2)
+
+
+def test_apis_explained_and_shown_in_a_column(control_plane: ControlPlane) -> None:
+    text = _explain(control_plane, "customprovider.spec.apis")
+    assert "Every API the server speaks" in text and "switchboard probe" in text
+    assert "Per-API base path" in _explain(control_plane, "customprovider.spec")
+    name = "apis-column"
+    manifest = (
+        (CASES / "provider/several-apis.yaml").read_text().replace("name: p}", f"name: {name}}}")
+    )
+    control_plane.kubectl("apply", "-n", "default", "-f", "-", input=manifest)
+    try:
+        table = control_plane.kubectl("get", "customprovider", name, "-n", "default").stdout
+        head, row = table.splitlines()[:2]
+        assert head.split()[:4] == ["NAME", "READY", "API", "APIS"]
+        assert '["openai-completions","openai-responses","anthropic-messages"]' in row, table
+    finally:
+        control_plane.kubectl("delete", "customprovider", name, "-n", "default")
 
 
 def test_explain_teaches_the_api(control_plane: ControlPlane) -> None:

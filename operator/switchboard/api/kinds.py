@@ -49,6 +49,12 @@ CUSTOM_PROVIDER = Kind(
     columns=(
         READY_COLUMN,
         {"name": "API", "type": "string", "jsonPath": ".spec.api"},
+        {
+            "name": "APIs",
+            "type": "string",
+            "jsonPath": ".spec.apis",
+            "description": "Every API the server speaks when it speaks several (spec.apis).",
+        },
         {"name": "URL", "type": "string", "jsonPath": ".spec.baseUrl"},
         {"name": "Models", "type": "integer", "jsonPath": ".status.models"},
         AGE_COLUMN,

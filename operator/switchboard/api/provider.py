@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import enum
+import re
 from typing import Annotated
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from switchboard.api import urls
 from switchboard.api.base import CrdModel
@@ -145,11 +146,34 @@ class Tls(CrdModel):
 
 
 HEADER_NAME_PATTERN = r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$"
+PATH_PATTERN = r"^/[^?#\s]*$"
+API_NOT_LISTED = (
+    "api must be one of apis: api is the API clients of an unlisted API are translated to "
+    "(openai-completions when left out); add it to apis or set api to one of them"
+)
+BASE_PATH_NOT_SPOKEN = (
+    "basePaths may only name APIs the provider speaks (api, or those in apis); remove the entry "
+    "or add the API to apis"
+)
 HeaderName = Annotated[str, Field(pattern=HEADER_NAME_PATTERN, max_length=256)]
 
 
 class CustomProviderSpec(CrdModel):
     """One upstream endpoint: an in-cluster model server or an OpenAI/Anthropic-compatible API."""
+
+    model_config = ConfigDict(
+        **CrdModel.model_config,
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel("!has(self.apis) || self.api in self.apis", API_NOT_LISTED),
+                cel(
+                    "!has(self.basePaths) || self.basePaths.all(k, k == self.api || "
+                    "(has(self.apis) && k in self.apis))",
+                    BASE_PATH_NOT_SPOKEN,
+                ),
+            ]
+        },
+    )
 
     base_url: str = Field(
         min_length=1,
@@ -177,8 +201,48 @@ class CustomProviderSpec(CrdModel):
         default=Api.OPENAI_COMPLETIONS,
         description=(
             "API the upstream speaks: openai-completions (Ollama, vLLM, LM Studio, llama.cpp, "
-            "LiteLLM, TGI), openai-responses, or anthropic-messages."
+            "LiteLLM, TGI), openai-responses, or anthropic-messages. With apis set, it is the one "
+            "of them that clients of an unlisted API are translated to; it must be in apis."
         ),
+    )
+    apis: list[Api] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=3,
+        description=(
+            "Every API the server speaks, when it speaks several (vLLM: all three; "
+            "llm-d-inference-sim, Ollama, LM Studio: openai-completions and anthropic-messages). "
+            "Each client is then served in its own API when it is listed here, with no "
+            "translation; clients of another API are translated to api. Leave out for a server "
+            "that speaks only api. `switchboard probe URL` tells which APIs a server answers."
+        ),
+        json_schema_extra={
+            "x-kubernetes-list-type": "set",
+            "x-kubernetes-validations": [
+                cel("self.all(a, self.exists_one(b, b == a))", "apis must not list an API twice")
+            ],
+        },
+    )
+    base_paths: dict[Api, str] = Field(
+        default_factory=dict,
+        max_length=3,
+        description=(
+            "Per-API base path, for a server that mounts its APIs apart: the path replaces the "
+            "path of baseUrl for that API, and the gateway appends /chat/completions, /responses "
+            "or /messages to it as it does to baseUrl (for example anthropic-messages: /anthropic "
+            "sends Messages to <host>/anthropic/v1/messages). Keys are APIs the provider speaks."
+        ),
+        json_schema_extra={
+            "additionalProperties": {"type": "string", "maxLength": 256, "pattern": PATH_PATTERN},
+            "x-kubernetes-validations": [
+                cel(
+                    "self.all(k, k in ['openai-completions', 'openai-responses', "
+                    "'anthropic-messages'])",
+                    "basePaths keys must be APIs: openai-completions, openai-responses or "
+                    "anthropic-messages",
+                ),
+            ],
+        },
     )
     api_key_secret_ref: SecretKeyRef | None = Field(
         default=None,
@@ -258,6 +322,35 @@ class CustomProviderSpec(CrdModel):
                     "reference it with apiKeySecretRef"
                 )
         return value
+
+    @field_validator("apis")
+    @classmethod
+    def _apis_once(cls, value: list[Api] | None) -> list[Api] | None:
+        if value is not None and len(set(value)) != len(value):
+            raise ValueError("apis must not list an API twice")
+        return value
+
+    @model_validator(mode="after")
+    def _apis_agree(self) -> CustomProviderSpec:
+        if self.apis is not None and self.api not in self.apis:
+            raise ValueError(API_NOT_LISTED)
+        spoken = self.served_apis()
+        for api in self.base_paths:
+            if api not in spoken:
+                raise ValueError(BASE_PATH_NOT_SPOKEN)
+        for path in self.base_paths.values():
+            if not re.fullmatch(PATH_PATTERN, path) or len(path) > 256:
+                raise ValueError(
+                    f"basePaths value {path!r} must be an absolute path such as /anthropic "
+                    "(no query, fragment or spaces)"
+                )
+        return self
+
+    def served_apis(self) -> tuple[Api, ...]:
+        """The APIs served, api first: the one clients of an unlisted API are translated to."""
+        if not self.apis:
+            return (self.api,)
+        return (self.api, *(a for a in self.apis if a is not self.api))
 
     @field_validator("models")
     @classmethod

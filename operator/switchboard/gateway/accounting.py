@@ -72,6 +72,7 @@ class Accounting:
                 "model": errors.clip(out.asked),
                 "provider": provider or None,
                 "served_model": errors.clip(out.target.model_id) if out.target else None,
+                "api": out.target.api if out.target else None,
                 "attempts": out.attempts,
                 "fallbacks": out.fallbacks,
                 "status": out.status,
@@ -112,6 +113,7 @@ def served_headers(out: Outcome) -> dict[str, str]:
     headers = {
         "x-switchboard-provider": target.provider,
         "x-switchboard-model": target.model_id,
+        "x-switchboard-api": target.api,
         "x-switchboard-attempts": str(out.attempts),
     }
     if out.dropped:

@@ -172,7 +172,7 @@ class Proxy:
             )
         out.asked = model
         resolve.check_types(surface, body)
-        route = table.route(model)
+        route = table.route(model, surface)  # each candidate in the client's API if it has it
         if route is None:
             raise errors.RouteNotFound(
                 f"model {errors.clip(model)!r} not found: use an agent name or 'provider:model' "

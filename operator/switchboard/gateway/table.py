@@ -2,6 +2,10 @@
 
 Everything a request needs is precomputed here: upstream headers (provider key attached,
 client credentials never), timeouts, per-key permission sets and the /v1/models payload.
+
+Routes are precomputed per client API: for each candidate, a provider that lists the client's
+API is called in it (the identity pair, no translation); any other is called in its first API
+(`api`) with translation. `route(model, surface)` is one dictionary lookup per request.
 """
 
 from __future__ import annotations
@@ -33,6 +37,9 @@ class Target:
     provider: str
     model_id: str
     dialect: Dialect
+    """The dialect the upstream is called in."""
+    api: str
+    """Its API name (openai-completions...), for the x-switchboard-api header and the log."""
     endpoint: Endpoint
     """URL, request head with the provider's headers and key, and timeouts, rendered once."""
     first_token: float
@@ -89,48 +96,86 @@ class Table:
         self.config = config
         self.hash = config.hash
         self._providers = config.providers
-        self._endpoints = {name: _endpoint(p) for name, p in config.providers.items()}
+        self._endpoints: dict[tuple[str, Dialect], Endpoint] = {}
+        """(provider, dialect) -> its endpoint, for every API the provider speaks."""
+        self._served: dict[tuple[str, Dialect], Dialect] = {}
+        """(provider, client dialect) -> the dialect the provider is called in."""
+        self._api_names: dict[Dialect, str] = {}
+        for name, provider in config.providers.items():
+            first = rc.ServedApi(
+                api=provider.api, dialect=provider.dialect, endpoint=provider.endpoint
+            )
+            served = provider.apis or (first,)
+            for api in served:
+                self._endpoints[(name, Dialect(api.dialect))] = _endpoint(provider, api)
+                self._api_names[Dialect(api.dialect)] = api.api
+            for surface in Dialect:
+                spoken = (name, surface) in self._endpoints
+                self._served[(name, surface)] = surface if spoken else Dialect(served[0].dialect)
+        self._targets: dict[tuple[str, str, Dialect], Target] = {}
         self._direct: dict[str, Route] = {}
+        """'provider:model' -> its route in the provider's first API (for /v1/models)."""
+        self._routes: dict[Dialect, dict[str, Route]] = {surface: {} for surface in Dialect}
+        """Client dialect -> model or agent name -> its route for clients of that dialect."""
         for provider in config.providers.values():
             for model in provider.models.values():
-                target = self._target(provider, model.id)
-                self._direct[target.ref] = Route(target.ref, (target,))
-        self._agents: dict[str, Route] = {}
+                for surface in Dialect:
+                    target = self._target(provider, model.id, surface)
+                    self._routes[surface][target.ref] = Route(target.ref, (target,))
+                ref = f"{provider.name}:{model.id}"
+                self._direct[ref] = Route(ref, (self._target(provider, model.id, None),))
         for name, agent in config.agents.items():
-            chain = tuple(self._resolve(c) for c in agent.chain)
-            image = self._resolve(agent.image_model) if agent.image_model else None
-            self._agents[name] = Route(
-                name,
-                chain,
-                image,
-                agent.defaults,
-                agent.allow_truncation,
-                agent=True,
-                hosted_tools=agent.hosted_tools,
-            )
+            for surface in Dialect:
+                if name in self._routes[surface]:
+                    continue  # a 'provider:model' of the same name wins, as it always did
+                chain = tuple(self._resolve(c, surface) for c in agent.chain)
+                image = self._resolve(agent.image_model, surface) if agent.image_model else None
+                self._routes[surface][name] = Route(
+                    name,
+                    chain,
+                    image,
+                    agent.defaults,
+                    agent.allow_truncation,
+                    agent=True,
+                    hosted_tools=agent.hosted_tools,
+                )
         self.keys = {digest: self._access(grant) for digest, grant in config.keys.items()}
 
-    def _target(self, provider: rc.Provider, model_id: str) -> Target:
-        return Target(
-            ref=f"{provider.name}:{model_id}",
-            provider=provider.name,
-            model_id=model_id,
-            dialect=Dialect(provider.dialect),
-            endpoint=self._endpoints[provider.name],
-            first_token=provider.timeouts.first_token,
-            meta=(meta := provider.models.get(model_id)),
-            label=model_id if meta is not None else OPEN_MODELS,
-            hosted_tools=provider.hosted_tools,
+    def _target(
+        self, provider: rc.Provider, model_id: str, surface: Dialect | None, *, keep: bool = True
+    ) -> Target:
+        """The candidate for clients of `surface` (None: the provider's first API), shared by
+        every client dialect it is called in the same way for. `keep=False` (a model id of an
+        open provider, named by a request) builds it without keeping it: no unbounded cache."""
+        dialect = (
+            Dialect(provider.dialect) if surface is None else self._served[(provider.name, surface)]
         )
+        key = (provider.name, model_id, dialect)
+        target = self._targets.get(key)
+        if target is None:
+            target = Target(
+                ref=f"{provider.name}:{model_id}",
+                provider=provider.name,
+                model_id=model_id,
+                dialect=dialect,
+                api=self._api_names[dialect],
+                endpoint=self._endpoints[(provider.name, dialect)],
+                first_token=provider.timeouts.first_token,
+                meta=(meta := provider.models.get(model_id)),
+                label=model_id if meta is not None else OPEN_MODELS,
+                hosted_tools=provider.hosted_tools,
+            )
+            if keep:
+                self._targets[key] = target
+        return target
 
-    def _resolve(self, candidate: rc.Candidate) -> Target:
-        route = self._direct.get(candidate.ref)
-        if route is not None:
-            return route.chain[0]
-        return self._target(self._providers[candidate.provider], candidate.model)
+    def _resolve(self, candidate: rc.Candidate, surface: Dialect) -> Target:
+        return self._target(self._providers[candidate.provider], candidate.model, surface)
 
-    def route(self, model: str) -> Route | None:
-        route = self._direct.get(model) or self._agents.get(model)
+    def route(self, model: str, surface: Dialect = Dialect.CHAT) -> Route | None:
+        """The route of an agent name or 'provider:model' for clients of `surface`."""
+        routes = self._routes[surface]
+        route = routes.get(model)
         if route is not None:
             return route
         split = refs.split_ref(model)
@@ -139,12 +184,12 @@ class Table:
         provider = self._providers.get(split[0])
         if provider is None or not provider.open_models or not split[1]:
             return None
-        route = Route(model, (self._target(provider, split[1]),))
+        route = Route(model, (self._target(provider, split[1], surface, keep=False),))
         if (
             len(model) <= _OPEN_ROUTE_CACHED_CHARS
-            and len(self._direct) < _OPEN_ROUTE_CACHE + len(self._providers) * 256
+            and len(routes) < _OPEN_ROUTE_CACHE + len(self._providers) * 256
         ):
-            self._direct[model] = route
+            routes[model] = route
         return route
 
     def _access(self, grant: rc.Grant) -> Access:
@@ -191,10 +236,10 @@ def _model_entry(model_id: str, owner: str, display: str) -> dict[str, object]:
     }
 
 
-def _endpoint(provider: rc.Provider) -> Endpoint:
+def _endpoint(provider: rc.Provider, served: rc.ServedApi) -> Endpoint:
     headers = {"content-type": "application/json"}
     headers.update((k.lower(), v) for k, v in provider.headers.items())
-    if provider.dialect == Dialect.MESSAGES:
+    if served.dialect == Dialect.MESSAGES:
         headers.setdefault("anthropic-version", ANTHROPIC_VERSION)
         if provider.api_key:
             headers["x-api-key"] = provider.api_key
@@ -202,7 +247,7 @@ def _endpoint(provider: rc.Provider) -> Endpoint:
         headers["authorization"] = f"Bearer {provider.api_key}"
     try:
         return Endpoint.build(
-            provider.endpoint,
+            served.endpoint,
             headers,
             connect=provider.timeouts.connect,
             read=provider.timeouts.first_token,

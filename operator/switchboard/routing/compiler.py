@@ -17,6 +17,7 @@ import ssl
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
+from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import ValidationError
 
@@ -350,7 +351,11 @@ def _pem(value: str, ref: Any, path: str, report: _Report) -> str | None:
     return value
 
 
-def _endpoint(api: api_provider.Api, base_url: str) -> str:
+def endpoint_url(api: api_provider.Api, base_url: str, base_path: str | None = None) -> str:
+    """The URL requests in `api` are POSTed to, from baseUrl (and its basePaths entry)."""
+    if base_path is not None:  # basePaths: the path of baseUrl replaced for this API
+        parts = urlsplit(base_url)
+        base_url = urlunsplit((parts.scheme, parts.netloc, base_path, "", ""))
     base = base_url.rstrip("/")
     if api is api_provider.Api.OPENAI_COMPLETIONS:
         return f"{base}/chat/completions"
@@ -436,15 +441,24 @@ class _Scope:
                     "header values must be printable text on one line",
                 )
                 return None
-        base = spec.base_url.rstrip("/")
-        if spec.api is not api_provider.Api.ANTHROPIC_MESSAGES and not base.endswith("/v1"):
-            report.problem(
-                "spec.baseUrl",
-                f"baseUrl does not end in /v1, so requests go to {_endpoint(spec.api, base)}; most "
-                "OpenAI-compatible servers (Ollama, vLLM, LM Studio, TGI) expect /v1",
-                Reason.UNUSUAL_BASE_URL,
-                Severity.WARNING,
-            )
+        served: list[rc.ServedApi] = []
+        for api in spec.served_apis():
+            path = spec.base_paths.get(api)
+            endpoint = endpoint_url(api, spec.base_url, path)
+            served.append(rc.ServedApi(api=api.value, dialect=_DIALECTS[api], endpoint=endpoint))
+            if api is api_provider.Api.ANTHROPIC_MESSAGES:
+                continue
+            base = (path if path is not None else spec.base_url).rstrip("/")
+            if not base.endswith("/v1"):
+                where = f"spec.basePaths.{api.value}" if path is not None else "spec.baseUrl"
+                report.problem(
+                    where,
+                    f"{where.removeprefix('spec.')} does not end in /v1, so {api.value} requests "
+                    f"go to {endpoint}; most OpenAI-compatible servers (Ollama, vLLM, LM Studio, "
+                    "TGI) expect /v1",
+                    Reason.UNUSUAL_BASE_URL,
+                    Severity.WARNING,
+                )
         models: dict[str, rc.Model] = {}
         for i, m in enumerate(spec.models):
             if "cost" not in m.model_fields_set:
@@ -471,9 +485,10 @@ class _Scope:
             )
         return rc.Provider(
             name=name,
-            api=spec.api.value,
-            dialect=_DIALECTS[spec.api],
-            endpoint=_endpoint(spec.api, spec.base_url),
+            api=served[0].api,
+            dialect=served[0].dialect,
+            endpoint=served[0].endpoint,
+            apis=tuple(served),
             api_key=api_key,
             headers=dict(sorted(spec.headers.items())),
             hosted_tools=spec.hosted_tools.value,

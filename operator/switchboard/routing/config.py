@@ -66,11 +66,27 @@ class Timeouts(_Frozen):
     total: float
 
 
+class ServedApi(_Frozen):
+    """One API a provider speaks, and where."""
+
+    api: str = Field(description="openai-completions, openai-responses or anthropic-messages.")
+    dialect: str = Field(description="chat, responses or messages.")
+    endpoint: str = Field(description="Full URL requests in this API are POSTed to.")
+
+
 class Provider(_Frozen):
     name: str
-    api: str = Field(description="openai-completions, openai-responses or anthropic-messages.")
-    dialect: str = Field(description="chat, responses or messages: the upstream's wire dialect.")
-    endpoint: str = Field(description="Full URL requests are POSTed to.")
+    api: str = Field(
+        description="openai-completions, openai-responses or anthropic-messages: the API "
+        "clients of an API the provider does not speak are translated to."
+    )
+    dialect: str = Field(description="chat, responses or messages: the dialect of `api`.")
+    endpoint: str = Field(description="Full URL requests in `api` are POSTed to.")
+    apis: tuple[ServedApi, ...] = Field(
+        default=(),
+        description="Every API the provider speaks, `api` first; a client whose API is here is "
+        "served in it untranslated. Empty (configs from before the field) means `api` alone.",
+    )
     api_key: str | None = Field(None, description="Provider key sent upstream. Secret.")
     headers: dict[str, str] = Field(default_factory=dict, description="Static headers.")
     hosted_tools: str = Field("drop", description="drop or refuse: see CustomProvider.")
