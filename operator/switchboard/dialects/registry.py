@@ -29,6 +29,10 @@ class Stream(Protocol):
     @property
     def usage(self) -> Usage: ...
 
+    failed: str | None
+    """Set when the stream ended in an error event (the upstream's, an undecodable event, a
+    cut-off): the gateway falls back while it holds the stream back, and counts a failure."""
+
     def feed(self, event: sse.Event) -> bytes: ...
     def finish(self) -> bytes: ...
     def error(self, message: str) -> bytes: ...
@@ -74,7 +78,7 @@ def _guard_response(
 
 def _identity(dialect: Dialect) -> Pair:
     def response(body: Json, ctx: Ctx) -> tuple[Json, Usage]:
-        return body, identity.usage(dialect, body)
+        return body, identity.response(dialect, body)
 
     streams: dict[Dialect, Callable[[Ctx], Stream]] = {
         Dialect.CHAT: identity.ChatStream,
