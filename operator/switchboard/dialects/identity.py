@@ -38,20 +38,21 @@ def request(dialect: Dialect, body: Json, ctx: Ctx) -> Json:
 _SHAPE = {
     Dialect.CHAT: ("choices", "a list 'choices'"),
     Dialect.RESPONSES: ("output", "a list 'output'"),
-    Dialect.MESSAGES: ("content", "'type': 'message' and a list 'content'"),
+    Dialect.MESSAGES: ("content", "a list 'content' (and 'type': 'message')"),
 }
 
 
-def response(dialect: Dialect, body: Json) -> Usage:
-    """The usage of a same-dialect answer, once it is checked to have its API's shape (the
-    top-level fields every SDK reads; two dict lookups): a 200 without them is the upstream's
-    failure (MalformedPayload), not an answer to pass on."""
+def check_answer(dialect: Dialect, body: object) -> None:
+    """A non-stream answer has its API's shape: the top-level fields every SDK reads (two dict
+    lookups). A 200 without them is the upstream's failure (MalformedPayload), not an answer
+    to pass on or translate."""
     field, what = _SHAPE[dialect]
-    if not isinstance(body.get(field), list) or (
-        dialect is Dialect.MESSAGES and body.get("type") != "message"
+    if (
+        not isinstance(body, dict)
+        or not isinstance(body.get(field), list)
+        or (dialect is Dialect.MESSAGES and body.get("type", "message") != "message")
     ):
         raise errors.MalformedPayload(f"the upstream's answer has no {what}")
-    return usage(dialect, body)
 
 
 def usage(dialect: Dialect, body: Json) -> Usage:

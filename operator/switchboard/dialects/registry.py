@@ -78,7 +78,7 @@ def _guard_response(
 
 def _identity(dialect: Dialect) -> Pair:
     def response(body: Json, ctx: Ctx) -> tuple[Json, Usage]:
-        return body, identity.response(dialect, body)
+        return body, identity.usage(dialect, body)
 
     streams: dict[Dialect, Callable[[Ctx], Stream]] = {
         Dialect.CHAT: identity.ChatStream,

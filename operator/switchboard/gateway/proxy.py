@@ -22,7 +22,7 @@ import orjson
 from aiohttp import HttpVersion11, web
 
 from switchboard.dialects import errors as derrors
-from switchboard.dialects import registry, sse
+from switchboard.dialects import identity, registry, sse
 from switchboard.dialects.types import Ctx, Dialect, Json
 from switchboard.gateway import accounting, errors, resolve
 from switchboard.gateway.accesslog import AccessLog
@@ -313,6 +313,7 @@ class Proxy:
             response.release()  # closes the connection unless the body ended cleanly
         try:
             upstream = orjson.loads(data)
+            identity.check_answer(target.dialect, upstream)
             client_body, usage = pair.translate_response(upstream, ctx)
         except orjson.JSONDecodeError:
             raise AttemptFailed(
