@@ -86,7 +86,9 @@ def _message(data: bytes, *path: str) -> str:
     """The error message at `path` in an upstream error event (parsed only for errors)."""
     value: object = _load(data)
     for key in path:
-        value = value.get(key) if isinstance(value, dict) else None
+        if not isinstance(value, dict):
+            break  # `{"error": "text"}` (TGI, Ollama): the text is the message
+        value = value.get(key)
     return str(value or "upstream error")
 
 
@@ -118,16 +120,14 @@ class ChatStream:
         if data == b"[DONE]":
             self._done = True
             return sse.DONE
-        if data[:1] != b"{":
+        if data[:1] not in b"{":  # neither JSON nor empty (a keep-alive)
             return self.error(UNDECODABLE)
         self._before, self._last = self._last, data
         if data.startswith(_ERROR_STARTS) and (error := _load(data)) and "choices" not in error:
             self._done = True  # the upstream's error ends the stream
             if error.get("object") == "error":  # vLLM's older shape, unknown to the SDK
                 return self.error(str(error.get("message") or "upstream error"))
-            inner = error.get("error")
-            self.failed = str((inner.get("message") if isinstance(inner, dict) else inner) or "")
-            self.failed = self.failed or "upstream error"
+            self.failed = _message(data, "error", "message")
             return b"data: " + data + b"\n\n"
         if _value_start(data, b'"usage"') == b"{" and (chunk := _load(data)) is not None:
             self.usage = common.usage_from_chat(chunk.get("usage"))
@@ -171,7 +171,7 @@ class MessagesStream:
     def feed(self, event: sse.Event) -> bytes:
         if self._done:
             return b""
-        if event.data[:1] != b"{":
+        if event.data[:1] not in b"{":  # neither JSON nor empty (a keep-alive)
             return self.error(UNDECODABLE)
         if event.event in ("message_start", "message_delta"):
             data = _load(event.data) or {}
@@ -224,7 +224,7 @@ class ResponsesStream:
     def feed(self, event: sse.Event) -> bytes:
         if self._done:
             return b""
-        if event.data[:1] != b"{":
+        if event.data[:1] not in b"{":  # neither JSON nor empty (a keep-alive)
             return self.error(UNDECODABLE)
         if event.event in _RESPONSE_ENDS:
             data = _load(event.data) or {}

@@ -52,7 +52,7 @@ class _Reader:
         with the client's error event rather than an exception in the gateway."""
         if self._done:
             return b""
-        if event.data[:1] != b"{" and event.data != b"[DONE]":
+        if event.data[:1] not in b"{" and event.data != b"[DONE]":  # b"" (keep-alive) passes
             return self.error(UNDECODABLE)
         try:
             return self._feed(event)
@@ -100,7 +100,7 @@ def _load(data: bytes) -> dict[str, Any] | None:
 
 def _error_message(error: Any) -> str:
     message = error.get("message") if isinstance(error, dict) else error
-    return str(message or "upstream error")
+    return str(message or "upstream error")[:512]  # shown to the client: cut
 
 
 class ChatReader(_Reader):
