@@ -42,9 +42,9 @@ CLIENTS = ("chat", "responses", "messages")
 FALLBACK = {"chat": "anth", "resp": "chat", "anth": "chat"}
 """The working candidate behind each failing one: another provider."""
 LATE = {"chat": 2, "resp": 5, "anth": 4}
-"""Events each fake sends up to and including its first text delta. The faults after it pause
-between events (`chunk_delay`), so that the error is not in the same read as the first content:
-the gateway falls back on anything it has not sent yet."""
+"""Events each fake sends up to and including its first text delta. The order of events decides
+(error before the first content: fallback; after: error event), however the upstream's bytes
+are cut into reads."""
 DONE = {
     "chat": "data: [DONE]",
     "responses": "event: response.completed",
@@ -55,11 +55,11 @@ MODELS = {
     "chat": [
         "m",
         "m@error_event_after=1",
-        f"m@error_event_after={LATE['chat']},chunk_delay=0.05",
-        f"m@error_event_after={LATE['chat']},chunk_delay=0.05,echo_key",
+        f"m@error_event_after={LATE['chat']}",
+        f"m@error_event_after={LATE['chat']},echo_key",
         "m@bad_shape",
         "m@bad_sse=0",
-        "m@bad_sse=2,chunk_delay=0.05",
+        "m@bad_sse=2",
         "m@unauthorized,echo_key",
         "m@status=403",
         "m@status=500,echo_key",
@@ -68,18 +68,18 @@ MODELS = {
         "m",
         "m@error_event_after=1",
         "m@error_event_after=1,error_event=error",
-        f"m@error_event_after={LATE['resp']},chunk_delay=0.05",
+        f"m@error_event_after={LATE['resp']}",
         "m@bad_shape",
         "m@bad_sse=0",
-        "m@bad_sse=5,chunk_delay=0.05",
+        "m@bad_sse=5",
     ],
     "anth": [
         "m",
         "m@error_event_after=1",
-        f"m@error_event_after={LATE['anth']},chunk_delay=0.05",
+        f"m@error_event_after={LATE['anth']}",
         "m@bad_shape",
         "m@bad_sse=0",
-        "m@bad_sse=4,chunk_delay=0.05",
+        "m@bad_sse=4",
     ],
 }
 
@@ -89,7 +89,7 @@ def _agents() -> dict[str, list[str]]:
     for up in DIALECTS:
         back = f"{FALLBACK[up]}:m"
         agents[f"early-{up}"] = [f"{up}:m@error_event_after=1", back]
-        agents[f"late-{up}"] = [f"{up}:m@error_event_after={LATE[up]},chunk_delay=0.05", back]
+        agents[f"late-{up}"] = [f"{up}:m@error_event_after={LATE[up]}", back]
         agents[f"shape-{up}"] = [f"{up}:m@bad_shape", back]
         agents[f"sse-{up}"] = [f"{up}:m@bad_sse=0", back]
     agents["early-resp-error"] = ["resp:m@error_event_after=1,error_event=error", "chat:m"]
@@ -249,7 +249,7 @@ def test_error_event_after_content_is_a_clean_error(gw: Gateway, up: str, client
 
 
 def test_echoed_key_in_an_error_event_is_scrubbed(gw: Gateway) -> None:
-    model = f"chat:m@error_event_after={LATE['chat']},chunk_delay=0.05,echo_key"
+    model = f"chat:m@error_event_after={LATE['chat']},echo_key"
     response, text = call(gw, "chat", model, stream=True)
     assert response.status_code == 200
     assert_error_event("chat", text)
@@ -286,7 +286,7 @@ def test_answer_without_the_api_shape_alone_is_a_502(gw: Gateway, up: str) -> No
 @pytest.mark.parametrize("client", CLIENTS)
 @pytest.mark.parametrize("up", DIALECTS)
 def test_undecodable_sse_after_content_is_a_clean_error(gw: Gateway, up: str, client: str) -> None:
-    model = f"{up}:m@bad_sse={LATE[up]},chunk_delay=0.05"
+    model = f"{up}:m@bad_sse={LATE[up]}"
     seen = len(access_lines(gw, model))
     response, text = call(gw, client, model, stream=True)
     assert response.status_code == 200

@@ -367,6 +367,9 @@ class Proxy:
                 out.ttft = time.perf_counter() - started
                 # Through aiohttp (it sends the status line and headers), then the rest of the
                 # body straight from the upstream connection's callback (Relay).
+                if hold.rest:  # after the first content, in the same read
+                    held += b"".join([translator.feed(e) for e in hold.rest])
+                    held = target.scrub.data(held) if translator.failed else held
                 await client.write(held)
                 if not hold.ended:
                     relay = Relay(

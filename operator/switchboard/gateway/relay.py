@@ -69,12 +69,14 @@ while a stream is held back: a few events per request."""
 class HoldBack:
     """The start of a stream, read and translated but not sent: until the first content event,
     `max_bytes` upstream bytes without one, or `seconds` (checked as chunks arrive). An error
-    event (the stream translator's `failed`: the upstream's error, an undecodable event, an
-    end before the answer) raises AttemptFailed, and the fallback loop tries the next
-    candidate: the client has seen nothing. `run()` returns the client's bytes so far;
-    `ended` says the whole stream came within the hold-back."""
+    event before the first content (the stream translator's `failed`: the upstream's error,
+    an undecodable event, an end before the answer) raises AttemptFailed, and the fallback
+    loop tries the next candidate: the client has seen nothing. The order of events decides,
+    not how they were cut into reads: events after the first content in the same read are
+    left in `rest`, translated once the client's headers are out. `run()` returns the
+    client's bytes so far; `ended` says the whole stream came within the hold-back."""
 
-    __slots__ = ("decoder", "ended", "max_bytes", "seconds", "target", "translator")
+    __slots__ = ("decoder", "ended", "max_bytes", "rest", "seconds", "target", "translator")
 
     def __init__(
         self,
@@ -90,6 +92,7 @@ class HoldBack:
         self.max_bytes = max_bytes
         self.seconds = target.first_token if seconds is None else seconds
         self.ended = False
+        self.rest: list[sse.Event] = []
 
     async def run(self, response: Response) -> bytes:
         loop = asyncio.get_running_loop()
@@ -98,8 +101,7 @@ class HoldBack:
         is_content = CONTENT[self.target.dialect]
         held: list[bytes] = []
         received = 0
-        content = False
-        while not content:
+        while True:
             chunk = await response.next_chunk()
             if not chunk:
                 held.extend(translator.feed(e) for e in decoder.close())
@@ -107,9 +109,12 @@ class HoldBack:
                 self.ended = True
                 break
             received += len(chunk)
-            for event in decoder.feed(chunk):
+            events = decoder.feed(chunk)
+            for i, event in enumerate(events):
                 held.append(translator.feed(event))
-                content = content or is_content(event)
+                if translator.failed is None and is_content(event):
+                    self.rest = events[i + 1 :]
+                    return b"".join(held)
             if translator.failed is not None:
                 break
             if received >= self.max_bytes or loop.time() >= deadline:
