@@ -1,12 +1,16 @@
 """The request path: authenticate, resolve, pick a candidate, translate, call, fall back, answer.
 
 Fallback moves to the next candidate on a connect error, a timeout (connect, first token,
-total), a 5xx, a 429 or an upstream context-length error, and only while nothing has been sent
-to the client. Once the first byte of a stream is out, a failure ends the stream with an error
-event in the client's dialect and is not retried.
+total), a 5xx, a 429, an upstream context-length error, the provider refusing its own key
+(401/403), an answer without its API's shape, or an error event in a stream's hold-back (before
+its first content event: relay.HoldBack), and only while nothing has been sent to the client.
+After that, a failure ends the stream with an error event in the client's dialect, is not
+retried, and is logged as 502. A client that leaves cancels the handler (aiohttp's
+handler_cancellation, set in cli.py): the upstream connection is closed, not pooled, and the
+request is logged as 499.
 
-Beside it: auth.py (keys), relay.py (the stream relay), accounting.py (metrics and the access
-log), routes.py (/v1/models, count_tokens), errors.py (the error tree and its rendering).
+Beside it: auth.py (keys), relay.py (hold-back and relay), accounting.py (metrics and the access
+log), routes.py (/v1/models, count_tokens), errors.py (the error tree, map_upstream(), Scrub).
 """
 
 from __future__ import annotations
