@@ -6,7 +6,7 @@ total), a 5xx, a 429, an upstream context-length error, the provider refusing it
 its first content event: relay.HoldBack), and only while nothing has been sent to the client.
 After that, a failure ends the stream with an error event in the client's dialect, is not
 retried, and is logged as 502. A client that leaves cancels the handler (aiohttp's
-handler_cancellation, set in cli.py): the upstream connection is closed, not pooled, and the
+handler_cancellation, set in server.py): the upstream connection is closed, not pooled, and the
 request is logged as 499.
 
 Beside it: auth.py (keys), relay.py (hold-back and relay), accounting.py (metrics and the access
