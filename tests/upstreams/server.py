@@ -38,6 +38,19 @@ Faults (`FAULTS`) come from three places, later ones winning: the server's own (
     stall_after=N            stream N events, then hang with the connection open
     drop_after=N             stream N events, then close the connection
     unauthorized             401 in the shape's phrasing
+    echo_key                 error bodies (status=, unauthorized, error_event_after=) quote
+                             the request's credential header and 2,000 more characters, as
+                             a careless server might: the gateway must scrub and cut it
+    error_event_after=N      stream N events, then the shape's in-stream error and the end:
+                             Anthropic `event: error` (overloaded_error), an OpenAI
+                             `{"error": ...}` chunk, Responses `response.failed` (or the
+                             `error` event with `error_event=error`)
+    bad_shape                a 200 whose JSON is not the API's answer (`{"ok": true}`)
+    bad_sse=N                stream N events, then a `data:` line that is not JSON, then end
+
+Closes are recorded: a handler still running when the client (the gateway) closes the
+connection is cancelled (handler_cancellation) and `GET /_closed` lists `{"request": index in
+/_requests, "model", "at": time.monotonic()}`, so a test can tell when the upstream saw it.
 
 "Connection refused" is a port with nobody listening: `free_port()`.
 
@@ -52,6 +65,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
@@ -71,6 +86,11 @@ FAULTS = (
     "stall_after",
     "drop_after",
     "unauthorized",
+    "echo_key",
+    "error_event_after",
+    "error_event",
+    "bad_shape",
+    "bad_sse",
 )
 
 _CONTEXT_OPENAI = {
@@ -215,10 +235,25 @@ def parse_fault(text: str) -> dict[str, str]:
     return out
 
 
-def status_error(shape: str, code: int, retry_after: str = "1") -> web.Response:
-    """The error answer of `shape` for HTTP status `code` (429 with `retry-after`)."""
+def _echo(request: web.Request) -> str:
+    """What a careless server says: the credential it was sent, and a lot more."""
+    sent = request.headers.get("x-api-key") or request.headers.get("authorization", "")
+    return f"invalid credential {sent!r}; " + "details " * 250
+
+
+def status_error(
+    shape: str, code: int, retry_after: str = "1", message: str | None = None
+) -> web.Response:
+    """The error answer of `shape` for HTTP status `code` (429 with `retry-after`); `message`
+    replaces the shape's own text."""
     headers = {"retry-after": retry_after} if code == 429 else {}
     body: dict[str, Any]
+    if message is not None:
+        if shape == "anthropic":
+            body = {"type": "error", "error": {"type": "authentication_error", "message": message}}
+        else:
+            body = {"error": {"message": message, "type": "invalid_request_error", "code": None}}
+        return web.json_response(body, status=code, headers=headers)
     if shape == "anthropic":
         kind, text = _ANTHROPIC_STATUS.get(code, ("api_error", f"injected {code}"))
         body = {"type": "error", "error": {"type": kind, "message": text}}
@@ -288,6 +323,9 @@ class Upstream:
     host: str = "127.0.0.1"
     requests: list[dict[str, Any]] = field(default_factory=list)
     """What the server received: `{"path", "headers", "body"}` per request, oldest first."""
+    closed: list[dict[str, Any]] = field(default_factory=list)
+    """Requests whose connection closed while their handler ran (see the docstring)."""
+    _running: dict[int, dict[str, Any]] = field(default_factory=dict)
     port: int = 0
     _runner: web.AppRunner | None = None
     _stopping: asyncio.Event = field(default_factory=asyncio.Event)
@@ -304,7 +342,7 @@ class Upstream:
     async def start(self, port: int = 0) -> Upstream:
         if self.shape not in SHAPES:
             raise ValueError(f"unknown shape {self.shape!r}; one of {', '.join(SHAPES)}")
-        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app = web.Application(client_max_size=64 * 1024 * 1024, middlewares=[self._track_close])
         if self.shape in OPENAI_SHAPES:
             app.router.add_post("/v1/chat/completions", self._chat)
         elif self.shape == "responses":
@@ -317,10 +355,15 @@ class Upstream:
         app.router.add_delete("/_fault", self._set_fault)
         app.router.add_get("/_requests", self._get_requests)
         app.router.add_delete("/_requests", self._clear_requests)
+        app.router.add_get("/_closed", self._get_closed)
         self._stopping = asyncio.Event()
         # A short shutdown timeout: a stalled handler is released by `_stopping` anyway.
         self._runner = web.AppRunner(
-            app, access_log=None, handle_signals=False, shutdown_timeout=0.5
+            app,
+            access_log=None,
+            handle_signals=False,
+            shutdown_timeout=0.5,
+            handler_cancellation=True,  # a closed connection ends its handler: /_closed
         )
         await self._runner.setup()
         self.port = port or free_port()
@@ -368,6 +411,28 @@ class Upstream:
     async def _get_requests(self, request: web.Request) -> web.Response:
         return web.json_response(self.requests)
 
+    async def _get_closed(self, request: web.Request) -> web.Response:
+        return web.json_response(self.closed)
+
+    @web.middleware
+    async def _track_close(
+        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except (asyncio.CancelledError, ConnectionResetError):
+            self._record_close(request)
+            raise
+        finally:
+            self._running.pop(id(request), None)
+
+    def _record_close(self, request: web.Request) -> None:
+        running = self._running.pop(id(request), None)
+        if running is not None:
+            self.closed.append(
+                {"request": running["request"], "model": running["model"], "at": time.monotonic()}
+            )
+
     async def _clear_requests(self, request: web.Request) -> web.Response:
         self.clear()
         return web.json_response([])
@@ -401,6 +466,11 @@ class Upstream:
             body = await request.json(loads=orjson.loads)
         except ValueError:
             body = None
+        self._running[id(request)] = {
+            "request": len(self.requests),
+            "model": body.get("model") if isinstance(body, dict) else None,
+            "stream": isinstance(body, dict) and body.get("stream") is True,
+        }
         self.requests.append({"path": request.path, "headers": dict(request.headers), "body": body})
         if not isinstance(body, dict):
             return {}, {}, self._bad_request("We could not parse the JSON body of your request.")
@@ -412,7 +482,7 @@ class Upstream:
             fault.update(parse_fault(model.split("@", 1)[1]))
         if "delay" in fault:
             await asyncio.sleep(float(fault["delay"]))
-        early = self._check_auth(request, fault) or self._fault_response(fault)
+        early = self._check_auth(request, fault) or self._fault_response(fault, request)
         if "delay_first_token" in fault and (early is not None or not body.get("stream")):
             await asyncio.sleep(float(fault["delay_first_token"]))
         return body, fault, early
@@ -432,6 +502,8 @@ class Upstream:
 
     def _check_auth(self, request: web.Request, fault: dict[str, str]) -> web.Response | None:
         if "unauthorized" in fault:
+            if "echo_key" in fault:
+                return status_error(self.shape, 401, message=_echo(request))
             return unauthorized(self.shape)
         bearer = request.headers.get("authorization", "")
         token = bearer[7:] if bearer.lower().startswith("bearer ") else None
@@ -454,9 +526,14 @@ class Upstream:
             return unauthorized(self.shape)
         return None
 
-    def _fault_response(self, fault: dict[str, str]) -> web.Response | None:
+    def _fault_response(self, fault: dict[str, str], request: web.Request) -> web.Response | None:
         if fault.get("status"):
-            return status_error(self.shape, int(fault["status"]), fault.get("retry_after", "1"))
+            message = _echo(request) if "echo_key" in fault else None
+            return status_error(
+                self.shape, int(fault["status"]), fault.get("retry_after", "1"), message=message
+            )
+        if "bad_shape" in fault and not self._running.get(id(request), {}).get("stream"):
+            return web.json_response({"ok": True})
         if "context_length" in fault:
             code, body = CONTEXT_ERRORS.get(self.shape, CONTEXT_ERRORS["openai"])
             return web.json_response(body, status=code)
@@ -474,6 +551,12 @@ class Upstream:
         stall = int(fault.get("stall_after", "-1"))
         drop = int(fault.get("drop_after", "-1"))
         pause = float(fault.get("chunk_delay", "0"))
+        if "error_event_after" in fault:
+            cut = int(fault["error_event_after"])
+            message = _echo(request) if "echo_key" in fault else "Overloaded"
+            events = [*events[:cut], self._error_event(fault, message)]
+        if "bad_sse" in fault:
+            events = [*events[: int(fault["bad_sse"] or 0)], b"data: <html>Bad Gateway</html>\n\n"]
         for i, event in enumerate(events):
             if i == stall:
                 await self._hang(request)
@@ -488,10 +571,34 @@ class Upstream:
         await response.write_eof()
         return response
 
+    def _error_event(self, fault: dict[str, str], message: str) -> bytes:
+        """The shape's in-stream error, as each API sends it after its HTTP 200."""
+        if self.shape == "anthropic":
+            data = {"type": "error", "error": {"type": "overloaded_error", "message": message}}
+            return b"event: error\ndata: " + orjson.dumps(data) + b"\n\n"
+        if self.shape == "responses":
+            if fault.get("error_event") == "error":
+                data = {"type": "error", "code": "server_error", "message": message, "param": None}
+                return b"event: error\ndata: " + orjson.dumps(data) + b"\n\n"
+            data = {
+                "type": "response.failed",
+                "response": {
+                    "id": "resp_fake",
+                    "object": "response",
+                    "status": "failed",
+                    "error": {"code": "server_error", "message": message},
+                    "output": [],
+                },
+            }
+            return b"event: response.failed\ndata: " + orjson.dumps(data) + b"\n\n"
+        data = {"error": {"message": message, "type": "server_error", "param": None, "code": None}}
+        return b"data: " + orjson.dumps(data) + b"\n\n"
+
     async def _hang(self, request: web.Request) -> None:
         """Keep the connection open, sending nothing, until the peer leaves or the server stops."""
         while not self._stopping.is_set():
             if request.transport is None or request.transport.is_closing():
+                self._record_close(request)
                 return
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), 0.1)

@@ -1,10 +1,14 @@
 """Translation errors, upstream error parsing and error rendering in each client's shape.
 
-SwitchboardError
-  * TranslationError          .message .param; the gateway answers 400
-      - UnsupportedFeature    the upstream dialect cannot express it, and dropping it
+TranslationError              .message .param; the gateway answers 400 (a client's body) or
+                              counts an upstream failure (an upstream's answer)
+  - UnsupportedFeature        the upstream dialect cannot express it, and dropping it
                               would change the answer
-      - MalformedPayload      the body does not match its dialect
+  - MalformedPayload          the body does not match its dialect
+
+(Under SwitchboardError in docs/architecture.md's drawing; the class itself derives from
+Exception because this pure layer imports nothing of routing/. `UpstreamErrorInfo` is data,
+not an exception: what an upstream's error body says.)
 """
 
 from __future__ import annotations
@@ -104,7 +108,10 @@ _CONTEXT_PATTERNS = re.compile(
 
 
 @dataclass(frozen=True, slots=True)
-class UpstreamError:
+class UpstreamErrorInfo:
+    """What an upstream's error body says (data, not an exception: the gateway's
+    map_upstream() and AttemptFailed raise; see gateway/errors.py)."""
+
     status: int
     message: str
     context_length: bool
@@ -113,11 +120,7 @@ class UpstreamError:
     """The upstream's own error type or code where it gave one (`rate_limit_error`, ...)."""
 
 
-UpstreamErrorInfo = UpstreamError
-"""The name the gateway's design notes use."""
-
-
-def parse_upstream_error(status: int, body: bytes) -> UpstreamError:
+def parse_upstream_error(status: int, body: bytes) -> UpstreamErrorInfo:
     """Understand an upstream's error body, whatever server phrased it."""
     try:
         data: Any = orjson.loads(body)
@@ -139,7 +142,7 @@ def parse_upstream_error(status: int, body: bytes) -> UpstreamError:
         or code == "context_length_exceeded"
         or kind == "exceed_context_size_error"
     )
-    return UpstreamError(status, message[:1000], context, kind or code)
+    return UpstreamErrorInfo(status, message[:1000], context, kind or code)
 
 
 def _message_of(data: Any) -> str:

@@ -35,6 +35,26 @@ def request(dialect: Dialect, body: Json, ctx: Ctx) -> Json:
     return out
 
 
+_SHAPE = {
+    Dialect.CHAT: ("choices", "a list 'choices'"),
+    Dialect.RESPONSES: ("output", "a list 'output'"),
+    Dialect.MESSAGES: ("content", "a list 'content' (and 'type': 'message')"),
+}
+
+
+def check_answer(dialect: Dialect, body: object) -> None:
+    """A non-stream answer has its API's shape: the top-level fields every SDK reads (two dict
+    lookups). A 200 without them is the upstream's failure (MalformedPayload), not an answer
+    to pass on or translate."""
+    field, what = _SHAPE[dialect]
+    if (
+        not isinstance(body, dict)
+        or not isinstance(body.get(field), list)
+        or (dialect is Dialect.MESSAGES and body.get("type", "message") != "message")
+    ):
+        raise errors.MalformedPayload(f"the upstream's answer has no {what}")
+
+
 def usage(dialect: Dialect, body: Json) -> Usage:
     if dialect is Dialect.CHAT:
         return common.usage_from_chat(body.get("usage"))
@@ -62,6 +82,18 @@ def _load(data: bytes) -> Json | None:
     return value if isinstance(value, dict) else None
 
 
+def _message(data: bytes, *path: str) -> str:
+    """The error message at `path` in an upstream error event (parsed only for errors)."""
+    value: object = _load(data)
+    for key in path:
+        if not isinstance(value, dict):
+            break  # `{"error": "text"}` (TGI, Ollama): the text is the message
+        value = value.get(key)
+    return str(value or "upstream error")
+
+
+UNDECODABLE = stream_readers.UNDECODABLE
+
 _ERROR_STARTS = (b'{"error"', b'{"object":"error"', b'{"object": "error"')
 """How upstream error chunks begin (OpenAI and TGI; vLLM's older shape), checked without a
 scan of every chunk."""
@@ -71,13 +103,15 @@ class ChatStream:
     """Chunks pass through; the usage chunk is read for billing and removed when the client
     did not ask for it (the gateway always asks the upstream)."""
 
-    __slots__ = ("_before", "_done", "_last", "ctx", "usage")
+    __slots__ = ("_before", "_done", "_last", "ctx", "failed", "usage")
 
     def __init__(self, ctx: Ctx) -> None:
         self.ctx = ctx
         self.usage = Usage()
         self._done = False
         self._before = self._last = b""  # the last two chunks, for finish() to look at
+        self.failed: str | None = None
+        """Why the stream ended in an error event (stream_readers._Reader.failed)."""
 
     def feed(self, event: sse.Event) -> bytes:
         if self._done:
@@ -86,11 +120,14 @@ class ChatStream:
         if data == b"[DONE]":
             self._done = True
             return sse.DONE
+        if data[:1] not in b"{":  # neither JSON nor empty (a keep-alive)
+            return self.error(UNDECODABLE)
         self._before, self._last = self._last, data
         if data.startswith(_ERROR_STARTS) and (error := _load(data)) and "choices" not in error:
             self._done = True  # the upstream's error ends the stream
             if error.get("object") == "error":  # vLLM's older shape, unknown to the SDK
                 return self.error(str(error.get("message") or "upstream error"))
+            self.failed = _message(data, "error", "message")
             return b"data: " + data + b"\n\n"
         if _value_start(data, b'"usage"') == b"{" and (chunk := _load(data)) is not None:
             self.usage = common.usage_from_chat(chunk.get("usage"))
@@ -114,23 +151,28 @@ class ChatStream:
 
     def error(self, message: str) -> bytes:
         self._done = True
+        self.failed = message
         return errors.stream_error(Dialect.CHAT, message)
 
 
 class MessagesStream:
     """Events pass through; usage is read from `message_start` and `message_delta`."""
 
-    __slots__ = ("_done", "_stopped", "ctx", "usage")
+    __slots__ = ("_done", "_stopped", "ctx", "failed", "usage")
 
     def __init__(self, ctx: Ctx) -> None:
         self.ctx = ctx
         self.usage = Usage()
         self._done = False
         self._stopped = False
+        self.failed: str | None = None
+        """Why the stream ended in an error event (stream_readers._Reader.failed)."""
 
     def feed(self, event: sse.Event) -> bytes:
         if self._done:
             return b""
+        if event.data[:1] not in b"{":  # neither JSON nor empty (a keep-alive)
+            return self.error(UNDECODABLE)
         if event.event in ("message_start", "message_delta"):
             data = _load(event.data) or {}
             if event.event == "message_start":
@@ -143,8 +185,11 @@ class MessagesStream:
                 self._stopped = isinstance(delta, dict) and bool(delta.get("stop_reason"))
         elif event.event == "content_block_start":
             return sse.encode(event.event, _complete_block_start(event.data))
-        elif event.event in ("message_stop", "error"):
+        elif event.event == "message_stop":
             self._done = True
+        elif event.event == "error":
+            self._done = True
+            self.failed = _message(event.data, "error", "message")
         return sse.encode(event.event, event.data)
 
     def finish(self) -> bytes:
@@ -159,31 +204,41 @@ class MessagesStream:
 
     def error(self, message: str) -> bytes:
         self._done = True
+        self.failed = message
         return errors.stream_error(Dialect.MESSAGES, message)
 
 
 class ResponsesStream:
     """Events pass through; usage is read from the event that ends the response."""
 
-    __slots__ = ("_done", "_seq", "ctx", "usage")
+    __slots__ = ("_done", "_seq", "ctx", "failed", "usage")
 
     def __init__(self, ctx: Ctx) -> None:
         self.ctx = ctx
         self.usage = Usage()
         self._seq = 0
         self._done = False
+        self.failed: str | None = None
+        """Why the stream ended in an error event (stream_readers._Reader.failed)."""
 
     def feed(self, event: sse.Event) -> bytes:
         if self._done:
             return b""
+        if event.data[:1] not in b"{":  # neither JSON nor empty (a keep-alive)
+            return self.error(UNDECODABLE)
         if event.event in _RESPONSE_ENDS:
             data = _load(event.data) or {}
             response = data.get("response")
             usage = response.get("usage") if isinstance(response, dict) else None
             self.usage = common.usage_from_responses(usage)
             self._done = True
+            if event.event == "response.failed":
+                error = response.get("error") if isinstance(response, dict) else None
+                message = error.get("message") if isinstance(error, dict) else None
+                self.failed = str(message or "the upstream's response failed")
         elif event.event == "error":
             self._done = True
+            self.failed = _message(event.data, "message")
         self._seq += 1
         return sse.encode(event.event, event.data)
 
@@ -193,6 +248,7 @@ class ResponsesStream:
 
     def error(self, message: str) -> bytes:
         self._done = True
+        self.failed = message
         return errors.stream_error(Dialect.RESPONSES, message, self._seq)
 
 

@@ -33,21 +33,27 @@ class Writer(Protocol):
 
 
 CUT_OFF = "the upstream ended the stream before the answer was complete"
+UNDECODABLE = "the upstream sent a stream event that is not JSON"
 
 
 class _Reader:
-    __slots__ = ("_done", "_stopped", "_w")
+    __slots__ = ("_done", "_stopped", "_w", "failed")
 
     def __init__(self, writer: Writer) -> None:
         self._w = writer
         self._done = False
         self._stopped = False  # the upstream said how its answer ended
+        self.failed: str | None = None
+        """Why the stream ended in an error event (the upstream's error, an event that is
+        not its dialect's, a cut-off), for the gateway's fallback and accounting."""
 
     def feed(self, event: sse.Event) -> bytes:
         """Client bytes for one upstream event; an event of the wrong shape ends the stream
         with the client's error event rather than an exception in the gateway."""
         if self._done:
             return b""
+        if event.data[:1] not in b"{" and event.data != b"[DONE]":  # b"" (keep-alive) passes
+            return self.error(UNDECODABLE)
         try:
             return self._feed(event)
         except (AttributeError, TypeError, KeyError, IndexError, ValueError) as exc:
@@ -80,6 +86,7 @@ class _Reader:
 
     def error(self, message: str) -> bytes:
         self._done = True
+        self.failed = message
         return self._w.error(message)
 
 
@@ -93,7 +100,7 @@ def _load(data: bytes) -> dict[str, Any] | None:
 
 def _error_message(error: Any) -> str:
     message = error.get("message") if isinstance(error, dict) else error
-    return str(message or "upstream error")
+    return str(message or "upstream error")[:512]  # shown to the client: cut
 
 
 class ChatReader(_Reader):

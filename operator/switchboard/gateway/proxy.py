@@ -1,12 +1,16 @@
 """The request path: authenticate, resolve, pick a candidate, translate, call, fall back, answer.
 
 Fallback moves to the next candidate on a connect error, a timeout (connect, first token,
-total), a 5xx, a 429 or an upstream context-length error, and only while nothing has been sent
-to the client. Once the first byte of a stream is out, a failure ends the stream with an error
-event in the client's dialect and is not retried.
+total), a 5xx, a 429, an upstream context-length error, the provider refusing its own key
+(401/403), an answer without its API's shape, or an error event in a stream's hold-back (before
+its first content event: relay.HoldBack), and only while nothing has been sent to the client.
+After that, a failure ends the stream with an error event in the client's dialect, is not
+retried, and is logged as 502. A client that leaves cancels the handler (aiohttp's
+handler_cancellation, set in server.py): the upstream connection is closed, not pooled, and the
+request is logged as 499.
 
-Beside it: auth.py (keys), relay.py (the stream relay), accounting.py (metrics and the access
-log), routes.py (/v1/models, count_tokens), errors.py (the error tree and its rendering).
+Beside it: auth.py (keys), relay.py (hold-back and relay), accounting.py (metrics and the access
+log), routes.py (/v1/models, count_tokens), errors.py (the error tree, map_upstream(), Scrub).
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ import orjson
 from aiohttp import HttpVersion11, web
 
 from switchboard.dialects import errors as derrors
-from switchboard.dialects import registry, sse
+from switchboard.dialects import identity, registry, sse
 from switchboard.dialects.types import Ctx, Dialect, Json
 from switchboard.gateway import accounting, errors, resolve
 from switchboard.gateway.accesslog import AccessLog
@@ -33,9 +37,9 @@ from switchboard.gateway.errors import AttemptFailed
 from switchboard.gateway.limits import gate
 from switchboard.gateway.limits import limiter as lim
 from switchboard.gateway.metrics import Metrics
-from switchboard.gateway.relay import ClientGone, Relay
+from switchboard.gateway.relay import ClientGone, HoldBack, Relay
 from switchboard.gateway.table import Access, Table, Target
-from switchboard.gateway.upstream import ConnectError, Pool, Response, UpstreamError
+from switchboard.gateway.upstream import Pool, Response
 
 _SSE_HEADERS = {"content-type": "text/event-stream", "cache-control": "no-cache"}
 _JSON = "application/json"
@@ -56,6 +60,8 @@ class Proxy:
         body_timeout: float = 60.0,
         chain_timeout: float = 600.0,
         limiter: lim.Limiter | None = None,
+        hold_bytes: int = 64 * 1024,
+        hold_seconds: float | None = None,
     ) -> None:
         self.pool = pool
         self.limiter = limiter
@@ -67,6 +73,11 @@ class Proxy:
         self.chain_timeout = chain_timeout
         """Seconds for a whole fallback chain: no new candidate is tried past it (each
         attempt is bounded by its provider's own timeouts)."""
+        self.hold_bytes = hold_bytes
+        """A stream is held back from the client until its first content event, or until
+        this many upstream bytes came without one (relay.HoldBack)."""
+        self.hold_seconds = hold_seconds
+        """... or this long; None: the provider's first-token timeout."""
         self.table: Table | None = None
         """The routing table served; replaced (never mutated) by a reload."""
         self._ids = itertools.count(1)
@@ -90,7 +101,7 @@ class Proxy:
         """The table served and the request's Access, or the error to answer."""
         table = self.table
         if table is None:
-            raise errors.UpstreamError("no routing config loaded yet; retry shortly", status=503)
+            raise errors.Unavailable("no routing config loaded yet; retry shortly")
         return table, self.keys.access(request, table)
 
     async def handle(self, request: web.Request, surface: Dialect) -> web.StreamResponse:
@@ -155,7 +166,7 @@ class Proxy:
     ) -> web.StreamResponse:
         table = self.table
         if table is None:
-            raise errors.UpstreamError("no routing config loaded yet; retry shortly", status=503)
+            raise errors.Unavailable("no routing config loaded yet; retry shortly")
         access = self.keys.access(request, table)
         out.key = access.name
         raw = await self.read_body(request)
@@ -259,34 +270,31 @@ class Proxy:
     async def _send(self, target: Target, body: Json) -> Response:
         # The endpoint's timeouts: connect, read (the first byte, so the first token of a
         # stream, and any later gap), total (the whole exchange). See gateway/upstream.py.
-        try:
+        with errors.map_upstream(target, "first_token_timeout", "connect"):
             response = await self.pool.post(target.endpoint, orjson.dumps(body))
-        except ConnectError as exc:
-            raise AttemptFailed("connect", 502, f"{target.provider}: {exc}", retry=True) from None
-        except TimeoutError:
-            raise AttemptFailed(
-                "first_token_timeout",
-                504,
-                f"{target.ref} did not answer within {target.first_token:g} s",
-                retry=True,
-            ) from None
-        except UpstreamError as exc:
-            raise AttemptFailed(
-                "connect", 502, f"{target.provider} failed: {exc}", retry=True
-            ) from None
-        if response.status < 400:
+        status = response.status
+        if status < 400:
             return response
         try:
-            data = await response.read()
-        except (UpstreamError, TimeoutError):
+            with errors.map_upstream(target, "timeout", "connect"):
+                data = await response.read()
+        except AttemptFailed:
             data = b""
         finally:
             response.release()
-        info = derrors.parse_upstream_error(response.status, data)
-        message = f"{target.ref}: {info.message}"
+        if status in (401, 403):  # the provider's key, not the client's: the operator's fix
+            raise AttemptFailed(
+                "provider_auth",
+                502,
+                f"provider {target.provider!r} rejected its credentials (HTTP {status}); "
+                "check the CustomProvider's apiKeySecretRef",
+                retry=True,
+            )
+        info = derrors.parse_upstream_error(status, data)
+        message = f"{target.ref}: {target.scrub(info.message)}"
         if info.context_length:
             raise AttemptFailed("context_length", 400, message, retry=True)
-        if response.status == 429:
+        if status == 429:
             raise AttemptFailed(
                 "status_429",
                 429,
@@ -294,33 +302,34 @@ class Proxy:
                 retry=True,
                 retry_after=response.headers.get("retry-after"),
             )
-        if response.status >= 500:
+        if status >= 500:
             raise AttemptFailed("status_5xx", 502, message, retry=True)
-        raise AttemptFailed("status_4xx", response.status, message, retry=False)
+        raise AttemptFailed("status_4xx", status, message, retry=False)
 
     async def _once(
         self, target: Target, pair: registry.Pair, ctx: Ctx, body: Json, out: Outcome
     ) -> web.Response:
         response = await self._send(target, body)
         try:
-            data = await response.read()
-        except TimeoutError:
-            raise AttemptFailed("timeout", 504, f"{target.ref} timed out", retry=True) from None
-        except UpstreamError as exc:
-            raise AttemptFailed("connect", 502, f"{target.ref} failed: {exc}", retry=True) from None
+            with errors.map_upstream(target, "timeout", "connect"):
+                data = await response.read()
         finally:
-            response.release()
+            response.release()  # closes the connection unless the body ended cleanly
         try:
             upstream = orjson.loads(data)
+            identity.check_answer(target.dialect, upstream)
+            client_body, usage = pair.translate_response(upstream, ctx)
         except orjson.JSONDecodeError:
             raise AttemptFailed(
-                "status_5xx", 502, f"{target.ref} answered with invalid JSON", retry=True
+                "bad_answer", 502, f"{target.ref} answered with invalid JSON", retry=True
             ) from None
-        try:
-            client_body, usage = pair.translate_response(upstream, ctx)
-        except (TypeError, AttributeError, KeyError, ValueError, derrors.TranslationError):
+        except (TypeError, AttributeError, KeyError, ValueError, derrors.TranslationError) as exc:
+            why = exc.message if isinstance(exc, derrors.TranslationError) else type(exc).__name__
             raise AttemptFailed(
-                "status_5xx", 502, f"{target.ref} answered in an unexpected shape", retry=True
+                "bad_answer",
+                502,
+                f"{target.ref} answered in an unexpected shape ({target.scrub(why)})",
+                retry=True,
             ) from None
         out.usage = usage
         out.cost = accounting.cost(target, usage)
@@ -344,39 +353,42 @@ class Proxy:
         response = await self._send(target, body)
         translator = pair.stream(ctx)
         decoder = sse.Decoder()
+        hold = HoldBack(target, translator, decoder, self.hold_bytes, self.hold_seconds)
         try:
-            first = await response.next_chunk()
-        except (TimeoutError, UpstreamError) as exc:
-            response.close()
-            kind = "first_token_timeout" if isinstance(exc, TimeoutError) else "stream"
-            raise AttemptFailed(
-                kind,
-                504 if kind != "stream" else 502,
-                f"{target.ref} sent no first token",
-                retry=True,
-            ) from None
-        if not first:
-            response.release()
-            raise AttemptFailed("stream", 502, f"{target.ref} sent an empty stream", retry=True)
+            with errors.map_upstream(target, "first_token_timeout", "stream"):
+                held = await hold.run(response)
+        except BaseException:
+            response.close()  # never back to the pool: the server may still be sending
+            raise
         client = web.StreamResponse(headers={**_SSE_HEADERS, **accounting.served_headers(out)})
         framed = request.version >= HttpVersion11
         if framed:
             client.enable_chunked_encoding()
-        await client.prepare(request)
-        out.ttft = time.perf_counter() - started
-        relay = Relay(request, response, translator, decoder, framed)
+        relay: Relay | None = None
         try:
             try:
+                await client.prepare(request)
+                out.ttft = time.perf_counter() - started
                 # Through aiohttp (it sends the status line and headers), then the rest of the
-                # body straight from the upstream connection's callback (_Relay).
-                await client.write(relay.translate(first))
-                await response.pipe(relay.feed)
-                relay.check()
-                tail = b"".join(translator.feed(e) for e in decoder.close())
-                await client.write(tail + translator.finish())
-            except (TimeoutError, UpstreamError, derrors.TranslationError) as exc:
-                relay.check()
-                kind = "timeout" if isinstance(exc, TimeoutError) else "stream"
+                # body straight from the upstream connection's callback (Relay).
+                if hold.rest:  # after the first content, in the same read
+                    held += b"".join([translator.feed(e) for e in hold.rest])
+                    held = target.scrub.data(held) if translator.failed else held
+                await client.write(held)
+                if not hold.ended:
+                    relay = Relay(
+                        request, response, translator, decoder, framed=framed, scrub=target.scrub
+                    )
+                    with errors.map_upstream(target, "timeout", "stream"):
+                        await response.pipe(relay.feed)
+                    relay.check()
+                    tail = b"".join(translator.feed(e) for e in decoder.close())
+                    tail += translator.finish()
+                    await client.write(target.scrub.data(tail) if translator.failed else tail)
+            except (AttemptFailed, derrors.TranslationError) as exc:
+                if relay is not None:
+                    relay.check()
+                kind = exc.kind if isinstance(exc, AttemptFailed) else "stream"
                 self.metrics.child(self.metrics.upstream_errors, target.provider, kind).inc()
                 out.error = f"{target.ref} failed mid-stream ({kind})"
                 out.status = 502
@@ -385,12 +397,19 @@ class Proxy:
             out.status = 499
             out.error = "client went away"
             response.close()
-        except asyncio.CancelledError:
+        except BaseException:  # cancelled: the client left (aiohttp's handler_cancellation)
             response.close()
             raise
         finally:
-            relay.stop()
+            if relay is not None:
+                relay.stop()
             response.release()
+        if translator.failed is not None and out.status == 200:
+            # The upstream's error event after the first content: the client got it in its
+            # dialect; the request is a failure for the log and the metrics.
+            self.metrics.child(self.metrics.upstream_errors, target.provider, "stream_error").inc()
+            out.status = 502
+            out.error = f"{target.ref} failed mid-stream: {target.scrub(translator.failed)}"
         out.usage = translator.usage
         out.cost = accounting.cost(target, translator.usage)
         if out.status != 499:

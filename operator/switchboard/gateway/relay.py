@@ -1,18 +1,130 @@
-"""The stream relay: upstream body chunks to the client inside the upstream connection's
-callback (decode the SSE, translate, write), with flow control towards a slow client."""
+"""A stream's two phases: `HoldBack` reads its start while nothing is sent to the client (so
+that an upstream error event there moves to the next candidate), then `Relay` passes the rest
+to the client inside the upstream connection's callback (decode the SSE, translate, write),
+with flow control towards a slow client."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 
+import orjson
 from aiohttp import web
 
 from switchboard.dialects import errors as derrors
 from switchboard.dialects import registry, sse
+from switchboard.dialects.types import Dialect
+from switchboard.gateway.errors import AttemptFailed, Scrub
+from switchboard.gateway.table import Target
 from switchboard.gateway.upstream import Response
 
 log = logging.getLogger("switchboard.gateway")
+
+
+def _type(data: bytes) -> str:
+    """An event's `type` field, for servers that leave out the `event:` line."""
+    try:
+        value = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return ""
+    return str(value.get("type") or "") if isinstance(value, dict) else ""
+
+
+_CHAT_CONTENT = ("content", "tool_calls", "reasoning_content", "reasoning", "refusal")
+
+
+def _chat_content(event: sse.Event) -> bool:
+    data = event.data
+    if b'"delta"' not in data:  # [DONE], errors, the usage chunk
+        return False
+    try:
+        chunk = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return False
+    for choice in chunk.get("choices") or () if isinstance(chunk, dict) else ():
+        delta = choice.get("delta") if isinstance(choice, dict) else None
+        if isinstance(delta, dict) and any(delta.get(k) for k in _CHAT_CONTENT):
+            return True
+    return False
+
+
+def _messages_content(event: sse.Event) -> bool:
+    return (event.event or _type(event.data)) == "content_block_delta"
+
+
+def _responses_content(event: sse.Event) -> bool:
+    return (event.event or _type(event.data)).endswith(".delta")
+
+
+CONTENT: dict[Dialect, Callable[[sse.Event], bool]] = {
+    Dialect.CHAT: _chat_content,
+    Dialect.MESSAGES: _messages_content,
+    Dialect.RESPONSES: _responses_content,
+}
+"""Is this upstream event content (a text, tool-call, reasoning or refusal delta)? Asked only
+while a stream is held back: a few events per request."""
+
+
+class HoldBack:
+    """The start of a stream, read and translated but not sent: until the first content event,
+    `max_bytes` upstream bytes without one, or `seconds` (checked as chunks arrive). An error
+    event before the first content (the stream translator's `failed`: the upstream's error,
+    an undecodable event, an end before the answer) raises AttemptFailed, and the fallback
+    loop tries the next candidate: the client has seen nothing. The order of events decides,
+    not how they were cut into reads: events after the first content in the same read are
+    left in `rest`, translated once the client's headers are out. `run()` returns the
+    client's bytes so far; `ended` says the whole stream came within the hold-back."""
+
+    __slots__ = ("decoder", "ended", "max_bytes", "rest", "seconds", "target", "translator")
+
+    def __init__(
+        self,
+        target: Target,
+        translator: registry.Stream,
+        decoder: sse.Decoder,
+        max_bytes: int,
+        seconds: float | None,
+    ) -> None:
+        self.target = target
+        self.translator = translator
+        self.decoder = decoder
+        self.max_bytes = max_bytes
+        self.seconds = target.first_token if seconds is None else seconds
+        self.ended = False
+        self.rest: list[sse.Event] = []
+
+    async def run(self, response: Response) -> bytes:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.seconds
+        translator, decoder = self.translator, self.decoder
+        is_content = CONTENT[self.target.dialect]
+        held: list[bytes] = []
+        received = 0
+        while True:
+            chunk = await response.next_chunk()
+            if not chunk:
+                held.extend(translator.feed(e) for e in decoder.close())
+                held.append(translator.finish())
+                self.ended = True
+                break
+            received += len(chunk)
+            events = decoder.feed(chunk)
+            for i, event in enumerate(events):
+                held.append(translator.feed(event))
+                if translator.failed is None and is_content(event):
+                    self.rest = events[i + 1 :]
+                    return b"".join(held)
+            if translator.failed is not None:
+                break
+            if received >= self.max_bytes or loop.time() >= deadline:
+                break
+        if translator.failed is not None:
+            target = self.target
+            raise AttemptFailed(
+                "stream_error", 502, f"{target.ref}: {target.scrub(translator.failed)}", retry=True
+            )
+        return b"".join(held)
 
 
 class ClientGone(Exception):
@@ -40,6 +152,7 @@ class Relay:
         "paused_at",
         "pending",
         "response",
+        "scrub",
         "stopped",
         "translator",
         "transport",
@@ -57,9 +170,12 @@ class Relay:
         response: Response,
         translator: registry.Stream,
         decoder: sse.Decoder,
+        *,
         framed: bool,
+        scrub: Scrub,
     ) -> None:
         self.transport = request.transport
+        self.scrub = scrub
         self.response = response
         self.translator = translator
         self.decoder = decoder
@@ -89,6 +205,8 @@ class Relay:
             return
         if not data:
             return
+        if self.translator.failed is not None:  # the upstream's error event: no secret out
+            data = self.scrub.data(data)
         transport = self.transport
         if transport is None or transport.is_closing():
             self.gone = True

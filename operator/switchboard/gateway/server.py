@@ -59,6 +59,10 @@ class _Runner(web.AppRunner):
             access_log=None,
             handle_signals=True,
             keepalive_timeout=limits.keepalive_timeout,
+            # A client that disconnects cancels its handler (aiohttp's default since 3.8.6 is
+            # not to), which closes the upstream exchange: the model server stops generating
+            # for nobody (gateway/proxy.py, docs/gateway.md "Cancellation").
+            handler_cancellation=True,
         )
         self._limits = limits
         self._on_refused = on_refused

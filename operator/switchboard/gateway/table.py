@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import orjson
 
 from switchboard.dialects.types import Dialect
+from switchboard.gateway.errors import NO_SCRUB, Scrub
 from switchboard.gateway.limits.limiter import KeyRules
 from switchboard.gateway.upstream import Endpoint
 from switchboard.routing import config as rc
@@ -49,6 +50,8 @@ class Target:
     """The model as metrics name it: the id when the provider lists it, else OPEN_MODELS."""
     hosted_tools: str = "drop"
     """The provider's `hostedTools` (an Agent's own setting wins: `Route.hosted_tools`)."""
+    scrub: Scrub = NO_SCRUB
+    """The provider's secrets, to take out of upstream error text (`_scrub`)."""
 
     @property
     def reasoning(self) -> bool:
@@ -113,6 +116,7 @@ class Table:
                 spoken = (name, surface) in self._endpoints
                 self._served[(name, surface)] = surface if spoken else Dialect(served[0].dialect)
         self._targets: dict[tuple[str, str, Dialect], Target] = {}
+        self._scrubs = {name: _scrub(p) for name, p in config.providers.items()}
         self._direct: dict[str, Route] = {}
         """'provider:model' -> its route in the provider's first API (for /v1/models)."""
         self._routes: dict[Dialect, dict[str, Route]] = {surface: {} for surface in Dialect}
@@ -164,6 +168,7 @@ class Table:
                 meta=(meta := provider.models.get(model_id)),
                 label=model_id if meta is not None else OPEN_MODELS,
                 hosted_tools=provider.hosted_tools,
+                scrub=self._scrubs[provider.name],
             )
             if keep:
                 self._targets[key] = target
@@ -234,6 +239,21 @@ def _model_entry(model_id: str, owner: str, display: str) -> dict[str, object]:
         "display_name": display,
         "created_at": "1970-01-01T00:00:00Z",
     }
+
+
+_SECRET_HEADER_WORDS = ("auth", "key", "token", "secret")
+
+
+def _scrub(provider: rc.Provider) -> Scrub:
+    """What to take out of this provider's error text: its key, and the values of its headers
+    whose names say they carry a credential (an upstream that echoes `Authorization`)."""
+    secrets = [provider.api_key] if provider.api_key else []
+    secrets += [
+        value
+        for name, value in provider.headers.items()
+        if any(word in name.lower() for word in _SECRET_HEADER_WORDS)
+    ]
+    return Scrub(secrets)
 
 
 def _endpoint(provider: rc.Provider, served: rc.ServedApi) -> Endpoint:
