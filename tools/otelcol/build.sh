@@ -5,8 +5,8 @@
 #
 #   tools/otelcol/build.sh      # one progress line on stderr; the binary's path on stdout
 #
-# Cache: ${SWITCHBOARD_CACHE:-~/.cache/switchboard}/bin/otelcol-switchboard-<version>/, reused
-# while the binary reports the pinned version. GOMODCACHE and GOCACHE are Go's defaults.
+# Cache: ${SWITCHBOARD_CACHE:-~/.cache/switchboard}/bin/otelcol-switchboard-<version>-<source
+# hash>/, reused while the binary reports the pinned version. GOMODCACHE and GOCACHE are Go's defaults.
 # The body is one { ... } group, read whole before it runs.
 {
 set -euo pipefail
@@ -14,7 +14,9 @@ here="$(cd "$(dirname "$0")" && pwd)"
 # The collector release every module in go.mod is pinned to (contrib's file exporter v0.161.0).
 OTELCOL_VERSION=v0.161.0
 cache="${SWITCHBOARD_CACHE:-$HOME/.cache/switchboard}/bin"
-path="$cache/otelcol-switchboard-$OTELCOL_VERSION/otelcol-switchboard"
+# The source is part of the key: an edit of main.go or go.sum builds a new binary.
+source_hash="$(cat "$here/main.go" "$here/go.mod" "$here/go.sum" | sha256sum | cut -c1-12)"
+path="$cache/otelcol-switchboard-$OTELCOL_VERSION-$source_hash/otelcol-switchboard"
 mkdir -p "$cache"
 exec 9>"$cache/.otelcol.lock"
 flock 9

@@ -35,6 +35,7 @@ from switchboard.gateway.limits import limiter as lim
 from switchboard.gateway.metrics import Metrics
 from switchboard.gateway.relay import ClientGone, Relay
 from switchboard.gateway.table import Access, Table, Target
+from switchboard.gateway.tracing import Tracing
 from switchboard.gateway.upstream import ConnectError, Pool, Response, UpstreamError
 
 _SSE_HEADERS = {"content-type": "text/event-stream", "cache-control": "no-cache"}
@@ -56,6 +57,7 @@ class Proxy:
         body_timeout: float = 60.0,
         chain_timeout: float = 600.0,
         limiter: lim.Limiter | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         self.pool = pool
         self.limiter = limiter
@@ -67,6 +69,8 @@ class Proxy:
         self.chain_timeout = chain_timeout
         """Seconds for a whole fallback chain: no new candidate is tried past it (each
         attempt is bounded by its provider's own timeouts)."""
+        self.tracing = tracing
+        """None unless the OTEL_* environment turns traces on (gateway/tracing.py)."""
         self.table: Table | None = None
         """The routing table served; replaced (never mutated) by a reload."""
         self._ids = itertools.count(1)
@@ -96,6 +100,8 @@ class Proxy:
     async def handle(self, request: web.Request, surface: Dialect) -> web.StreamResponse:
         started = time.perf_counter()
         out = Outcome(surface)
+        if self.tracing is not None:
+            out.trace = self.tracing.begin(request)
         try:
             return await self._handle(request, surface, out, started)
         except errors.GatewayError as exc:
@@ -204,6 +210,8 @@ class Proxy:
             target = candidate
             out.attempts += 1
             out.target = target
+            if out.trace is not None:
+                out.trace.attempt(target, route, client_body)
             ctx = Ctx(
                 upstream_model=target.model_id,
                 response_model=target.ref,
@@ -239,6 +247,8 @@ class Proxy:
                     )
                 return await self._once(target, pair, ctx, upstream_body, out)
             except AttemptFailed as failure:
+                if out.trace is not None:
+                    out.trace.failed(failure.kind)
                 self.metrics.child(
                     self.metrics.upstream_errors, target.provider, failure.kind
                 ).inc()
