@@ -174,7 +174,7 @@ service:
 
 
 def start_gateway_env(config: Path, log: Path, env: dict[str, str]) -> Gateway:
-    port = free_port()
+    port, metrics_port = free_port(), free_port()
     process = spawn(
         [
             sys.executable,
@@ -187,12 +187,14 @@ def start_gateway_env(config: Path, log: Path, env: dict[str, str]) -> Gateway:
             "127.0.0.1",
             "--port",
             str(port),
+            "--metrics-port",
+            str(metrics_port),
         ],
         log,
         f"http://127.0.0.1:{port}/readyz",
         env,
     )
-    return Gateway(f"http://127.0.0.1:{port}", process, config)
+    return Gateway(f"http://127.0.0.1:{port}", process, config, f"http://127.0.0.1:{metrics_port}")
 
 
 TRACE_ENV = {

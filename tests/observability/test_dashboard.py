@@ -95,7 +95,7 @@ def scraped(
 ) -> Iterator[tuple[Gateway, Prometheus]]:
     work = tmp_path_factory.mktemp("dashboard")
     gateway = start_gateway(render_text(manifests(upstreams), work), work / "gw.log")
-    prometheus, process = start_prometheus(gateway.url.removeprefix("http://"), work)
+    prometheus, process = start_prometheus(gateway.metrics_url.removeprefix("http://"), work)
     try:
         # Two phases with a scrape between them, so that every rate() sees an increase.
         wait_for("the first scrape", lambda: prometheus.query("switchboard_config_info"))
