@@ -10,6 +10,7 @@ Covers:
 - a request without a `traceparent`: a new trace, root span without a parent;
 - a stream: the root span ends after the last byte and carries the stream's final usage;
 - no prompt or completion text and no key (client or provider) anywhere in what was exported;
+  with OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=true the prompt (only) on the root;
 - the resource's `service.name` from OTEL_SERVICE_NAME;
 - an unsupported OTLP protocol or exporter stops `switchboard gateway` at startup with a
   message naming the variable;
@@ -18,16 +19,33 @@ Covers:
 
 from __future__ import annotations
 
+import json
 import secrets
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.gateway.conftest import KEY, PRICES, PROVIDER_KEY, Gateway
-from tests.observability.conftest import Collector, access_lines, attrs, wait_for
+from tests.gateway.conftest import (
+    KEY,
+    PRICES,
+    PROVIDER_KEY,
+    Gateway,
+    Upstreams,
+    manifests,
+    render_text,
+)
+from tests.observability.conftest import (
+    TRACE_ENV,
+    Collector,
+    access_lines,
+    attrs,
+    start_gateway_env,
+    wait_for,
+)
 
 pytestmark = pytest.mark.gateway
 PROMPT = "the secret recipe is 42 parts basil"
@@ -246,3 +264,31 @@ def test_tracing_off_logs_no_trace_id(gateway: Gateway) -> None:
     assert response.status_code == 200
     lines = wait_for("the access-log line", lambda: access_lines(gateway)[before:])
     assert all("trace_id" not in x for x in lines)
+
+
+def test_prompt_recorded_only_when_asked(
+    upstreams: Upstreams, collector: Collector, tmp_path: Path
+) -> None:
+    env = {
+        **TRACE_ENV,
+        "OTEL_EXPORTER_OTLP_ENDPOINT": collector.endpoint,
+        "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT": "true",
+    }
+    served = start_gateway_env(
+        render_text(manifests(upstreams), tmp_path), tmp_path / "gw.log", env
+    )
+    try:
+        trace_id = secrets.token_hex(16)
+        messages = [{"role": "user", "content": PROMPT}]
+        response = post(
+            served,
+            {"model": "coder", "messages": messages},
+            traceparent=f"00-{trace_id}-{'4' * 16}-01",
+        )
+        assert response.status_code == 200
+        completion = response.json()["choices"][0]["message"]["content"]
+        root, _ = by_name(collector.trace(trace_id, 2))
+        assert json.loads(attrs(root)["gen_ai.input.messages"]) == messages
+        assert completion not in json.dumps(root)
+    finally:
+        served.process.stop()

@@ -182,6 +182,16 @@ class Trace:
         tracer = self.tracing.tracer
         end = time.time_ns()
         parent = propagate.extract(self.carrier)
+        root = tracer.start_span(
+            f"{self.method} {self.path}",
+            context=parent,
+            kind=SpanKind.SERVER,
+            start_time=self.start,
+        )
+        # Logged sampled or not: a client that sent a traceparent finds its request either way.
+        trace_id = f"{root.get_span_context().trace_id:032x}"
+        if not root.is_recording():  # sampled out: no attributes, no attempt spans
+            return trace_id
         operation = "chat"
         attrs: dict[str, Any] = {
             "http.request.method": self.method,
@@ -208,13 +218,7 @@ class Trace:
             attrs["error.type"] = str(out.status)
         if self.content is not None:
             attrs["gen_ai.input.messages"] = self.content
-        root = tracer.start_span(
-            f"{self.method} {self.path}",
-            context=parent,
-            kind=SpanKind.SERVER,
-            attributes=attrs,
-            start_time=self.start,
-        )
+        root.set_attributes(attrs)
         if out.status >= 500:
             root.set_status(Status(StatusCode.ERROR))
         context = trace.set_span_in_context(root, parent)
@@ -248,8 +252,7 @@ class Trace:
                 span.set_status(Status(StatusCode.ERROR, a["error.type"]))
             span.end(end_time=stop if stop is not None else end)
         root.end(end_time=end)
-        # Logged sampled or not: a client that sent a traceparent finds its request either way.
-        return f"{root.get_span_context().trace_id:032x}"
+        return trace_id
 
 
 def _usage(out: Outcome) -> dict[str, int]:
