@@ -30,6 +30,8 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from switchboard.gateway.errors import clip
+
 if TYPE_CHECKING:
     from aiohttp import web
     from opentelemetry.sdk.trace import TracerProvider
@@ -198,7 +200,7 @@ class Trace:
             "url.path": self.path,
             "http.response.status_code": out.status,
             "gen_ai.operation.name": operation,
-            "gen_ai.request.model": out.asked,
+            "gen_ai.request.model": clip(out.asked),
             "switchboard.surface": out.surface.value,
             "switchboard.attempts": out.attempts,
             "switchboard.cost_usd": out.cost,
@@ -211,7 +213,7 @@ class Trace:
             attrs["switchboard.fallbacks"] = list(out.fallbacks)
         if out.target is not None:
             attrs["gen_ai.provider.name"] = out.target.provider
-            attrs["gen_ai.response.model"] = out.target.model_id
+            attrs["gen_ai.response.model"] = clip(out.target.model_id)
         if out.usage is not None:
             attrs.update(_usage(out))
         if out.status >= 400:
@@ -227,7 +229,7 @@ class Trace:
             a: dict[str, Any] = {
                 "gen_ai.operation.name": operation,
                 "gen_ai.provider.name": target.provider,
-                "gen_ai.request.model": target.model_id,
+                "gen_ai.request.model": clip(target.model_id),
                 "server.address": target.endpoint.host,
                 "server.port": target.endpoint.port,
                 "switchboard.attempt": i + 1,
@@ -235,14 +237,14 @@ class Trace:
             if kind is not None:
                 a["error.type"] = kind
             elif served:
-                a["gen_ai.response.model"] = target.model_id
+                a["gen_ai.response.model"] = clip(target.model_id)
                 if out.usage is not None:
                     a.update(_usage(out))
                     a["switchboard.cost_usd"] = out.cost
                 if out.status >= 500:
                     a["error.type"] = str(out.status)
             span = tracer.start_span(
-                f"{operation} {target.model_id}",
+                f"{operation} {clip(target.model_id)}",
                 context=context,
                 kind=SpanKind.CLIENT,
                 attributes=a,
