@@ -6,7 +6,8 @@ Covers:
   of the chart's ConfigMap and of docs/) returns data with at least one finite value, with
   the dashboard's variables set as Grafana would ($namespace = All, $__rate_interval);
 - the load: two keys, Chat and Messages, streams (time to first token), an agent whose first
-  candidate is down (fallback, upstream error) and one whose every candidate fails (5xx);
+  candidate is down (fallback, upstream error) and one whose every candidate fails (5xx), and
+  two keys with limits (#12) refused for their rate and for their budget (429);
 - per-key attribution: `sum by (key)` of switchboard_key_cost_usd_total, in Prometheus and on
   /metrics, equals the sum of `cost_usd` of that key's access-log lines, and the key token
   counters equal the sums of the lines' tokens;
@@ -38,6 +39,30 @@ from tests.observability.conftest import Prometheus, access_lines, start_prometh
 
 pytestmark = pytest.mark.gateway
 DASHBOARD = ROOT / "helm/switchboard/files/grafana-dashboard.json"
+RATE_KEY = "sk-obs-rate-limited-0123456789abcdef"
+BUDGET_KEY = "sk-obs-budget-capped-0123456789abcdef"
+CAPPED = f"""---
+apiVersion: v1
+kind: Secret
+metadata: {{name: capped}}
+stringData: {{rate: {RATE_KEY}, budget: {BUDGET_KEY}}}
+---
+apiVersion: switchboard.dev/v1alpha1
+kind: AccessKeyConfig
+metadata: {{name: rate}}
+spec:
+  keys: [{{name: rate, secretRef: {{name: capped, key: rate}}}}]
+  allowedAgents: [coder]
+  limits: [{{requestsPerMinute: 1}}]
+---
+apiVersion: switchboard.dev/v1alpha1
+kind: AccessKeyConfig
+metadata: {{name: budget}}
+spec:
+  keys: [{{name: budget, secretRef: {{name: capped, key: budget}}}}]
+  allowedAgents: [coder]
+  budgets: [{{usd: 0.00001, window: day, onExhausted: refuse}}]
+"""
 VARIABLES = {"$namespace": ".*", "$__rate_interval": "1m", "$__range": "10m"}
 
 
@@ -81,6 +106,12 @@ def load(gateway: Gateway, rounds: int) -> None:
                     headers={"authorization": f"Bearer {key}"},
                 ) as response:
                     response.read()
+            for key in (RATE_KEY, RATE_KEY, BUDGET_KEY, BUDGET_KEY):  # the second ones: 429
+                client.post(
+                    "/v1/chat/completions",
+                    json={"model": "coder", "messages": hi},
+                    headers={"authorization": f"Bearer {key}"},
+                )
             response = client.post(
                 "/v1/messages",
                 json={"model": "anth:m", "max_tokens": 50, "messages": hi},
@@ -94,7 +125,7 @@ def scraped(
     upstreams: Upstreams, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[Gateway, Prometheus]]:
     work = tmp_path_factory.mktemp("dashboard")
-    gateway = start_gateway(render_text(manifests(upstreams), work), work / "gw.log")
+    gateway = start_gateway(render_text(manifests(upstreams) + CAPPED, work), work / "gw.log")
     prometheus, process = start_prometheus(gateway.metrics_url.removeprefix("http://"), work)
     try:
         # Two phases with a scrape between them, so that every rate() sees an increase.
@@ -146,8 +177,13 @@ def test_cost_by_key_equals_the_access_log(scraped: tuple[Gateway, Prometheus]) 
         by_key[line["key"]] = by_key.get(line["key"], 0.0) + line["cost_usd"]
         for kind, n in (line.get("tokens") or {}).items():
             tokens[line["key"], kind] = tokens.get((line["key"], kind), 0) + n
-    assert set(by_key) == {"full/full", "narrow/narrow"}
+    assert set(by_key) == {"full/full", "narrow/narrow", "rate/rate", "budget/budget"}
     assert all(usd > 0 for usd in by_key.values())
+    refused = {
+        (r["metric"]["key"], r["metric"]["limit"])
+        for r in prometheus.query("switchboard_limit_rejections_total > 0")
+    }
+    assert refused == {("rate/rate", "requests"), ("budget/budget", "budget")}
     stored = {
         r["metric"]["key"]: float(r["value"][1])
         for r in prometheus.query("sum by (key) (switchboard_key_cost_usd_total)")
