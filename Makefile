@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: test lint typecheck controlplane image redis demo crds schema goldens bench clean
+.PHONY: test lint typecheck controlplane image redis observability demo crds schema goldens bench clean
 
 $(STAMP): pyproject.toml
 	@echo "==> creating $(VENV) and installing switchboard[dev]"
@@ -43,7 +43,12 @@ redis:
 		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq redis-server; \
 		else sudo apt-get update -qq && sudo apt-get install -y -qq redis-server; fi; }
 
-test: lint typecheck controlplane image redis
+observability:
+	@echo "==> observability tools (prometheus + promtool from Debian; OpenTelemetry Collector built once per machine)"
+	@bash tools/prometheus/install.sh
+	@bash tools/otelcol/build.sh >/dev/null
+
+test: lint typecheck controlplane image redis observability
 	@echo "==> pytest"
 	@$(PY) -m pytest tests
 

@@ -20,7 +20,15 @@ DOC = ROOT / "docs/performance.md"
 OUT = ROOT / "docs/bench"
 START = "<!-- gateway-benchmark:start -->"
 END = "<!-- gateway-benchmark:end -->"
-ORDER = ("direct", "raw_proxy", "switchboard_base", "switchboard", "switchboard_w2", "litellm")
+ORDER = (
+    "direct",
+    "raw_proxy",
+    "switchboard_base",
+    "switchboard",
+    "switchboard_otel",
+    "switchboard_w2",
+    "litellm",
+)
 SCENARIOS = (
     "a_one_client",
     "b_64_clients",
@@ -39,6 +47,7 @@ COLOURS = {
     "raw_proxy": "#4c72b0",
     "switchboard_base": "#c9c9a3",
     "switchboard": "#55a868",
+    "switchboard_otel": "#dd8452",
     "switchboard_w2": "#8fd19e",
     "litellm": "#c44e52",
 }

@@ -30,6 +30,11 @@ direct,raw_proxy,switchboard,switchboard_w2,litellm) picks systems. A system who
 not start is skipped with its log named. BENCH_SCENARIOS=g runs only scenario g (with
 BENCH_SYSTEMS=switchboard, a quick check of one change); the default runs every scenario.
 
+BENCH_SYSTEMS=...,switchboard_otel (not in the default set) adds the current gateway with
+traces on: the standard OTEL_* environment pointing at the OpenTelemetry Collector of
+tools/otelcol (built once per machine; spans written to a file in the run's temporary
+directory), every request sampled: the cost of tracing against `switchboard` (traces off).
+
 BENCH_BASE=<git revision> adds the system `switchboard_base`: the gateway of that revision (a
 worktree under .cache/bench-base/, run with this venv), measured in the same run as the current
 build for a before/after comparison (a, b, c and e scenarios, like `switchboard`).
@@ -63,6 +68,7 @@ SECONDS = int(os.environ.get("BENCH_SECONDS", "10"))
 SOAK = int(os.environ.get("BENCH_SOAK_SECONDS", "600"))
 REPEATS = int(os.environ.get("BENCH_REPEATS", "3"))
 ALL_SYSTEMS = ("direct", "raw_proxy", "switchboard", "switchboard_w2", "litellm")
+OPTIONAL_SYSTEMS = ("switchboard_otel",)
 BASE = os.environ.get("BENCH_BASE", "").strip()
 ONLY = os.environ.get("BENCH_SCENARIOS", "").strip()
 SYSTEMS = [
@@ -256,6 +262,43 @@ def process(
             proc.wait()
 
 
+@contextlib.contextmanager
+def otel_collector(work: Path) -> Iterator[dict[str, str]]:
+    """The collector of tools/otelcol on a free port (spans to a file); the gateway's OTEL_*."""
+    built = subprocess.run(
+        ["bash", str(ROOT / "tools/otelcol/build.sh")], capture_output=True, text=True, check=True
+    )
+    binary = built.stdout.strip().splitlines()[-1]
+    port = free_port()
+    config = work / "otelcol.yaml"
+    config.write_text(
+        f"receivers: {{otlp: {{protocols: {{http: {{endpoint: '127.0.0.1:{port}'}}}}}}}}\n"
+        f"exporters: {{file: {{path: '{work / 'spans.jsonl'}'}}}}\n"
+        "service: {telemetry: {metrics: {level: none}}, pipelines: "
+        "{traces: {receivers: [otlp], exporters: [file]}}}\n"
+    )
+    with process(
+        [binary, f"--config=file:{config}"],
+        f"http://127.0.0.1:{port}/v1/traces",
+        work / "otelcol.log",
+    ) as proc:
+        if proc is None:
+            raise RuntimeError(f"the OpenTelemetry Collector did not start ({work}/otelcol.log)")
+        yield {
+            "OTEL_TRACES_EXPORTER": "otlp",
+            "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{port}",
+            "OTEL_TRACES_SAMPLER": "always_on",
+        }
+
+
+@contextlib.contextmanager
+def _chained(
+    stack: contextlib.ExitStack, inner: contextlib.AbstractContextManager[Any]
+) -> Iterator[Any]:
+    with stack, inner as value:
+        yield value
+
+
 STREAMGEN = ROOT / ".cache/streamgen"
 
 
@@ -446,7 +489,7 @@ def native_messages(record: Any, url: str, scripts: dict[str, Path], pid: int) -
 
 
 def main() -> int:
-    unknown = sorted(set(SYSTEMS) - set(ALL_SYSTEMS))
+    unknown = sorted(set(SYSTEMS) - set(ALL_SYSTEMS) - set(OPTIONAL_SYSTEMS))
     if unknown:
         say(f"unknown BENCH_SYSTEMS {unknown}; known: {', '.join(ALL_SYSTEMS)}")
         return 2
@@ -580,7 +623,9 @@ def main() -> int:
         work / "upstream.log",
     ) as upstream:
         assert upstream is not None
-        ports = {name: free_port() for name in (*ALL_SYSTEMS, "switchboard_base")}
+        ports = {
+            name: free_port() for name in (*ALL_SYSTEMS, *OPTIONAL_SYSTEMS, "switchboard_base")
+        }
         gateway = [PY, "-m", "switchboard.cli", "gateway", "--config", str(routing)]
         commands: dict[str, list[str] | None] = {
             "direct": None,
@@ -593,6 +638,13 @@ def main() -> int:
                 f"http://127.0.0.1:{UPSTREAM}",
             ],
             "switchboard": [*gateway, "--host", "127.0.0.1", "--port", str(ports["switchboard"])],
+            "switchboard_otel": [
+                *gateway,
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(ports["switchboard_otel"]),
+            ],
             "switchboard_base": [
                 *gateway[:-1],
                 str(work / "routing-base.json"),
@@ -634,6 +686,7 @@ def main() -> int:
             ready = {
                 "switchboard": f"{url}/readyz",
                 "switchboard_base": f"{url}/readyz",
+                "switchboard_otel": f"{url}/readyz",
                 "switchboard_w2": f"{url}/readyz",
                 "litellm": f"{url}/health/liveliness",
             }.get(name, f"{url}/")
@@ -645,11 +698,15 @@ def main() -> int:
                 **(base_env if name == "switchboard_base" else {}),
             }
             cmd = commands[name]
+            stack = contextlib.ExitStack()
+            if name == "switchboard_otel":
+                env.update(stack.enter_context(otel_collector(work)))
             context = (
                 process(cmd, ready, work / f"{name}.log", env)
                 if cmd
                 else contextlib.nullcontext(upstream)
             )
+            context = _chained(stack, context)
             sb = name.startswith("switchboard")
             script = scripts["switchboard" if sb else "direct"]
             model = "bench:bench" if sb else "bench"
@@ -664,7 +721,12 @@ def main() -> int:
                     native_messages(record, url, scripts, proc.pid)
                 if ONLY:
                     continue
-                translating = name in ("switchboard", "switchboard_base", "litellm")
+                translating = name in (
+                    "switchboard",
+                    "switchboard_base",
+                    "switchboard_otel",
+                    "litellm",
+                )
                 messages_url = f"{url}/v1/messages"
                 messages = scripts["messages" if sb else "litellm_messages"]
                 wrk(endpoint, script, 8, 2)  # warm up connections and caches

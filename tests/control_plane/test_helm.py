@@ -4,9 +4,13 @@ Uses the helm and kubectl binaries of the control-plane harness (`ControlPlane.b
 
 Covers:
 - `helm lint --strict` with the default values and each file in helm_values/ (ha,
-  servicemonitor, watch-namespaces, operator-only, no-hooks, tenant-gateway);
+  servicemonitor, watch-namespaces, operator-only, no-hooks, tenant-gateway, observability);
 - every object of each `helm template` accepted by `kubectl apply --dry-run=server` (the real
-  schemas and admission; a minimal ServiceMonitor CRD is installed for that);
+  schemas and admission; minimal ServiceMonitor and PrometheusRule CRDs are installed for that);
+- observability (off by default): the dashboard ConfigMap carries files/grafana-dashboard.json
+  byte for byte with the sidecar's label, the PrometheusRule the groups of
+  files/prometheus-rules.yaml, the gateway container the OTEL_* environment that
+  switchboard.gateway.tracing reads as "on"; tracing without an endpoint fails to render;
 - in every render: pods and containers run as uid 65532, non-root, read-only root file system,
   no privilege escalation, capabilities dropped, RuntimeDefault seccomp, a /tmp emptyDir,
   requests and limits;
@@ -41,6 +45,7 @@ from typing import Any
 import pytest
 import yaml
 
+from switchboard.gateway import tracing
 from tests.control_plane.conftest import ROOT
 from tests.support.controlplane import ControlPlane
 
@@ -57,6 +62,20 @@ metadata: {name: servicemonitors.monitoring.coreos.com}
 spec:
   group: monitoring.coreos.com
   names: {kind: ServiceMonitor, plural: servicemonitors, listKind: ServiceMonitorList}
+  scope: Namespaced
+  versions:
+    - name: v1
+      served: true
+      storage: true
+      schema: {openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}}
+"""
+PROMETHEUS_RULE_CRD = """
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {name: prometheusrules.monitoring.coreos.com}
+spec:
+  group: monitoring.coreos.com
+  names: {kind: PrometheusRule, plural: prometheusrules, listKind: PrometheusRuleList}
   scope: Namespaced
   versions:
     - name: v1
@@ -143,6 +162,7 @@ def cp(control_plane: ControlPlane) -> Iterator[ControlPlane]:
     Helm before the templates), a minimal ServiceMonitor CRD and the namespaces it names."""
     control_plane.kubectl("apply", "--server-side", "-f", str(CHART / "crds"))
     control_plane.kubectl("apply", "--server-side", "-f", "-", input=SERVICE_MONITOR_CRD)
+    control_plane.kubectl("apply", "--server-side", "-f", "-", input=PROMETHEUS_RULE_CRD)
     control_plane.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
     for namespace in (RENDER_NS, *WATCHED):
         control_plane.kubectl("create", "namespace", namespace, check=False)
@@ -412,6 +432,33 @@ def test_service_monitor_and_tenant_gateway(cp: ControlPlane) -> None:
     gateway = one(docs, "Deployment", "-gateway")
     assert "annotations" not in gateway["spec"]["template"]["metadata"]
     assert pod_spec(gateway)["imagePullSecrets"] == [{"name": "registry"}]
+
+
+def test_observability_objects(cp: ControlPlane) -> None:
+    plain = render(cp)
+    assert not of_kind(plain, "PrometheusRule") and not of_kind(plain, "ConfigMap")
+    assert "env" not in pod_spec(one(plain, "Deployment", "-gateway"))["containers"][0]
+    docs = render(cp, "-f", str(VALUES_DIR / "observability.yaml"))
+    dashboard = one(docs, "ConfigMap", "-dashboard")
+    assert dashboard["metadata"]["namespace"] == "team-a"
+    assert dashboard["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert dashboard["metadata"]["annotations"] == {"grafana_folder": "Switchboard"}
+    source = (CHART / "files/grafana-dashboard.json").read_text()
+    assert dashboard["data"]["switchboard-gateway.json"] == source.rstrip("\n")
+    assert json.loads(dashboard["data"]["switchboard-gateway.json"])["uid"] == "switchboard-gateway"
+    rule = one(docs, "PrometheusRule")
+    assert rule["metadata"]["labels"]["release"] == "prometheus"
+    assert rule["spec"] == yaml.safe_load((CHART / "files/prometheus-rules.yaml").read_text())
+    container = pod_spec(one(docs, "Deployment", "-gateway"))["containers"][0]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://otel-collector.observability:4318"
+    assert env["OTEL_TRACES_SAMPLER_ARG"] == "0.25"
+    assert "OTEL_EXPORTER_OTLP_HEADERS" in env
+    assert tracing.wanted({k: v for k, v in env.items() if v is not None})
+    result = helm(
+        cp, "template", "sb", str(CHART), "--set", "gateway.tracing.enabled=true", check=False
+    )
+    assert result.returncode != 0 and "gateway.tracing.endpoint" in result.stderr
 
 
 def test_hooks_and_tests_values(cp: ControlPlane) -> None:

@@ -12,6 +12,7 @@ from switchboard.gateway.accesslog import AccessLog
 from switchboard.gateway.limits import limiter as lim
 from switchboard.gateway.metrics import Metrics
 from switchboard.gateway.table import Target
+from switchboard.gateway.tracing import Trace
 
 
 @dataclass
@@ -33,6 +34,8 @@ class Outcome:
     """Hosted tools the translator left out (`x-switchboard-dropped-tools`)."""
     ticket: lim.Ticket | None = None
     """The key's limits reservation (gateway/limits/), settled once when the request ends."""
+    trace: Trace | None = None
+    """Set only while tracing is on (gateway/tracing.py)."""
 
 
 class Accounting:
@@ -63,8 +66,13 @@ class Accounting:
             ):
                 if value:
                     stats.add_tokens(provider, model, kind, value)
+                    if out.key:
+                        stats.add_key(out.key, kind, value)
             if out.cost:
                 stats.add_cost(provider, model, out.cost)
+                if out.key:
+                    stats.add_key_cost(out.key, out.cost)
+        trace_id = out.trace.finish(out) if out.trace is not None else None
         if self.access_log.enabled:
             line: dict[str, Any] = {
                 "surface": surface,
@@ -91,6 +99,8 @@ class Accounting:
                 line["error"] = out.error
             if out.dropped:
                 line["dropped_tools"] = out.dropped
+            if trace_id:
+                line["trace_id"] = trace_id
             self.access_log.write(line)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,7 @@ from switchboard.gateway.limits import gate
 from switchboard.gateway.metrics import Metrics
 from switchboard.gateway.proxy import Proxy
 from switchboard.gateway.table import Table
+from switchboard.gateway.tracing import Tracing
 from switchboard.gateway.upstream import Pool, Settings
 from switchboard.routing import config as rc
 
@@ -84,14 +86,17 @@ async def reload(app: web.Application, source: Source) -> bool:
         table = await asyncio.to_thread(_build, source)
     except (rc.ConfigError, OSError, ValueError) as exc:
         metrics.reloads.labels("failed").inc()
+        metrics.config_ok.set(0)
         log.error("routing config refused, keeping the last good one: %s", exc)
         return False
     except Exception as exc:  # a compiler bug must not stop the watcher or the old table
         metrics.reloads.labels("failed").inc()
+        metrics.config_ok.set(0)
         log.error(
             "routing config refused (%s), keeping the last good one: %s", type(exc).__name__, exc
         )
         return False
+    metrics.config_ok.set(1)
     if proxy.table is not None and proxy.table.hash == table.hash:
         return True
     proxy.table = table
@@ -180,6 +185,8 @@ def build_app(
         log_writer = AccessLog(log_stream)
         log_writer.enabled = access_log
         limiter = gate.build(limits or gate.LimitsSettings(), metrics)
+        # After a --workers fork: each process has its own exporter thread.
+        tracing = Tracing.from_env(os.environ)
         app[PROXY] = Proxy(
             pool,
             metrics,
@@ -187,6 +194,7 @@ def build_app(
             max_body_bytes=max_body_bytes,
             chain_timeout=chain_timeout,
             limiter=limiter,
+            tracing=tracing,
         )
         seen = stamp(source)  # before the load: a change during it is reloaded next tick
         await reload(app, source)
@@ -198,6 +206,8 @@ def build_app(
         log_writer.flush()
         await pool.close()
         await limiter.store.close()  # the in-process store saves its file here
+        if tracing is not None:
+            await asyncio.to_thread(tracing.shutdown)
 
     app.cleanup_ctx.append(lifecycle)
 

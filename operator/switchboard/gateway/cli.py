@@ -15,7 +15,7 @@ from pathlib import Path
 import orjson
 
 from switchboard.gateway import app as gateway_app
-from switchboard.gateway import server, upstream, workers
+from switchboard.gateway import server, tracing, upstream, workers
 from switchboard.gateway.limits import gate
 from switchboard.routing import config as rc
 
@@ -207,6 +207,11 @@ def run(args: argparse.Namespace) -> int:
         count = workers.parse(str(args.workers))
     except ValueError as exc:
         log.error("%s", exc)
+        return 2
+    try:
+        tracing.wanted(os.environ)
+    except tracing.TracingError as exc:
+        log.error("cannot export traces: %s", exc)
         return 2
     if args.manifests:
         # Manifests that cannot be served as given (several namespaces and no --namespace, a

@@ -49,6 +49,11 @@ class Metrics:
             "Client connections answered 503 and closed: past --max-connections.",
             registry=r,
         )
+        self.config_ok = Gauge(
+            "switchboard_config_last_reload_successful",
+            "1 while the last routing config given to this process loaded, 0 after a refusal.",
+            registry=r,
+        )
         self.config_hash = Gauge(
             "switchboard_config_info",
             "The routing config served (value 1), by hash.",
@@ -67,18 +72,7 @@ class Metrics:
         self.key_requests = Counter(
             "switchboard_key_requests", "Requests of keys with limits, by key.", ["key"], registry=r
         )
-        self.key_tokens = Counter(
-            "switchboard_key_tokens",
-            "Tokens of keys with limits, by key and kind.",
-            ["key", "kind"],
-            registry=r,
-        )
-        self.key_cost = Counter(
-            "switchboard_key_cost_usd",
-            "USD spent by keys with limits, by key.",
-            ["key"],
-            registry=r,
-        )
+        # Tokens and cost by key, for every key (limits or not): RequestStats below.
         self.limit_store_down = Gauge(
             "switchboard_limit_store_down",
             "1 while the shared limit store does not answer (limits are counted in-process).",
@@ -121,6 +115,8 @@ class RequestStats:
         self.ttft: dict[str, list[float]] = {}
         self.tokens: dict[tuple[str, str, str], int] = {}
         self.cost: dict[tuple[str, str], float] = {}
+        self.key_tokens: dict[tuple[str, str], int] = {}
+        self.key_cost: dict[str, float] = {}
 
     def request(self, surface: str, provider: str, model: str, status: int) -> None:
         key = (surface, provider, model, str(status))
@@ -142,6 +138,14 @@ class RequestStats:
     def add_cost(self, provider: str, model: str, usd: float) -> None:
         key = (provider, model)
         self.cost[key] = self.cost.get(key, 0.0) + usd
+
+    def add_key(self, key: str, kind: str, tokens: int) -> None:
+        """Tokens by the key's name (names come from the config: bounded)."""
+        k = (key, kind)
+        self.key_tokens[k] = self.key_tokens.get(k, 0) + tokens
+
+    def add_key_cost(self, key: str, usd: float) -> None:
+        self.key_cost[key] = self.key_cost.get(key, 0.0) + usd
 
     def describe(self) -> list[Metric]:
         return []  # no duplicate-name check against the registry's other collectors needed
@@ -181,6 +185,23 @@ class RequestStats:
         for cost_labels, usd in self.cost.items():
             cost.add_metric(list(cost_labels), usd)
         yield cost
+        key_tokens = CounterMetricFamily(
+            "switchboard_key_tokens",
+            "Tokens by the access key's name (AccessKeyConfig keys[].name) and kind.",
+            labels=["key", "kind"],
+        )
+        for key_labels, count in self.key_tokens.items():
+            key_tokens.add_metric(list(key_labels), count)
+        yield key_tokens
+        key_cost = CounterMetricFamily(
+            "switchboard_key_cost_usd",
+            "Cost in USD by the access key's name: sum by (key) equals the sum of cost_usd "
+            "in that key's access-log lines.",
+            labels=["key"],
+        )
+        for key, usd in self.key_cost.items():
+            key_cost.add_metric([key], usd)
+        yield key_cost
 
     @staticmethod
     def _histogram(name: str, doc: str, data: dict[str, list[float]]) -> HistogramMetricFamily:

@@ -39,6 +39,7 @@ from switchboard.gateway.limits import limiter as lim
 from switchboard.gateway.metrics import Metrics
 from switchboard.gateway.relay import ClientGone, HoldBack, Relay
 from switchboard.gateway.table import Access, Table, Target
+from switchboard.gateway.tracing import Tracing
 from switchboard.gateway.upstream import Pool, Response
 
 _SSE_HEADERS = {"content-type": "text/event-stream", "cache-control": "no-cache"}
@@ -62,6 +63,7 @@ class Proxy:
         limiter: lim.Limiter | None = None,
         hold_bytes: int = 64 * 1024,
         hold_seconds: float | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         self.pool = pool
         self.limiter = limiter
@@ -78,6 +80,8 @@ class Proxy:
         this many upstream bytes came without one (relay.HoldBack)."""
         self.hold_seconds = hold_seconds
         """... or this long; None: the provider's first-token timeout."""
+        self.tracing = tracing
+        """None unless the OTEL_* environment turns traces on (gateway/tracing.py)."""
         self.table: Table | None = None
         """The routing table served; replaced (never mutated) by a reload."""
         self._ids = itertools.count(1)
@@ -107,6 +111,8 @@ class Proxy:
     async def handle(self, request: web.Request, surface: Dialect) -> web.StreamResponse:
         started = time.perf_counter()
         out = Outcome(surface)
+        if self.tracing is not None:
+            out.trace = self.tracing.begin(request)
         try:
             return await self._handle(request, surface, out, started)
         except errors.GatewayError as exc:
@@ -215,6 +221,8 @@ class Proxy:
             target = candidate
             out.attempts += 1
             out.target = target
+            if out.trace is not None:
+                out.trace.attempt(target, route, client_body)
             ctx = Ctx(
                 upstream_model=target.model_id,
                 response_model=target.ref,
@@ -250,6 +258,8 @@ class Proxy:
                     )
                 return await self._once(target, pair, ctx, upstream_body, out)
             except AttemptFailed as failure:
+                if out.trace is not None:
+                    out.trace.failed(failure.kind)
                 self.metrics.child(
                     self.metrics.upstream_errors, target.provider, failure.kind
                 ).inc()

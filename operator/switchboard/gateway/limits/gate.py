@@ -141,15 +141,5 @@ def settle(
         usage = None  # cut before the upstream's usage arrived: keep the reservation
     limiter.settle(ticket, provider, ref, usage, cost, reached=cancelled)
     key = ticket.rules.key
+    # Tokens and cost by key are counted for every key by the accounting (metrics.RequestStats).
     metrics.child(metrics.key_requests, key).inc()
-    if usage is not None:
-        for kind, value in (
-            ("input", usage.input_tokens),
-            ("output", usage.output_tokens),
-            ("cache_read", usage.cache_read_tokens),
-            ("cache_write", usage.cache_write_tokens),
-        ):
-            if value:
-                metrics.child(metrics.key_tokens, key, kind).inc(value)
-    if cost:
-        metrics.child(metrics.key_cost, key).inc(cost)
