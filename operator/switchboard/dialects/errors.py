@@ -6,9 +6,8 @@ TranslationError              .message .param; the gateway answers 400 (a client
                               would change the answer
   - MalformedPayload          the body does not match its dialect
 
-(Under SwitchboardError in docs/architecture.md's drawing; the class itself derives from
-Exception because this pure layer imports nothing of routing/. `UpstreamErrorInfo` is data,
-not an exception: what an upstream's error body says.)
+(Under SwitchboardError, switchboard/errors.py. `UpstreamErrorInfo` is data, not an
+exception: what an upstream's error body says.)
 """
 
 from __future__ import annotations
@@ -20,9 +19,10 @@ from typing import Any
 import orjson
 
 from switchboard.dialects.types import Dialect
+from switchboard.errors import SwitchboardError
 
 
-class TranslationError(Exception):
+class TranslationError(SwitchboardError):
     def __init__(self, message: str, param: str | None = None) -> None:
         super().__init__(message)
         self.message = message

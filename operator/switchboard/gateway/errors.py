@@ -27,8 +27,8 @@ from aiohttp import web
 
 from switchboard.dialects import errors as derrors
 from switchboard.dialects.types import Dialect
+from switchboard.errors import SwitchboardError
 from switchboard.gateway import upstream
-from switchboard.routing.problems import SwitchboardError
 
 if TYPE_CHECKING:
     from switchboard.gateway.table import Target

@@ -17,11 +17,13 @@ from collections.abc import Callable
 
 import httptools
 
+from switchboard.errors import SwitchboardError
+
 MAX_BUFFER = 1 << 20
 """Body bytes held for a slow consumer before the socket stops being read."""
 
 
-class UpstreamError(Exception):
+class UpstreamError(SwitchboardError):
     """The exchange failed; `message` is safe to show (no credentials, no bodies)."""
 
 
@@ -49,15 +51,15 @@ class ProtocolError(Disconnected):
     closed."""
 
 
-class TooLarge(UpstreamError):
+class ResponseTooLarge(UpstreamError):
     """A limit of `Settings` was crossed; the connection is closed."""
 
 
-class HeadersTooLarge(TooLarge):
+class HeadersTooLarge(ResponseTooLarge):
     """The response head (interim responses and trailers included) exceeds max_header_bytes."""
 
 
-class BodyTooLarge(TooLarge):
+class BodyTooLarge(ResponseTooLarge):
     """A body read whole (`Response.read`) exceeds max_body_bytes."""
 
 

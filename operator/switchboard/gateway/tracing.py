@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from switchboard.errors import SwitchboardError
 from switchboard.gateway.errors import clip
 
 if TYPE_CHECKING:
@@ -49,7 +50,7 @@ _SCOPE = "switchboard.gateway"
 _TRUE = ("1", "true", "yes", "on")
 
 
-class TracingError(Exception):
+class TracingError(SwitchboardError):
     """The OTEL_* environment asks for something this gateway cannot do."""
 
 

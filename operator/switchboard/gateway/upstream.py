@@ -49,7 +49,7 @@ TimeoutError:
     ├── Disconnected              the connection ended before the response did
     │   └── ProtocolError         the bytes are not an HTTP/1.1 response we accept (unparseable,
     │                             101, duplicate Content-Length, bad chunk sizes, ...)
-    └── TooLarge                  a limit of `Settings` was crossed (the gateway answers 502)
+    └── ResponseTooLarge          a limit of `Settings` was crossed (the gateway answers 502)
         ├── HeadersTooLarge       max_header_bytes
         └── BodyTooLarge          max_body_bytes
 """
@@ -73,7 +73,7 @@ from switchboard.gateway.http1 import (
     Host,
     PoolTimeout,
     ProtocolError,
-    TooLarge,
+    ResponseTooLarge,
     UpstreamError,
 )
 
@@ -87,8 +87,8 @@ __all__ = [
     "PoolTimeout",
     "ProtocolError",
     "Response",
+    "ResponseTooLarge",
     "Settings",
-    "TooLarge",
     "UpstreamError",
 ]
 

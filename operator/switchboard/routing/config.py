@@ -29,6 +29,8 @@ from pydantic import (
     model_serializer,
 )
 
+from switchboard.errors import SwitchboardError
+
 SCHEMA_VERSION = 1
 REDACTED = "<redacted>"
 SECRET_LIMIT_BYTES = 1024 * 1024
@@ -222,7 +224,7 @@ def redacted(config: RoutingConfig) -> RoutingConfig:
     return config.model_copy(update={"providers": providers})
 
 
-class ConfigError(ValueError):
+class ConfigError(SwitchboardError, ValueError):
     """A routing file the gateway must refuse (it keeps serving its last good config)."""
 
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from switchboard.errors import SwitchboardError
+
 
 class Severity(enum.StrEnum):
     ERROR = "error"
@@ -60,10 +62,6 @@ class Problem:
 
     def __str__(self) -> str:
         return f"{self.ref}: {self.field}: {self.message}"
-
-
-class SwitchboardError(Exception):
-    """Root of every error Switchboard raises on purpose."""
 
 
 class CompileError(SwitchboardError):
