@@ -413,15 +413,18 @@ async def test_pipe_hands_chunks_to_a_sink_and_a_paused_consumer_is_not_a_timeou
     async with serve(handler) as port:
         pool = Pool()
         loop = asyncio.get_running_loop()
-        response = await pool.post(endpoint(port, read=0.3), b"{}")
+        # A read timeout far above the server's 50 ms gaps (a loaded machine stretches them),
+        # and a pause of twice that timeout.
+        response = await pool.post(endpoint(port, read=1.0), b"{}")
         got: list[bytes] = []
 
         def sink(chunk: bytes) -> None:
             got.append(chunk)
-            if len(got) == 1:  # the consumer is slow: 0.5 s paused, beyond the read timeout
+            if len(got) == 1:  # the consumer is slow: 2 s paused, beyond the read timeout
                 response.pause()
-                loop.call_later(0.25, response.touch)
-                loop.call_later(0.5, response.resume)
+                loop.call_later(0.8, response.touch)
+                loop.call_later(1.6, response.touch)
+                loop.call_later(2.0, response.resume)
 
         await response.pipe(sink)
         assert b"".join(got) == b"0001020304"
