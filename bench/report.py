@@ -228,7 +228,54 @@ def targets(rows: list[dict[str, Any]]) -> list[tuple[str, str, str]]:
 
     sb_tps, direct_tps = tokens_per_second(sb_c), tokens_per_second(direct_c)
     tps_ratio = sb_tps / direct_tps if sb_tps and direct_tps else None
-    return [
+    base_a, base_b = g("a_one_client", "switchboard_base"), g("b_64_clients", "switchboard_base")
+    vs_base_b, vs_base_a = ratio(sb_b, base_b, "rps"), ratio(sb_a, base_a, "rps")
+    limits_b = g("b_64_clients_limits", "switchboard")
+    vs_limits = ratio(limits_b, sb_b, "rps")
+    w2_b = g("b_64_clients", "switchboard_w2")
+    vs_w2 = ratio(w2_b, sb_b, "rps")
+    chat_native = g("g_chat_native_64_clients", "switchboard")
+    msg_native = g("g_messages_native_64_clients", "switchboard")
+    chat_native_a = g("g_chat_native_one_client", "switchboard")
+    msg_native_a = g("g_messages_native_one_client", "switchboard")
+    native = ratio(msg_native, chat_native, "rps")
+    native_a = diff(msg_native_a, chat_native_a, "p50_ms")
+    extra = [
+        (
+            "64 clients: no regression beyond 3 % against BENCH_BASE (same run)",
+            f"{_fmt(vs_base_b and vs_base_b * 100, 1)} % "
+            f"({_fmt(sb_b.get('rps'), 0)} vs {_fmt(base_b.get('rps'), 0)})",
+            verdict(vs_base_b >= 0.97 if vs_base_b else None),
+        ),
+        (
+            "one client: no regression beyond 3 % against BENCH_BASE (same run)",
+            f"{_fmt(vs_base_a and vs_base_a * 100, 1)} % of its req/s; p50 "
+            f"{_fmt(sb_a.get('p50_ms'), 3)} vs {_fmt(base_a.get('p50_ms'), 3)} ms",
+            verdict(vs_base_a >= 0.97 if vs_base_a else None),
+        ),
+        (
+            "64 clients with limits on (Redis): within 15 % of limits off",
+            f"{_fmt(vs_limits and vs_limits * 100, 0)} % "
+            f"({_fmt(limits_b.get('rps'), 0)} vs {_fmt(sb_b.get('rps'), 0)})",
+            verdict(vs_limits >= 0.85 if vs_limits else None),
+        ),
+        (
+            "two workers: 64-client req/s ≥ 1.6 × one worker",
+            f"{_fmt(vs_w2, 2)} × ({_fmt(w2_b.get('rps'), 0)} vs {_fmt(sb_b.get('rps'), 0)})",
+            verdict(vs_w2 >= 1.6 if vs_w2 else None),
+        ),
+        (
+            "Messages client on a Messages provider costs no more than Chat on Chat",
+            f"64 clients {_fmt(native and native * 100, 0)} % of Chat's req/s; one client "
+            f"p50 {'+' if (native_a or 0) >= 0 else ''}{_fmt(native_a, 3)} ms",
+            verdict(
+                native >= 0.97 and native_a <= 0.02
+                if native is not None and native_a is not None
+                else None
+            ),
+        ),
+    ]
+    base = [
         (
             "64 clients: ≥ 60 % of the raw aiohttp proxy's req/s",
             f"{_fmt(vs_raw and vs_raw * 100, 0)} % "
@@ -284,6 +331,7 @@ def targets(rows: list[dict[str, Any]]) -> list[tuple[str, str, str]]:
             ),
         ),
     ]
+    return [*extra, *base]
 
 
 def section(data: dict[str, Any]) -> str:
