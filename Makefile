@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: test lint typecheck controlplane image redis observability demo crds schema goldens bench clean
+.PHONY: test lint typecheck controlplane image redis observability clients demo crds schema goldens bench clean
 
 $(STAMP): pyproject.toml
 	@echo "==> creating $(VENV) and installing switchboard[dev]"
@@ -15,6 +15,24 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 venv: $(STAMP)
+
+# The real-clients tier's clients (tests/clients): pinned, reinstalled when their lock changes.
+CLIENTS_VENV := .venv-clients
+CLIENTS_STAMP := $(CLIENTS_VENV)/.installed
+NODE_STAMP := tests/clients/node_modules/.installed
+
+$(CLIENTS_STAMP): tests/clients/requirements.txt
+	@echo "==> $(CLIENTS_VENV): the tier's Python clients (tests/clients/requirements.txt)"
+	@test -x $(CLIENTS_VENV)/bin/python || $(PYTHON) -m venv $(CLIENTS_VENV)
+	@$(CLIENTS_VENV)/bin/python -m pip install -q --disable-pip-version-check --no-deps -r $<
+	@touch $@
+
+$(NODE_STAMP): tests/clients/package-lock.json
+	@echo "==> tests/clients/node_modules: the tier's node clients (npm ci)"
+	@cd tests/clients && npm ci --no-audit --no-fund --loglevel=error >/dev/null
+	@touch $@
+
+clients: $(CLIENTS_STAMP) $(NODE_STAMP)
 
 lint: $(STAMP)
 	@echo "==> ruff"
@@ -48,7 +66,7 @@ observability:
 	@bash tools/prometheus/install.sh
 	@bash tools/otelcol/build.sh >/dev/null
 
-test: lint typecheck controlplane image redis observability
+test: lint typecheck controlplane image redis observability clients
 	@echo "==> pytest"
 	@$(PY) -m pytest tests
 
@@ -71,4 +89,4 @@ demo: $(STAMP)
 	@$(PY) tools/demo.py
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(CLIENTS_VENV) tests/clients/node_modules .mypy_cache .ruff_cache .pytest_cache
