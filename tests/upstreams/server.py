@@ -7,7 +7,8 @@ Shapes (`SHAPES`), each a real aiohttp server on a loopback port:
         TGI answers as model "tgi" with a `system_fingerprint`; Ollama sends usage only in its
         final chunk (whether asked or not) and each tool call whole in one chunk; vLLM reports
         `prompt_tokens_details.cached_tokens` only when prompt caching is on (`cached` > 0, its
-        `--enable-prompt-tokens-details`); OpenAI and LiteLLM always do.
+        `--enable-prompt-tokens-details`); OpenAI and LiteLLM always do. vLLM also serves its
+        tokenizer, `POST /tokenize` (a count of words, see `_tokenize`).
     responses
         OpenAI Responses (`/v1/responses`), non-stream and the full SSE event sequence.
     anthropic
@@ -345,6 +346,8 @@ class Upstream:
         app = web.Application(client_max_size=64 * 1024 * 1024, middlewares=[self._track_close])
         if self.shape in OPENAI_SHAPES:
             app.router.add_post("/v1/chat/completions", self._chat)
+        if self.shape == "vllm":
+            app.router.add_post("/tokenize", self._tokenize)
         elif self.shape == "responses":
             app.router.add_post("/v1/responses", self._responses)
         else:
@@ -604,6 +607,27 @@ class Upstream:
                 await asyncio.wait_for(self._stopping.wait(), 0.1)
         if request.transport is not None:
             request.transport.close()
+
+    # --- vLLM's /tokenize --------------------------------------------------------------------
+
+    async def _tokenize(self, request: web.Request) -> web.Response:
+        """vLLM's tokenizer: `{"model", "prompt"}` or `{"model", "messages", "tools"?}` ->
+        `{"count", "max_model_len", "tokens"}`. The count is the prompt's words plus 3 per
+        message and 10 per tool (a stand-in for a chat template), never the gateway's estimate.
+        The faults apply (`status=500` and the rest, in the model id or the server's)."""
+        body, _, early = await self._prelude(request)
+        if early is not None:
+            return early
+        if isinstance(body.get("prompt"), str):
+            count = _words(body["prompt"])
+        elif isinstance(body.get("messages"), list):
+            messages = body["messages"]
+            count = sum(_words(_text(m.get("content"))) + 3 for m in messages)
+            count += 10 * len(body.get("tools") or [])
+        else:
+            return self._bad_request("prompt or messages is required")
+        out = {"count": count, "max_model_len": 4096, "tokens": list(range(count))}
+        return web.Response(body=orjson.dumps(out), content_type="application/json")
 
     # --- OpenAI Chat Completions -------------------------------------------------------------
 

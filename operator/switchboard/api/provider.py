@@ -32,6 +32,12 @@ class Api(enum.StrEnum):
     ANTHROPIC_MESSAGES = "anthropic-messages"
 
 
+class Tokenizer(enum.StrEnum):
+    """An upstream's own tokenizer endpoint."""
+
+    VLLM = "vllm"
+
+
 class InputKind(enum.StrEnum):
     TEXT = "text"
     IMAGE = "image"
@@ -284,6 +290,15 @@ class CustomProviderSpec(CrdModel):
         default_factory=Timeouts,
         description="Connect, first-token and total timeouts.",
         json_schema_extra={"default": {}},
+    )
+    tokenizer: Tokenizer | None = Field(
+        default=None,
+        description=(
+            "The upstream's own tokenizer, used for POST /v1/messages/count_tokens and the "
+            "context-window check instead of the gateway's estimate (characters / 4): vllm "
+            "(POST /tokenize at the base URL's scheme, host and port, with the request's "
+            "messages and tools in Chat form). Unset: the estimate."
+        ),
     )
     models: list[Model] = Field(
         default_factory=list,

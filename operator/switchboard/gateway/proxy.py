@@ -39,6 +39,7 @@ from switchboard.gateway.limits import limiter as lim
 from switchboard.gateway.metrics import Metrics
 from switchboard.gateway.relay import ClientGone, HoldBack, Relay
 from switchboard.gateway.table import Access, Table, Target
+from switchboard.gateway.tokens import Tokens
 from switchboard.gateway.tracing import Tracing
 from switchboard.gateway.upstream import Pool, Response
 
@@ -70,6 +71,7 @@ class Proxy:
         self.metrics = metrics
         self.accounting = accounting.Accounting(metrics, access_log)
         self.keys = Keys()
+        self.tokens = Tokens(pool)
         self.max_body_bytes = max_body_bytes
         self.body_timeout = body_timeout
         self.chain_timeout = chain_timeout
@@ -208,7 +210,7 @@ class Proxy:
             body = resolve.with_defaults(surface, body, route)
         if access.rules is not None and self.limiter is not None:
             out.ticket = await gate.reserve(self.limiter, access.rules, surface, body, route)
-        plan = resolve.plan(surface, body, route)
+        plan = resolve.plan(surface, body, route, await self.tokens.for_plan(route, surface, body))
         client_beta = request.headers.get(HEADER) if surface is Dialect.MESSAGES else None
         last: AttemptFailed | None = None
         deadline = started + self.chain_timeout

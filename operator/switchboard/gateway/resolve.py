@@ -62,9 +62,13 @@ def with_defaults(surface: Dialect, body: Json, route: Route) -> Json:
     return body
 
 
-def plan(surface: Dialect, body: Json, route: Route) -> list[tuple[Target, Json, int | None]]:
+def plan(
+    surface: Dialect, body: Json, route: Route, counts: dict[str, int] | None = None
+) -> list[tuple[Target, Json, int | None]]:
     """The candidates to try, in order, each with the body and output limit to use.
 
+    The prompt's size is the upstream's own count where `counts` has one for the candidate's
+    provider (gateway/tokens.py), else the gateway's estimate.
     Images need an image-capable model (the agent's imageModel first); a candidate whose
     context window cannot hold the prompt plus the output limit is skipped; when none fits, the
     oldest turns are dropped if the agent allows it, else the request is refused.
@@ -86,9 +90,10 @@ def plan(surface: Dialect, body: Json, route: Route) -> list[tuple[Target, Json,
     plan: list[tuple[Target, Json, int | None]] = []
     too_small: list[str] = []
     for target in candidates:
-        limit = max_tokens_for(target, requested, prompt)
+        size = counts.get(target.provider, prompt) if counts else prompt
+        limit = max_tokens_for(target, requested, size)
         meta = target.meta
-        if meta is not None and prompt + (limit or 0) > meta.context_window:
+        if meta is not None and size + (limit or 0) > meta.context_window:
             too_small.append(f"{target.ref} holds {meta.context_window}")
             continue
         plan.append((target, body, limit))

@@ -59,8 +59,9 @@ async def model(proxy: Proxy, request: web.Request) -> web.Response:
 
 
 async def count_tokens(proxy: Proxy, request: web.Request) -> web.Response:
-    """POST /v1/messages/count_tokens: the gateway's estimate (characters / 4, see
-    dialects/inspect.py), the same one it uses to pick a candidate that fits."""
+    """POST /v1/messages/count_tokens: the count of the first candidate's own tokenizer when
+    its provider declares one (gateway/tokens.py), else the gateway's estimate (characters / 4,
+    dialects/inspect.py); `x-switchboard-token-count: upstream|estimate` says which."""
     try:
         table, access = proxy.ready(request)
         try:
@@ -78,7 +79,15 @@ async def count_tokens(proxy: Proxy, request: web.Request) -> web.Response:
             raise errors.Forbidden(
                 f"key {access.name!r} may not call {errors.clip(body['model'])!r}", param="model"
             )
-        tokens = inspect.estimate_prompt_tokens(Dialect.MESSAGES, body)
+        tokens = await proxy.tokens.count(route.chain[0], Dialect.MESSAGES, body)
+        source = "upstream"
+        if tokens is None:
+            tokens = inspect.estimate_prompt_tokens(Dialect.MESSAGES, body)
+            source = "estimate"
     except errors.GatewayError as exc:
         return errors.response(Dialect.MESSAGES, exc)
-    return web.Response(body=orjson.dumps({"input_tokens": tokens}), content_type=_JSON)
+    return web.Response(
+        body=orjson.dumps({"input_tokens": tokens}),
+        content_type=_JSON,
+        headers={"x-switchboard-token-count": source},
+    )

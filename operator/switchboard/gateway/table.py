@@ -23,6 +23,8 @@ from switchboard.routing import refs
 
 ANTHROPIC_VERSION = "2023-06-01"
 _OPEN_ROUTE_CACHE = 4096
+TOKENIZE_TIMEOUT = 5.0
+"""Seconds, at most, for a call of a provider's tokenizer (it falls back to the estimate)."""
 _OPEN_ROUTE_CACHED_CHARS = 256
 """Open-provider model names longer than this are routed but not cached."""
 OPEN_MODELS = "(unlisted)"
@@ -52,6 +54,8 @@ class Target:
     """The provider's `hostedTools` (an Agent's own setting wins: `Route.hosted_tools`)."""
     scrub: Scrub = NO_SCRUB
     """The provider's secrets, to take out of upstream error text (`_scrub`)."""
+    tokenize: Endpoint | None = None
+    """The upstream's own tokenizer (CustomProvider `tokenizer`), see gateway/tokens.py."""
 
     @property
     def reasoning(self) -> bool:
@@ -115,6 +119,15 @@ class Table:
             for surface in Dialect:
                 spoken = (name, surface) in self._endpoints
                 self._served[(name, surface)] = surface if spoken else Dialect(served[0].dialect)
+        self._tokenizers = {
+            name: _endpoint(
+                p,
+                rc.ServedApi(api=p.api, dialect=Dialect.CHAT.value, endpoint=p.tokenize_url),
+                cap=TOKENIZE_TIMEOUT,
+            )
+            for name, p in config.providers.items()
+            if p.tokenize_url
+        }
         self._targets: dict[tuple[str, str, Dialect], Target] = {}
         self._scrubs = {name: _scrub(p) for name, p in config.providers.items()}
         self._direct: dict[str, Route] = {}
@@ -169,6 +182,7 @@ class Table:
                 label=model_id if meta is not None else OPEN_MODELS,
                 hosted_tools=provider.hosted_tools,
                 scrub=self._scrubs[provider.name],
+                tokenize=self._tokenizers.get(provider.name),
             )
             if keep:
                 self._targets[key] = target
@@ -256,7 +270,10 @@ def _scrub(provider: rc.Provider) -> Scrub:
     return Scrub(secrets)
 
 
-def _endpoint(provider: rc.Provider, served: rc.ServedApi) -> Endpoint:
+def _endpoint(provider: rc.Provider, served: rc.ServedApi, cap: float | None = None) -> Endpoint:
+    """`served`'s endpoint with the provider's headers, key and timeouts (each at most `cap`
+    seconds: the tokenizer's, which is a Chat-style endpoint of the same server)."""
+    limit = cap if cap is not None else float("inf")
     headers = {"content-type": "application/json"}
     headers.update((k.lower(), v) for k, v in provider.headers.items())
     if served.dialect == Dialect.MESSAGES:
@@ -269,9 +286,9 @@ def _endpoint(provider: rc.Provider, served: rc.ServedApi) -> Endpoint:
         return Endpoint.build(
             served.endpoint,
             headers,
-            connect=provider.timeouts.connect,
-            read=provider.timeouts.first_token,
-            total=provider.timeouts.total,
+            connect=min(provider.timeouts.connect, limit),
+            read=min(provider.timeouts.first_token, limit),
+            total=min(provider.timeouts.total, limit),
             ca_pem=provider.ca_bundle,
         )
     except ValueError as exc:

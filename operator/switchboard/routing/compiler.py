@@ -364,6 +364,14 @@ def endpoint_url(api: api_provider.Api, base_url: str, base_path: str | None = N
     return f"{base}/messages" if base.endswith("/v1") else f"{base}/v1/messages"
 
 
+def _tokenize_url(tokenizer: api_provider.Tokenizer | None, base_url: str) -> str | None:
+    """vLLM serves /tokenize at its root, beside /v1."""
+    if tokenizer is None:
+        return None
+    parts = urlsplit(base_url)
+    return f"{parts.scheme}://{parts.netloc}/tokenize"
+
+
 @dataclass
 class _Scope:
     """One namespace being compiled: what is routed so far, and the Secrets to resolve."""
@@ -500,6 +508,7 @@ class _Scope:
             ),
             models=dict(sorted(models.items())),
             open_models=not spec.models,
+            tokenize_url=_tokenize_url(spec.tokenizer, spec.base_url),
         )
 
     def candidate(

@@ -100,6 +100,9 @@ class Provider(_Frozen):
     open_models: bool = Field(
         False, description="No models were listed: any model id routes, without cost or limits."
     )
+    tokenize_url: str | None = Field(
+        None, description="The upstream's vLLM-style /tokenize URL, when the provider has one."
+    )
 
 
 class Candidate(_Frozen):
