@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,21 +78,53 @@ def manifests(port: int) -> str:
     return "---\n".join(docs)
 
 
+class Sink:
+    """The clients' HTTP(S) proxy for everything but loopback: it records the first line of
+    each connection (`CONNECT host:443 HTTP/1.1`) and closes it. A client that tries to reach
+    anything outside (telemetry, update checks, catalogs) shows up in `seen`."""
+
+    def __init__(self) -> None:
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.server.getsockname()[1]}"
+        self.seen: list[str] = []
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.server.accept()
+            except OSError:
+                return
+            with conn:
+                conn.settimeout(5)
+                try:
+                    self.seen.append(conn.recv(4096).split(b"\r\n", 1)[0].decode("latin-1"))
+                except OSError as exc:
+                    self.seen.append(f"(unreadable: {exc})")
+
+    def close(self) -> None:
+        self.server.close()
+
+
 @dataclass
 class Tier:
     gateway: str
     upstream: str
     gateway_log: Path
+    sink: Sink
 
     def requests(self) -> list[dict[str, Any]]:
         return list(httpx.get(f"{self.upstream}/_requests", timeout=10).json())
 
     def clear(self) -> None:
+        """Forget what the upstream and the sink saw (before each client run)."""
         httpx.delete(f"{self.upstream}/_requests", timeout=10)
+        self.sink.seen.clear()
 
 
 @pytest.fixture(scope="session")
 def tier(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tier]:
+    sink = Sink()
     work = tmp_path_factory.mktemp("clients")
     port = free_port()
     upstream: Process = start(
@@ -116,9 +150,10 @@ def tier(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tier]:
         work / "gateway.log",
         f"http://127.0.0.1:{gateway_port}/readyz",
     )
-    yield Tier(f"http://127.0.0.1:{gateway_port}", f"http://127.0.0.1:{port}", gateway.log)
+    yield Tier(f"http://127.0.0.1:{gateway_port}", f"http://127.0.0.1:{port}", gateway.log, sink)
     gateway.stop()
     upstream.stop()
+    sink.close()
 
 
 # What the scripted server received, checked against the official SDKs' request types.
@@ -150,13 +185,13 @@ def check_upstream(
     return received
 
 
-def quiet_env(home: Path, **extra: str) -> dict[str, str]:
+def quiet_env(home: Path, proxy: str, **extra: str) -> dict[str, str]:
     """A client's environment: its own HOME, no credentials of the machine, no telemetry, no
-    update checks, and a proxy that goes nowhere for anything but loopback."""
+    update checks, and `proxy` (a Sink's URL) for anything but loopback."""
     keep = ("PATH", "LANG", "LC_ALL", "TERM", "SYSTEMROOT", "TMPDIR")
     env = {k: os.environ[k] for k in keep if k in os.environ}
     home.mkdir(parents=True, exist_ok=True)
-    dead = f"http://127.0.0.1:{free_port()}"  # nobody listens: anything proxied fails at once
+    dead = proxy
     env.update(
         {
             "HOME": str(home),
@@ -170,6 +205,7 @@ def quiet_env(home: Path, **extra: str) -> dict[str, str]:
             "ALL_PROXY": dead,
             "http_proxy": dead,
             "https_proxy": dead,
+            "NODE_USE_ENV_PROXY": "1",
             "NO_PROXY": "127.0.0.1,localhost",
             "no_proxy": "127.0.0.1,localhost",
             "DO_NOT_TRACK": "1",

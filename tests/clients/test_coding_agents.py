@@ -8,7 +8,9 @@ which carries the tool's result, with `FINAL`. Pass: the file exists with the co
 wrote, the agent printed `FINAL`, and every request the upstream received is a valid request
 of its API (official SDK types) that the gateway translated from the agent's own.
 
-These agents stream always; they have no non-streaming mode. Covered here beyond the loop:
+These agents stream always; they have no non-streaming mode. Each runs with docs/clients.md's
+settings and a recording proxy (conftest.Sink) for anything but loopback: a connection it sees
+(telemetry, update checks, plugin catalogs) fails the test. Covered here beyond the loop:
 Claude Code's `anthropic-beta` reaching an Anthropic upstream.
 """
 
@@ -19,34 +21,54 @@ from pathlib import Path
 
 import pytest
 
-from tests.clients.conftest import KEY, MODES, Tier, check_upstream, node_bin, quiet_env, run_client
+from tests.clients.conftest import (
+    KEY,
+    MODES,
+    Tier,
+    check_upstream,
+    node_bin,
+    quiet_env,
+    run_client,
+)
 from tests.clients.scripted import CONTENT, FINAL
 
 pytestmark = pytest.mark.clients
 
 
 def _assert_loop(tier: Tier, mode: str, out: Path, printed: str, explain: str) -> None:
+    assert not tier.sink.seen, f"the agent tried to reach outside: {tier.sink.seen}"
     assert out.exists(), f"the agent's tool did not write {out}\n{explain}"
     assert out.read_text() == CONTENT
     assert FINAL in printed, f"no final answer\n{explain}"
     check_upstream(tier, mode)
 
 
-@pytest.mark.parametrize("mode", MODES)
-def test_claude_code(tier: Tier, mode: str, tmp_path: Path) -> None:
-    out = tmp_path / "work" / "out.txt"
-    out.parent.mkdir()
-    env = quiet_env(
+def _claude_env(tier: Tier, tmp_path: Path, mode: str) -> dict[str, str]:
+    """docs/clients.md's settings for Claude Code."""
+    model = f"scripted-{mode}"
+    return quiet_env(
         tmp_path / "home",
+        tier.sink.url,
         ANTHROPIC_BASE_URL=tier.gateway,
         ANTHROPIC_API_KEY=KEY,
-        ANTHROPIC_DEFAULT_HAIKU_MODEL=f"scripted-{mode}",
+        ANTHROPIC_MODEL=model,
+        ANTHROPIC_DEFAULT_OPUS_MODEL=model,
+        ANTHROPIC_DEFAULT_SONNET_MODEL=model,
+        ANTHROPIC_DEFAULT_HAIKU_MODEL=model,
+        CLAUDE_CODE_MAX_CONTEXT_TOKENS="200000",
         CLAUDE_CONFIG_DIR=str(tmp_path / "home" / ".claude"),
         DISABLE_TELEMETRY="1",
         DISABLE_ERROR_REPORTING="1",
         DISABLE_AUTOUPDATER="1",
         CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC="1",
     )
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_claude_code(tier: Tier, mode: str, tmp_path: Path) -> None:
+    out = tmp_path / "work" / "out.txt"
+    out.parent.mkdir()
+    env = _claude_env(tier, tmp_path, mode)
     tier.clear()
     prompt = f"Write the file @file:{out}@ for me."
     argv = [node_bin("claude"), "-p", prompt, "--model", f"scripted-{mode}"]
@@ -60,16 +82,7 @@ def test_claude_code_beta_header_reaches_an_anthropic_upstream(tier: Tier, tmp_p
     management, ...); on an Anthropic upstream the header must arrive with the request."""
     out = tmp_path / "work" / "out.txt"
     out.parent.mkdir()
-    env = quiet_env(
-        tmp_path / "home",
-        ANTHROPIC_BASE_URL=tier.gateway,
-        ANTHROPIC_API_KEY=KEY,
-        CLAUDE_CONFIG_DIR=str(tmp_path / "home" / ".claude"),
-        DISABLE_TELEMETRY="1",
-        DISABLE_ERROR_REPORTING="1",
-        DISABLE_AUTOUPDATER="1",
-        CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC="1",
-    )
+    env = _claude_env(tier, tmp_path, "messages")
     tier.clear()
     argv = [node_bin("claude"), "-p", f"Write @file:{out}@", "--model", "scripted-messages"]
     run = run_client([*argv, "--allowedTools", "Write"], out.parent, env)
@@ -87,6 +100,7 @@ def _codex_home(tier: Tier, home: Path, mode: str) -> None:
         "[analytics]\nenabled = false\n"
         "[feedback]\nenabled = false\n"
         '[otel]\nexporter = "none"\n'
+        "[features]\nplugins = false\nremote_plugin = false\n"
         "[model_providers.switchboard]\n"
         'name = "Switchboard"\n'
         f'base_url = "{tier.gateway}/v1"\n'
@@ -102,7 +116,7 @@ def test_codex_cli(tier: Tier, mode: str, tmp_path: Path) -> None:
     out.parent.mkdir()
     home = tmp_path / "codex-home"
     _codex_home(tier, home, mode)
-    env = quiet_env(tmp_path / "home", CODEX_HOME=str(home), SWITCHBOARD_API_KEY=KEY)
+    env = quiet_env(tmp_path / "home", tier.sink.url, CODEX_HOME=str(home), SWITCHBOARD_API_KEY=KEY)
     tier.clear()
     argv = [node_bin("codex"), "exec", "--skip-git-repo-check"]
     argv += ["--dangerously-bypass-approvals-and-sandbox", f"Write the file @file:{out}@."]
@@ -140,6 +154,7 @@ def test_pi_coding_agent(tier: Tier, api: str, mode: str, tmp_path: Path) -> Non
     (agent_dir / "models.json").write_text(json.dumps(models))
     env = quiet_env(
         tmp_path / "home",
+        tier.sink.url,
         PI_CODING_AGENT_DIR=str(agent_dir),
         PI_OFFLINE="1",
         PI_TELEMETRY="0",

@@ -44,12 +44,12 @@ _CASES = {
     ],
     "vercel-ai": [f"{a}/{s}" for a in _APIS for s in ("nostream", "stream")],
 }
-_runs: dict[tuple[str, str], tuple[dict[str, Any], list[dict[str, Any]]]] = {}
+_runs: dict[tuple[str, str], tuple[dict[str, Any], list[dict[str, Any]], list[str]]] = {}
 
 
 def _run(
     tier: Tier, library: str, mode: str, tmp: Path
-) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+) -> tuple[dict[str, Any], list[dict[str, Any]], list[str]]:
     """All of a library's cases against one upstream API, run once per session."""
     if (library, mode) not in _runs:
         tier.clear()
@@ -59,11 +59,14 @@ def _run(
         else:
             argv = [str(CLIENTS_PY), str(HERE / "python_clients.py"), library, *args]
         env = quiet_env(
-            tmp / "home", OPENAI_AGENTS_DISABLE_TRACING="1", AI_SDK_LOG_WARNINGS="false"
+            tmp / "home",
+            tier.sink.url,
+            OPENAI_AGENTS_DISABLE_TRACING="1",
+            AI_SDK_LOG_WARNINGS="false",
         )
         run = run_client(argv, HERE, {**env, "NODE_PATH": str(HERE / "node_modules")})
         assert run.code == 0, run.explain()
-        _runs[(library, mode)] = (json.loads(run.stdout), tier.requests())
+        _runs[(library, mode)] = (json.loads(run.stdout), tier.requests(), list(tier.sink.seen))
     return _runs[(library, mode)]
 
 
@@ -72,7 +75,8 @@ def _run(
     ("library", "case"), [(lib, case) for lib, cases in _CASES.items() for case in cases]
 )
 def test_library(tier: Tier, library: str, case: str, mode: str, tmp_path: Path) -> None:
-    results, received = _run(tier, library, mode, tmp_path)
+    results, received, outside = _run(tier, library, mode, tmp_path)
+    assert not outside, f"the library tried to reach outside: {outside}"
     result = results[case]
     assert result["error"] is None, result["error"]
     assert result["called"] == [WORD], f"tool called with {result['called']}"
