@@ -191,7 +191,6 @@ def quiet_env(home: Path, proxy: str, **extra: str) -> dict[str, str]:
     keep = ("PATH", "LANG", "LC_ALL", "TERM", "SYSTEMROOT", "TMPDIR")
     env = {k: os.environ[k] for k in keep if k in os.environ}
     home.mkdir(parents=True, exist_ok=True)
-    dead = proxy
     env.update(
         {
             "HOME": str(home),
@@ -200,11 +199,11 @@ def quiet_env(home: Path, proxy: str, **extra: str) -> dict[str, str]:
             "XDG_DATA_HOME": str(home / ".local" / "share"),
             "NO_COLOR": "1",
             "CI": "1",
-            "HTTP_PROXY": dead,
-            "HTTPS_PROXY": dead,
-            "ALL_PROXY": dead,
-            "http_proxy": dead,
-            "https_proxy": dead,
+            "HTTP_PROXY": proxy,
+            "HTTPS_PROXY": proxy,
+            "ALL_PROXY": proxy,
+            "http_proxy": proxy,
+            "https_proxy": proxy,
             "NODE_USE_ENV_PROXY": "1",
             "NO_PROXY": "127.0.0.1,localhost",
             "no_proxy": "127.0.0.1,localhost",
