@@ -34,6 +34,7 @@ from openai.types.responses import response_create_params
 from pydantic import TypeAdapter, ValidationError
 
 from tests.gateway.conftest import ROOT, Process, start
+from tests.support.sdk_strict import StrictError, strict
 from tests.upstreams.server import free_port
 
 HERE = Path(__file__).resolve().parent
@@ -167,12 +168,26 @@ _REQUEST_TYPES: dict[tuple[str, bool], TypeAdapter[Any]] = {
 }
 
 
+_STRICT_TYPES: dict[str, Any] = {
+    "chat": completion_create_params.CompletionCreateParamsNonStreaming,
+    "responses": response_create_params.ResponseCreateParamsNonStreaming,
+    "messages": message_create_params.MessageCreateParamsNonStreaming,
+}
+
+
 def check_upstream(
-    tier: Tier, mode: str, *, received: list[dict[str, Any]] | None = None, turns: int = 2
+    tier: Tier,
+    mode: str,
+    client_api: str,
+    *,
+    received: list[dict[str, Any]] | None = None,
+    turns: int = 2,
 ) -> list[dict[str, Any]]:
     """The requests the upstream received since `tier.clear()` (or those given): at least the
     `turns` of the tool loop, all in the upstream's API, each a valid request of the official
-    SDK's type."""
+    SDK's type. Where the gateway translated (`client_api` is not `mode`) the check is strict
+    (tests/support/sdk_strict.py: unknown keys rejected, nested lists walked): what the gateway
+    wrote must be the API's own; a same-API request passes the client's own fields through."""
     received = tier.requests() if received is None else received
     assert len(received) >= turns, f"the upstream saw {len(received)} request(s): {received}"
     for seen in received:
@@ -180,7 +195,11 @@ def check_upstream(
         body = seen["body"]
         try:
             _REQUEST_TYPES[(mode, bool(body.get("stream")))].validate_python(body)
-        except ValidationError as exc:
+            if client_api != mode:
+                assert isinstance(body.get("stream", False), bool)
+                rest = {k: v for k, v in body.items() if k not in ("stream", "stream_options")}
+                strict(_STRICT_TYPES[mode], rest)
+        except (ValidationError, StrictError) as exc:
             raise AssertionError(f"malformed {mode} request upstream: {exc}\n{body}") from None
     return received
 

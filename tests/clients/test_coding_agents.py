@@ -24,6 +24,7 @@ import pytest
 from tests.clients.conftest import (
     KEY,
     MODES,
+    Run,
     Tier,
     check_upstream,
     node_bin,
@@ -35,12 +36,13 @@ from tests.clients.scripted import CONTENT, FINAL
 pytestmark = pytest.mark.clients
 
 
-def _assert_loop(tier: Tier, mode: str, out: Path, printed: str, explain: str) -> None:
+def _assert_loop(tier: Tier, mode: str, client_api: str, out: Path, run: Run) -> None:
     assert not tier.sink.seen, f"the agent tried to reach outside: {tier.sink.seen}"
+    explain = run.explain()
     assert out.exists(), f"the agent's tool did not write {out}\n{explain}"
     assert out.read_text() == CONTENT
-    assert FINAL in printed, f"no final answer\n{explain}"
-    check_upstream(tier, mode)
+    assert FINAL in run.stdout, f"no final answer\n{explain}"
+    check_upstream(tier, mode, client_api)
 
 
 def _claude_env(tier: Tier, tmp_path: Path, mode: str) -> dict[str, str]:
@@ -73,7 +75,7 @@ def test_claude_code(tier: Tier, mode: str, tmp_path: Path) -> None:
     prompt = f"Write the file @file:{out}@ for me."
     argv = [node_bin("claude"), "-p", prompt, "--model", f"scripted-{mode}"]
     run = run_client([*argv, "--allowedTools", "Write", "Bash"], out.parent, env)
-    _assert_loop(tier, mode, out, run.stdout, run.explain())
+    _assert_loop(tier, mode, "messages", out, run)
     assert run.code == 0, run.explain()
 
 
@@ -121,7 +123,7 @@ def test_codex_cli(tier: Tier, mode: str, tmp_path: Path) -> None:
     argv = [node_bin("codex"), "exec", "--skip-git-repo-check"]
     argv += ["--dangerously-bypass-approvals-and-sandbox", f"Write the file @file:{out}@."]
     run = run_client(argv, out.parent, env)
-    _assert_loop(tier, mode, out, run.stdout, run.explain())
+    _assert_loop(tier, mode, "responses", out, run)
     assert run.code == 0, run.explain()
 
 
@@ -164,5 +166,5 @@ def test_pi_coding_agent(tier: Tier, api: str, mode: str, tmp_path: Path) -> Non
     tier.clear()
     argv = [node_bin("pi"), "--provider", "switchboard", "--model", f"scripted-{mode}"]
     run = run_client([*argv, "-p", f"Write the file @file:{out}@."], out.parent, env)
-    _assert_loop(tier, mode, out, run.stdout, run.explain())
+    _assert_loop(tier, mode, api, out, run)
     assert run.code == 0, run.explain()

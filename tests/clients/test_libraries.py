@@ -83,4 +83,5 @@ def test_library(tier: Tier, library: str, case: str, mode: str, tmp_path: Path)
     assert FINAL in (result["final"] or ""), result["final"]
     mine = [r for r in received if f"[case:{case}]" in json.dumps(r["body"])]
     turns = 1 if library == "instructor" else 2  # instructor: one extraction, no loop
-    check_upstream(tier, mode, received=mine, turns=turns)
+    client_api = case.split("/", maxsplit=1)[0].removesuffix("-json-schema")
+    check_upstream(tier, mode, client_api, received=mine, turns=turns)
