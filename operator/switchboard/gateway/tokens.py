@@ -65,6 +65,8 @@ class Tokens:
         """Upstream counts by provider for the context-window check: asked only of candidates
         whose tokenizer is set and for whom the estimate is at least half the context window
         (below that the estimate's error cannot matter, and the request pays no extra call)."""
+        if not any(target.tokenize for target in route.chain):
+            return {}  # the common case: no tokenizer, nothing to estimate twice
         estimate = inspect.estimate_prompt_tokens(surface, body)
         counts: dict[str, int] = {}
         for target in route.chain:
