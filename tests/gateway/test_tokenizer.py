@@ -57,11 +57,13 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Gateway, 
         "metadata: {name: all}\nspec:\n  keys: [{name: all, secretRef: {name: keys, key: k}}]\n"
         "  allowedProviders: ['*']\n"
     )
-    gateway = start_gateway(render_text(text, work), work / "gateway.log")
-    yield gateway, f"http://127.0.0.1:{vllm}"
-    gateway.process.stop()
-    for fake in fakes:
-        fake.stop()
+    try:
+        gateway = start_gateway(render_text(text, work), work / "gateway.log")
+        yield gateway, f"http://127.0.0.1:{vllm}"
+        gateway.process.stop()
+    finally:  # the fakes stop even when the gateway did not start
+        for fake in fakes:
+            fake.stop()
 
 
 def _tokenize_calls(upstream: str) -> list[dict[str, Any]]:
