@@ -133,28 +133,32 @@ def tier(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tier]:
         work / "scripted.log",
         f"http://127.0.0.1:{port}/_requests",
     )
-    (work / "manifests").mkdir()
-    (work / "manifests" / "all.yaml").write_text(manifests(port))
-    gateway_port = free_port()
-    gateway = start(
-        [
-            "-m",
-            "switchboard.cli",
-            "gateway",
-            "--manifests",
-            str(work / "manifests"),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(gateway_port),
-        ],
-        work / "gateway.log",
-        f"http://127.0.0.1:{gateway_port}/readyz",
-    )
-    yield Tier(f"http://127.0.0.1:{gateway_port}", f"http://127.0.0.1:{port}", gateway.log, sink)
-    gateway.stop()
-    upstream.stop()
-    sink.close()
+    try:
+        (work / "manifests").mkdir()
+        (work / "manifests" / "all.yaml").write_text(manifests(port))
+        gateway_port = free_port()
+        gateway = start(
+            [
+                "-m",
+                "switchboard.cli",
+                "gateway",
+                "--manifests",
+                str(work / "manifests"),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(gateway_port),
+            ],
+            work / "gateway.log",
+            f"http://127.0.0.1:{gateway_port}/readyz",
+        )
+        yield Tier(
+            f"http://127.0.0.1:{gateway_port}", f"http://127.0.0.1:{port}", gateway.log, sink
+        )
+        gateway.stop()
+    finally:  # the upstream and the sink stop even when the gateway did not start
+        upstream.stop()
+        sink.close()
 
 
 # What the scripted server received, checked against the official SDKs' request types.
