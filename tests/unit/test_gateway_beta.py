@@ -28,5 +28,6 @@ def test_head_carries_the_merged_value() -> None:
     assert merged.key == own.key  # the same connection pool
     bare = _endpoint({"x-api-key": "k"})
     assert beta.with_client_beta(bare, "c-1").head.endswith(b"anthropic-beta: c-1\r\n")
-    assert beta.with_client_beta(bare, "c-1") is beta.with_client_beta(bare, "c-1")
+    betas = beta.Betas()
+    assert betas.endpoint(bare, "c-1") is betas.endpoint(bare, "c-1")
     assert beta.with_client_beta(own, "p-1") is own

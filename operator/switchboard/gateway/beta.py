@@ -18,7 +18,6 @@ from switchboard.gateway.upstream import Endpoint
 HEADER = "anthropic-beta"
 _TOKEN = re.compile(r"^[A-Za-z0-9._-]+$")
 _CACHE_LIMIT = 256
-_cache: dict[tuple[bytes, str], Endpoint] = {}
 
 
 def merged(own: str | None, client: str) -> str:
@@ -33,12 +32,27 @@ def merged(own: str | None, client: str) -> str:
     return ",".join(names)
 
 
+class Betas:
+    """Endpoints with a client's `anthropic-beta` merged in, cached per (request head, value):
+    one per process (the Proxy's), at most _CACHE_LIMIT entries."""
+
+    def __init__(self) -> None:
+        self._cache: dict[tuple[bytes, str], Endpoint] = {}
+
+    def endpoint(self, endpoint: Endpoint, client: str) -> Endpoint:
+        key = (endpoint.head, client)
+        found = self._cache.get(key)
+        if found is not None:
+            return found
+        result = with_client_beta(endpoint, client)
+        if len(self._cache) >= _CACHE_LIMIT:
+            self._cache.clear()
+        self._cache[key] = result
+        return result
+
+
 def with_client_beta(endpoint: Endpoint, client: str) -> Endpoint:
     """`endpoint` with the client's `anthropic-beta` merged into its request head."""
-    key = (endpoint.head, client)
-    found = _cache.get(key)
-    if found is not None:
-        return found
     own = endpoint.headers.get(HEADER)
     value = merged(own, client)
     if not value or value == own:
@@ -53,7 +67,4 @@ def with_client_beta(endpoint: Endpoint, client: str) -> Endpoint:
         result = dataclasses.replace(
             endpoint, head=head, headers={**endpoint.headers, HEADER: value}
         )
-    if len(_cache) >= _CACHE_LIMIT:
-        _cache.clear()
-    _cache[key] = result
     return result

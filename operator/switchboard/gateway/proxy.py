@@ -32,7 +32,7 @@ from switchboard.gateway import accounting, errors, resolve
 from switchboard.gateway.accesslog import AccessLog
 from switchboard.gateway.accounting import Outcome
 from switchboard.gateway.auth import Keys
-from switchboard.gateway.beta import HEADER, with_client_beta
+from switchboard.gateway.beta import HEADER, Betas
 from switchboard.gateway.errors import AttemptFailed
 from switchboard.gateway.limits import gate
 from switchboard.gateway.limits import limiter as lim
@@ -71,6 +71,7 @@ class Proxy:
         self.metrics = metrics
         self.accounting = accounting.Accounting(metrics, access_log)
         self.keys = Keys()
+        self.betas = Betas()
         self.tokens = Tokens(pool)
         self.max_body_bytes = max_body_bytes
         self.body_timeout = body_timeout
@@ -246,7 +247,7 @@ class Proxy:
                 ) from None
             out.dropped = ctx.dropped
             if client_beta is not None and target.dialect is Dialect.MESSAGES:
-                target = replace(target, endpoint=with_client_beta(target.endpoint, client_beta))
+                target = replace(target, endpoint=self.betas.endpoint(target.endpoint, client_beta))
             try:
                 if stream:
                     return await self._stream(
