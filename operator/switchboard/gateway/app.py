@@ -168,6 +168,7 @@ def build_app(
     *,
     max_body_bytes: int = 10 * 1024 * 1024,
     chain_timeout: float = 600.0,
+    hold_bytes: int = 64 * 1024,
     poll_seconds: float = 0.25,
     access_log: bool = True,
     log_stream: IO[bytes] | None = None,
@@ -193,6 +194,7 @@ def build_app(
             log_writer,
             max_body_bytes=max_body_bytes,
             chain_timeout=chain_timeout,
+            hold_bytes=hold_bytes,
             limiter=limiter,
             tracing=tracing,
         )

@@ -78,6 +78,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--max-body-bytes", type=int, default=10 * 1024 * 1024)
     parser.add_argument(
+        "--stream-hold-bytes",
+        type=int,
+        default=64 * 1024,
+        help="a stream is held back from the client until its first content event or this "
+        "many upstream bytes (or the provider's first-token timeout), so that an error event "
+        "before it moves to the next candidate (default 65536)",
+    )
+    parser.add_argument(
         "--chain-timeout",
         type=float,
         default=600.0,
@@ -156,6 +164,7 @@ def _serve(
         source,
         max_body_bytes=args.max_body_bytes,
         chain_timeout=args.chain_timeout,
+        hold_bytes=args.stream_hold_bytes,
         access_log=not args.no_access_log,
         upstream=limits,
         limits=_limits(args),

@@ -34,7 +34,8 @@ class Metrics:
         self.upstream_errors = Counter(
             "switchboard_upstream_errors",
             "Upstream failures by kind: connect, timeout, first_token_timeout, status_5xx, "
-            "status_429, context_length, status_4xx, stream.",
+            "status_429, context_length, status_4xx, provider_auth, bad_answer, stream_error, "
+            "stream.",
             ["provider", "kind"],
             registry=r,
         )
