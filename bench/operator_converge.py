@@ -42,7 +42,7 @@ def objects(n: int) -> list[dict[str, object]]:
         {
             "apiVersion": "v1",
             "kind": "Secret",
-            "metadata": {"name": "keys"},
+            "metadata": {"name": "keys", "labels": {"switchboard.dev/secret": "true"}},
             "stringData": {f"k{i}": f"{KEY}-{i}" for i in range(max(1, n // 10))},
         },
     ]
@@ -243,7 +243,7 @@ def apply_to_served(cp: ControlPlane, work: Path) -> dict[str, object]:
         input=f"""
 apiVersion: v1
 kind: Secret
-metadata: {{name: keys}}
+metadata: {{name: keys, labels: {{switchboard.dev/secret: "true"}}}}
 stringData: {{k: {KEY}}}
 ---
 apiVersion: switchboard.dev/v1alpha1

@@ -101,7 +101,7 @@ spec:
 ---
 apiVersion: v1
 kind: Secret
-metadata: {{name: k}}
+metadata: {{name: k, labels: {{switchboard.dev/secret: "true"}}}}
 stringData: {{t: {KEY}, l: {LIMITED_KEY}}}
 ---
 apiVersion: switchboard.dev/v1alpha1

@@ -154,6 +154,8 @@ def _load(args: argparse.Namespace) -> manifests.Loaded:
     if args.secrets:
         extra = manifests.load(args.secrets, args.namespace)
         loaded.secrets.update(extra.secrets)
+        loaded.unlabeled.difference_update(extra.secrets)
+        loaded.unlabeled.update(k for k in extra.unlabeled if k not in loaded.secrets)
         loaded.errors.extend(extra.errors)
     return loaded
 

@@ -5,7 +5,8 @@ Covers: every case in tests/control_plane/crd_cases/<kind>/<case>.yaml through
 message in the table); every CEL rule in crds/ has a rejected case (http:// to external hosts,
 upper case and `.svc.` suffix tricks, IP addresses; in-cluster, single-label, `.internal`,
 localhost, loopback and trailing-dot names accepted; credentials in the URL or in headers;
-header names; duplicate model ids; `apis` listing an API twice or leaving out `api`, and
+header names; header values beyond Latin-1 or with CR/LF; headers the gateway owns;
+duplicate model ids; `apis` listing an API twice or leaving out `api`, and
 `basePaths` naming an API that is not spoken or not an API; `provider:model` refs in every
 field; `*` not alone); the schema's defaults applied by the apiserver; `kubectl explain`
 teaching the fields (spec.apis included); the APIs printer column; the `switchboard` category
@@ -42,6 +43,10 @@ CREDENTIAL_HEADERS = (
     "Secret and reference it with apiKeySecretRef"
 )
 WILDCARD = "'*' allows everything: list it alone"
+HEADER_VALUE = (
+    "header values must be visible ASCII or Latin-1 text, spaces and tabs (no CR, LF, NUL, "
+    "other control characters or characters beyond U+00FF)"
+)
 
 # case -> None (accepted) or (field path, the message the apiserver prints for it)
 EXPECTED: dict[str, tuple[str, str] | None] = {
@@ -73,6 +78,15 @@ EXPECTED: dict[str, tuple[str, str] | None] = {
         "spec.headers",
         "header names must be HTTP tokens (letters, digits and !#$%&'*+.^_`|~-)",
     ),
+    "provider/header-gateway-owned": (
+        "spec.headers",
+        "headers must not set Host, Content-Length, Transfer-Encoding, Connection, Keep-Alive, "
+        "TE, Trailer, Upgrade, Proxy-Connection or Content-Type: the gateway sets them itself",
+    ),
+    # CustomProvider.spec.headers{}: one CEL rule per value
+    "provider/header-value-not-latin1": ("spec.headers[X-Note]", HEADER_VALUE),
+    "provider/header-value-line-break": ("spec.headers[X-Team]", HEADER_VALUE),
+    "provider/header-value-latin1": None,
     # CustomProvider.spec.models: CEL rule (the list-map key reports the duplicate too)
     "provider/duplicate-model": ("spec.models", "model ids must be unique within a provider"),
     # CustomProvider.spec.apis and basePaths (#15): two CEL rules on spec, one on each field

@@ -51,7 +51,7 @@ def test_apply_serve_delete(
             input=f"""
 apiVersion: v1
 kind: Secret
-metadata: {{name: keys}}
+metadata: {{name: keys, labels: {{switchboard.dev/secret: "true"}}}}
 stringData: {{app: {KEY}}}
 ---
 apiVersion: switchboard.dev/v1alpha1

@@ -26,6 +26,8 @@ ROOT = Path(__file__).resolve().parents[2]
 KEY = "sk-test-full-access-0123456789abcdef"
 NARROW_KEY = "sk-test-agent-only-0123456789abcdef"
 PROVIDER_KEY = "sk-provider-secret-key-9876543210"
+SECRET_LABEL = "{switchboard.dev/secret: 'true'}"
+"""The opt-in label every Secret Switchboard reads carries (YAML flow mapping)."""
 PRICES = {"input": 3, "output": 15, "cacheRead": 0.3, "cacheWrite": 3.75}
 
 
@@ -201,9 +203,11 @@ def manifests(u: Upstreams) -> str:
         + agent("ctx-reject", "tiny:tiny")
         + agent("vision", "tiny:tiny", extra="  imageModel: tiny:eyes\n")
         + agent("text-only", "chat:m")
-        + f"apiVersion: v1\nkind: Secret\nmetadata: {{name: provider-key}}\n"
+        + "apiVersion: v1\nkind: Secret\n"
+        f"metadata: {{name: provider-key, labels: {SECRET_LABEL}}}\n"
         f"stringData: {{key: {PROVIDER_KEY}}}\n---\n"
-        f"apiVersion: v1\nkind: Secret\nmetadata: {{name: keys}}\n"
+        "apiVersion: v1\nkind: Secret\n"
+        f"metadata: {{name: keys, labels: {SECRET_LABEL}}}\n"
         f"stringData: {{full: {KEY}, narrow: {NARROW_KEY}}}\n---\n"
         "apiVersion: switchboard.dev/v1alpha1\nkind: AccessKeyConfig\nmetadata: {name: full}\n"
         "spec:\n  keys: [{name: full, secretRef: {name: keys, key: full}}]\n"

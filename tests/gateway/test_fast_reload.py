@@ -208,7 +208,7 @@ spec:
 ---
 apiVersion: v1
 kind: Secret
-metadata: {{name: keys, namespace: {ns}}}
+metadata: {{name: keys, namespace: {ns}, labels: {{switchboard.dev/secret: "true"}}}}
 stringData: {{k: {key}}}
 ---
 apiVersion: switchboard.dev/v1alpha1

@@ -33,7 +33,14 @@ import openai
 import pytest
 
 from switchboard import cli
-from tests.gateway.conftest import Gateway, _wait_http, render_text, start, start_gateway
+from tests.gateway.conftest import (
+    SECRET_LABEL,
+    Gateway,
+    _wait_http,
+    render_text,
+    start,
+    start_gateway,
+)
 from tests.support.controlplane import build_binaries
 from tests.upstreams.server import free_port
 
@@ -141,7 +148,8 @@ def _manifests(s: Sims) -> str:
         f"spec:\n  model: 'dead-both:{MODEL}'\n  fallbacks: ['sim:{MODEL}']\n---\n"
         + "apiVersion: switchboard.dev/v1alpha1\nkind: Agent\nmetadata: {name: chat-then-both}\n"
         f"spec:\n  model: 'dead-chat:{MODEL}'\n  fallbacks: ['sim-both:{MODEL}']\n---\n"
-        f"apiVersion: v1\nkind: Secret\nmetadata: {{name: keys}}\nstringData: {{k: {KEY}}}\n---\n"
+        "apiVersion: v1\nkind: Secret\n"
+        f"metadata: {{name: keys, labels: {SECRET_LABEL}}}\nstringData: {{k: {KEY}}}\n---\n"
         "apiVersion: switchboard.dev/v1alpha1\nkind: AccessKeyConfig\nmetadata: {name: sim}\n"
         "spec:\n  keys: [{name: k, secretRef: {name: keys, key: k}}]\n"
         "  allowedProviders: ['*']\n  allowedAgents: ['*']\n"

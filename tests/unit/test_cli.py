@@ -4,6 +4,7 @@ Covers:
 - validate: one line per problem `FILE: Kind/namespace/name: field.path: message`, exit 1 on
   errors and 0 otherwise, warnings only with --strict (but "cost is 0: this budget never
   fires", always), `--format github` annotations;
+- a header value an HTTP header cannot carry is an error on its field;
 - bad YAML, unknown kinds, unknown fields, objects without a name: one clear line, no traceback;
 - render: yaml and json, identical bytes and hash twice and with shuffled documents, provider
   keys redacted unless --show-secrets, Secrets from --secrets;
@@ -55,6 +56,24 @@ def test_validate_http_external(tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr
     github = run("validate", "--format", "github", manifest)
     assert github.stdout.startswith(f"::error file={manifest}::")
+
+
+def test_validate_header_value_beyond_latin1(tmp_path: Path) -> None:
+    """#10 "one bad header value stops a namespace": validate must catch it before the cluster."""
+    manifest = tmp_path / "p.yaml"
+    manifest.write_text(
+        "apiVersion: switchboard.dev/v1alpha1\nkind: CustomProvider\n"
+        "metadata: {name: ext, namespace: ml}\n"
+        "spec: {baseUrl: 'https://api.example.com/v1', headers: {X-Note: 'team \u2014 ml'}}\n",
+        encoding="utf-8",
+    )
+    result = run("validate", manifest)
+    assert result.returncode == 1, result.stdout
+    assert result.stdout.startswith(
+        f"{manifest}: CustomProvider/ml/ext: spec.headers[X-Note]: the value of header 'X-Note' "
+        "has '\u2014' (U+2014) at position 5"
+    ), result.stdout
+    assert "replace it with plain ASCII text" in result.stdout
 
 
 @pytest.mark.parametrize(

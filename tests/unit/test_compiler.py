@@ -7,7 +7,7 @@ Covers:
 - determinism: shuffled objects give identical bytes and hash (hypothesis);
 - client tokens only as SHA-256 digests; no token or provider key text in any problem,
   exception or redacted output; `load()` refuses tampered, truncated or foreign-version files;
-- one bad object never hides the good ones.
+- one bad object never hides the good ones; a bad header drops its provider alone.
 """
 
 from __future__ import annotations
@@ -219,3 +219,35 @@ def test_config_too_large_is_reported_not_written() -> None:
     result = compiler.compile(objects, {})
     assert "team" not in result.configs
     assert any(p.reason is compiler.Reason.CONFIG_TOO_LARGE for p in result.problems)
+
+
+def test_bad_header_drops_only_its_provider() -> None:
+    """#10: a header value beyond Latin-1, a line break or a header the gateway owns is a
+    problem on `spec.headers[NAME]` naming the character; the provider alone drops out."""
+    objects = [
+        provider("good", headers={"X-Team": "\u00e9quipe\tml"}),
+        provider("dash", headers={"X-Note": "team \u2014 ml", "X-Ok": "fine"}),
+        provider("crlf", headers={"X-Team": "a\r\nX-Injected: 1"}),
+        provider("host", headers={"Host": "other.example"}),
+        agent("coder", "dash:m", "good:m"),
+    ]
+    result = compiler.compile(objects, {})
+    config = result.configs["team"]
+    assert sorted(config.providers) == ["good"]
+    assert config.providers["good"].headers == {"X-Team": "\u00e9quipe\tml"}
+    assert [c.ref for c in config.agents["coder"].chain] == ["good:m"]
+    by_name = {(p.ref.name, p.field): p.message for p in result.problems}
+    assert "'\u2014' (U+2014) at position 5" in by_name[("dash", "spec.headers[X-Note]")]
+    assert "U+000D at position 1" in by_name[("crlf", "spec.headers[X-Team]")]
+    assert "set by the gateway itself" in by_name[("host", "spec.headers[Host]")]
+    assert ("dash", "spec.headers[X-Ok]") not in by_name
+
+
+def test_provider_key_beyond_latin1_is_refused_without_showing_it() -> None:
+    secrets = {("team", "pkey"): {"key": "sk-\u2014-SECRET".encode()}}
+    objects = [provider("p", apiKeySecretRef={"name": "pkey", "key": "key"})]
+    result = compiler.compile(objects, secrets)
+    assert "p" not in result.configs["team"].providers
+    (problem,) = result.errors
+    assert problem.field == "spec.apiKeySecretRef"
+    assert "\u2014" not in problem.message and "SECRET" not in problem.message

@@ -162,6 +162,40 @@ BASE_PATH_NOT_SPOKEN = (
     "or add the API to apis"
 )
 HeaderName = Annotated[str, Field(pattern=HEADER_NAME_PATTERN, max_length=256)]
+# RFC 9110 field-value: visible ASCII, obs-text (Latin-1), space and tab; no CR, LF or NUL.
+HEADER_VALUE_PATTERN = r"^[\t\x20-\x7e\x80-\xff]*$"
+HEADER_VALUE_MESSAGE = (
+    "header values must be visible ASCII or Latin-1 text, spaces and tabs (no CR, LF, NUL, "
+    "other control characters or characters beyond U+00FF)"
+)
+HeaderValue = Annotated[
+    str,
+    Field(
+        max_length=4096,
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel(f"self.matches({quote(HEADER_VALUE_PATTERN)})", HEADER_VALUE_MESSAGE)
+            ]
+        },
+    ),
+]
+GATEWAY_HEADERS = (
+    "host",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "keep-alive",
+    "te",
+    "trailer",
+    "upgrade",
+    "proxy-connection",
+    "content-type",
+)
+"""Headers the gateway sets on every upstream request itself (framing, host, body type)."""
+GATEWAY_HEADERS_MESSAGE = (
+    "headers must not set Host, Content-Length, Transfer-Encoding, Connection, Keep-Alive, TE, "
+    "Trailer, Upgrade, Proxy-Connection or Content-Type: the gateway sets them itself"
+)
 
 
 class CustomProviderSpec(CrdModel):
@@ -261,7 +295,7 @@ class CustomProviderSpec(CrdModel):
         default=None,
         description="TLS settings for an https baseUrl: a CA bundle of its own.",
     )
-    headers: dict[HeaderName, str] = Field(
+    headers: dict[HeaderName, HeaderValue] = Field(
         default_factory=dict,
         max_length=32,
         description=(
@@ -275,6 +309,12 @@ class CustomProviderSpec(CrdModel):
                     "'proxy-authorization']))",
                     "headers must not set Authorization, X-Api-Key or Proxy-Authorization; "
                     "put the key in a Secret and reference it with apiKeySecretRef",
+                ),
+                cel(
+                    "self.all(h, !(h.lowerAscii() in ["
+                    + ", ".join(quote(h) for h in GATEWAY_HEADERS)
+                    + "]))",
+                    GATEWAY_HEADERS_MESSAGE,
                 ),
                 cel(
                     f"self.all(h, h.matches({quote(HEADER_NAME_PATTERN)}))",

@@ -11,11 +11,13 @@ import asyncio
 import contextlib
 import logging
 import os
+import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+import orjson
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -37,77 +39,152 @@ PROXY = web.AppKey("proxy", Proxy)
 METRICS = web.AppKey("metrics", Metrics)
 
 
+_Watched = manifests.Watched  # Source.manifests shadows the module inside the class
+
+
 @dataclass(frozen=True)
 class Source:
-    """Where the routing config comes from: a rendered file, or manifests compiled here."""
+    """Where the routing config comes from: a rendered file, or manifests compiled here.
+
+    In manifests mode the files are read through one `manifests.Watched`, so a file or object
+    whose new version is refused keeps its last good version (see `read()`)."""
 
     config: Path | None = None
     manifests: tuple[Path, ...] = ()
     namespace: str | None = None
+    _watched: _Watched | None = field(default=None, init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.config is None:
+            watched = manifests.Watched(self.manifests, self.namespace or "default")
+            object.__setattr__(self, "_watched", watched)
 
     def watched(self) -> list[Path]:
         return [self.config] if self.config else list(self.manifests)
 
     def load(self) -> rc.RoutingConfig:
-        if self.config is not None:
-            return rc.load(self.config.read_bytes())
-        loaded = manifests.load(self.manifests, self.namespace or "default")
-        for line in loaded.errors:
+        return self.read()[0]
+
+    def read(self) -> tuple[rc.RoutingConfig, list[str]]:
+        """The config to serve, and one line per file or object refused (kept at its last good
+        version). Raises ConfigError (or OSError) when nothing can be served."""
+        if self._watched is None:
+            assert self.config is not None
+            return rc.load(self.config.read_bytes()), []
+        reading = self._watched.read()
+        for line in reading.loaded.errors:
             log.warning("manifest problem: %s", line)
-        result = loaded.compile(self.namespace or "default")
-        for problem in result.problems:
+        for problem in reading.result.problems:
             log.warning("%s: %s", problem.severity.value, problem)
-        configs = result.configs
+        configs = reading.result.configs
         if self.namespace is not None:
             if self.namespace not in configs:
                 raise rc.ConfigError(f"no routing config for namespace {self.namespace!r}")
-            return configs[self.namespace]
+            return configs[self.namespace], reading.refused
         if len(configs) != 1:
             raise rc.ConfigError(
                 f"the manifests hold {len(configs)} namespaces ({', '.join(sorted(configs))}); "
                 "choose one with --namespace"
             )
-        return next(iter(configs.values()))
+        return next(iter(configs.values())), reading.refused
 
 
-def _build(source: Source) -> Table:
+@dataclass
+class ReloadState:
+    """What /readyz?verbose shows: the last reload and what the served table leaves out."""
+
+    result: str = "none"
+    """ok, unchanged, partial (served, but some files or objects kept their last version),
+    failed (nothing changed)."""
+    at: float = 0.0
+    problems: list[str] = field(default_factory=list)
+    ok: int = 0
+    failed: int = 0
+
+    def detail(self, table: Table | None) -> dict[str, object]:
+        out: dict[str, object] = {
+            "status": "ok" if table is not None else "no routing config loaded",
+            "hash": table.hash if table is not None else None,
+            "namespace": table.config.namespace if table is not None else None,
+            "refused_providers": dict(sorted(table.refused.items())) if table else {},
+            "last_reload": {
+                "result": self.result,
+                "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.at))
+                if self.at
+                else None,
+                "problems": self.problems,
+            },
+            "reloads": {"ok": self.ok, "failed": self.failed},
+        }
+        return out
+
+
+RELOADS = web.AppKey("reloads", ReloadState)
+
+
+def _utc(seconds: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
+
+
+def _build(source: Source) -> tuple[Table, list[str]]:
     """Parse, validate and index a config: pure CPU and file reads, run off the event loop."""
-    return Table(source.load())
+    config, refused = source.read()
+    return Table(config), refused
 
 
 async def reload(app: web.Application, source: Source) -> bool:
     """Load, validate and swap in a new table. A bad config is refused; the old one serves.
 
-    The work runs in a thread so that a big manifest set does not stall requests; the swap is
-    one reference assignment on the loop: requests in flight keep the table they started on.
+    In manifests mode a file or object that is refused keeps its last good version while the
+    rest of the edit is served; the reload still counts as failed and /readyz?verbose names it.
+    A provider the table cannot render is left out (`Table.refused`), logged on every reload
+    and counted in `switchboard_config_refused_providers`. The work runs in a thread so that a
+    big manifest set does not stall requests; the swap is one reference assignment on the loop:
+    requests in flight keep the table they started on.
     """
-    proxy, metrics = app[PROXY], app[METRICS]
+    proxy, metrics, state = app[PROXY], app[METRICS], app[RELOADS]
+    state.at = time.time()
     try:
-        table = await asyncio.to_thread(_build, source)
+        table, refused = await asyncio.to_thread(_build, source)
     except (rc.ConfigError, OSError, ValueError) as exc:
         metrics.reloads.labels("failed").inc()
         metrics.config_ok.set(0)
+        state.result, state.problems, state.failed = "failed", [str(exc)], state.failed + 1
         log.error("routing config refused, keeping the last good one: %s", exc)
         return False
     except Exception as exc:  # a compiler bug must not stop the watcher or the old table
         metrics.reloads.labels("failed").inc()
         metrics.config_ok.set(0)
+        state.result, state.problems = "failed", [f"{type(exc).__name__}: {exc}"]
+        state.failed += 1
         log.error(
             "routing config refused (%s), keeping the last good one: %s", type(exc).__name__, exc
         )
         return False
-    metrics.config_ok.set(1)
+    for line in refused:
+        log.error("manifest refused, its last good version is kept: %s", line)
+    for name, why in sorted(table.refused.items()):
+        log.error("provider %s left out of the routing table: %s", name, why)
+    metrics.refused_providers.set(len(table.refused))
+    state.problems = list(refused)
+    if refused:
+        metrics.reloads.labels("failed").inc()
+        state.result, state.failed = "partial", state.failed + 1
+    metrics.config_ok.set(0 if refused else 1)
     if proxy.table is not None and proxy.table.hash == table.hash:
+        state.result = state.result if refused else "unchanged"
         return True
     proxy.table = table
-    metrics.reloads.labels("ok").inc()
+    if not refused:
+        metrics.reloads.labels("ok").inc()
+        state.result, state.ok = "ok", state.ok + 1
     config = table.config
     metrics.served(table.hash, config.namespace)
     log.info(
         "serving routing config %s (namespace %s: %d providers, %d agents, %d keys)",
         table.hash[:12],
         config.namespace,
-        len(config.providers),
+        len(config.providers) - len(table.refused),
         len(config.agents),
         len(config.keys),
     )
@@ -180,6 +257,7 @@ def build_app(
     app = web.Application(client_max_size=max_body_bytes)
     metrics = Metrics()
     app[METRICS] = metrics
+    app[RELOADS] = ReloadState()
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         pool = Pool(upstream)
@@ -227,6 +305,11 @@ def build_app(
 
     async def readyz(request: web.Request) -> web.Response:
         table = request.app[PROXY].table
+        if "verbose" in request.query:  # JSON detail: last reload, refused parts
+            body = orjson.dumps(request.app[RELOADS].detail(table), option=orjson.OPT_INDENT_2)
+            return web.Response(
+                status=503 if table is None else 200, body=body, content_type="application/json"
+            )
         if table is None:
             return web.Response(status=503, text="no routing config loaded")
         return web.Response(text=f"ok {table.hash}")

@@ -55,6 +55,11 @@ class Metrics:
             "1 while the last routing config given to this process loaded, 0 after a refusal.",
             registry=r,
         )
+        self.refused_providers = Gauge(
+            "switchboard_config_refused_providers",
+            "Providers of the served config left out because they cannot be rendered.",
+            registry=r,
+        )
         self.config_hash = Gauge(
             "switchboard_config_info",
             "The routing config served (value 1), by hash.",

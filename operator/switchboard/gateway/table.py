@@ -6,6 +6,9 @@ client credentials never), timeouts, per-key permission sets and the /v1/models 
 Routes are precomputed per client API: for each candidate, a provider that lists the client's
 API is called in it (the identity pair, no translation); any other is called in its first API
 (`api`) with translation. `route(model, surface)` is one dictionary lookup per request.
+A provider that cannot be rendered (a header HTTP/1.1 cannot carry, from a config the compiler
+did not check) is left out and listed in `refused`; its models and the agent candidates on it
+answer `ProviderRefused` (503), and everything else serves.
 """
 
 from __future__ import annotations
@@ -15,10 +18,12 @@ from dataclasses import dataclass, field
 import orjson
 
 from switchboard.dialects.types import Dialect
+from switchboard.gateway import errors
 from switchboard.gateway.errors import NO_SCRUB, Scrub
 from switchboard.gateway.limits.limiter import KeyRules
 from switchboard.gateway.upstream import Endpoint
 from switchboard.routing import config as rc
+from switchboard.routing import headers as headers_mod
 from switchboard.routing import refs
 
 ANTHROPIC_VERSION = "2023-06-01"
@@ -98,11 +103,25 @@ class Access:
         return self.models is None or target.ref in self.models
 
 
+class ProviderRefused(errors.GatewayError):
+    """A request for a provider (or an agent made only of such) that this table left out."""
+
+    status = 503
+
+    def __init__(self, provider: str) -> None:
+        super().__init__(
+            f"provider {provider!r} is not served: the gateway refused its configuration "
+            "(the gateway log and its /readyz?verbose say why)",
+            param="model",
+        )
+
+
 class Table:
     def __init__(self, config: rc.RoutingConfig) -> None:
         self.config = config
         self.hash = config.hash
-        self._providers = config.providers
+        self.refused: dict[str, str] = {}
+        """Provider -> why it cannot be rendered; it is left out, everything else serves."""
         self._endpoints: dict[tuple[str, Dialect], Endpoint] = {}
         """(provider, dialect) -> its endpoint, for every API the provider speaks."""
         self._served: dict[tuple[str, Dialect], Dialect] = {}
@@ -113,19 +132,25 @@ class Table:
                 api=provider.api, dialect=provider.dialect, endpoint=provider.endpoint
             )
             served = provider.apis or (first,)
+            try:
+                endpoints = {Dialect(api.dialect): _endpoint(provider, api) for api in served}
+            except rc.ConfigError as exc:
+                self.refused[name] = str(exc)
+                continue
             for api in served:
-                self._endpoints[(name, Dialect(api.dialect))] = _endpoint(provider, api)
+                self._endpoints[(name, Dialect(api.dialect))] = endpoints[Dialect(api.dialect)]
                 self._api_names[Dialect(api.dialect)] = api.api
             for surface in Dialect:
                 spoken = (name, surface) in self._endpoints
                 self._served[(name, surface)] = surface if spoken else Dialect(served[0].dialect)
+        self._providers = {n: p for n, p in config.providers.items() if n not in self.refused}
         self._tokenizers = {
             name: _endpoint(
                 p,
                 rc.ServedApi(api=p.api, dialect=Dialect.CHAT.value, endpoint=p.tokenize_url),
                 cap=TOKENIZE_TIMEOUT,
             )
-            for name, p in config.providers.items()
+            for name, p in self._providers.items()
             if p.tokenize_url
         }
         self._targets: dict[tuple[str, str, Dialect], Target] = {}
@@ -134,7 +159,7 @@ class Table:
         """'provider:model' -> its route in the provider's first API (for /v1/models)."""
         self._routes: dict[Dialect, dict[str, Route]] = {surface: {} for surface in Dialect}
         """Client dialect -> model or agent name -> its route for clients of that dialect."""
-        for provider in config.providers.values():
+        for provider in self._providers.values():
             for model in provider.models.values():
                 for surface in Dialect:
                     target = self._target(provider, model.id, surface)
@@ -145,8 +170,14 @@ class Table:
             for surface in Dialect:
                 if name in self._routes[surface]:
                     continue  # a 'provider:model' of the same name wins, as it always did
-                chain = tuple(self._resolve(c, surface) for c in agent.chain)
-                image = self._resolve(agent.image_model, surface) if agent.image_model else None
+                chain = tuple(
+                    self._resolve(c, surface) for c in agent.chain if c.provider not in self.refused
+                )
+                if not chain:
+                    continue  # every candidate's provider was refused: route() says so
+                image = None
+                if agent.image_model and agent.image_model.provider not in self.refused:
+                    image = self._resolve(agent.image_model, surface)
                 self._routes[surface][name] = Route(
                     name,
                     chain,
@@ -192,14 +223,21 @@ class Table:
         return self._target(self._providers[candidate.provider], candidate.model, surface)
 
     def route(self, model: str, surface: Dialect = Dialect.CHAT) -> Route | None:
-        """The route of an agent name or 'provider:model' for clients of `surface`."""
+        """The route of an agent name or 'provider:model' for clients of `surface`; None when
+        nothing of that name exists. Raises `ProviderRefused` for a model or agent left out
+        because its provider was refused."""
         routes = self._routes[surface]
         route = routes.get(model)
         if route is not None:
             return route
         split = refs.split_ref(model)
         if split is None:
+            agent = self.config.agents.get(model)
+            if agent is not None:  # every candidate's provider was refused
+                raise ProviderRefused(agent.chain[0].provider)
             return None
+        if split[0] in self.refused:
+            raise ProviderRefused(split[0])
         provider = self._providers.get(split[0])
         if provider is None or not provider.open_models or not split[1]:
             return None
@@ -216,7 +254,7 @@ class Table:
         models = frozenset(grant.models) if grant.models is not None else None
         agents = frozenset(grant.agents)
         data = []
-        for name in sorted(agents):
+        for name in sorted(agents & self._routes[Dialect.CHAT].keys()):
             agent = self.config.agents[name]
             data.append(_model_entry(name, "switchboard-agent", agent.description or name))
         for ref, route in sorted(self._direct.items()):
@@ -282,6 +320,14 @@ def _endpoint(provider: rc.Provider, served: rc.ServedApi, cap: float | None = N
             headers["x-api-key"] = provider.api_key
     elif provider.api_key:
         headers["authorization"] = f"Bearer {provider.api_key}"
+    for name, value in provider.headers.items():
+        why = headers_mod.name_problem(name) or headers_mod.value_problem(name, value)
+        if why is not None:
+            raise rc.ConfigError(f"provider {provider.name!r}: {why}")
+    if provider.api_key and headers_mod.value_problem("key", provider.api_key):
+        raise rc.ConfigError(  # the key itself is never shown
+            f"provider {provider.name!r}: its key holds a character an HTTP header cannot carry"
+        )
     try:
         return Endpoint.build(
             served.endpoint,
@@ -291,5 +337,8 @@ def _endpoint(provider: rc.Provider, served: rc.ServedApi, cap: float | None = N
             total=min(provider.timeouts.total, limit),
             ca_pem=provider.ca_bundle,
         )
-    except ValueError as exc:
-        raise rc.ConfigError(f"provider {provider.name!r}: {exc}") from None
+    except ValueError:  # the message may quote the request head, key included: not shown
+        raise rc.ConfigError(
+            f"provider {provider.name!r}: its endpoint {served.endpoint!r}, headers or CA bundle "
+            "cannot be rendered as an HTTP/1.1 request"
+        ) from None

@@ -8,13 +8,18 @@ configs. One bad object never hides good ones:
   serve in order; an agent with no usable candidate is left out (clients get 404);
 - an AccessKeyConfig key whose Secret is missing drops out, the other keys still work; names in
   its allow lists that do not exist are reported and ignored.
+
+Secrets opt in: callers pass only Secrets labeled `switchboard.dev/secret: "true"`
+(`SECRET_LABEL`); a reference to one they know exists without the label (`unlabeled`) is a
+SecretNotLabeled problem that gives the `kubectl label` command. The routing Secret the operator
+writes (`switchboard-routing`) is never an input.
 """
 
 from __future__ import annotations
 
 import hashlib
 import ssl
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
@@ -27,7 +32,7 @@ from switchboard.api import provider as api_provider
 from switchboard.api.base import API_VERSION, CrdModel
 from switchboard.api.common import NAME_PATTERN
 from switchboard.routing import config as rc
-from switchboard.routing import limits, refs
+from switchboard.routing import headers, limits, refs
 from switchboard.routing.problems import ObjectRef, Problem, Reason, Severity
 
 __all__ = ["CompileResult", "ObjectRef", "ObjectReport", "Problem", "Reason", "Severity", "compile"]
@@ -41,6 +46,10 @@ ACCESS_KEY_CONFIG = "AccessKeyConfig"
 AGENT = "Agent"
 KIND_ORDER = (PROVIDER, AGENT, ACCESS_KEY_CONFIG)
 MIN_TOKEN_LENGTH = 16
+SECRET_LABEL = "switchboard.dev/secret"
+"""The opt-in label: Switchboard reads a Secret only when it carries SECRET_LABEL=true."""
+ROUTING_SECRET = "switchboard-routing"
+"""The Secret the operator writes in each namespace; never read as an input."""
 _DIALECTS = {
     api_provider.Api.OPENAI_COMPLETIONS: "chat",
     api_provider.Api.OPENAI_RESPONSES: "responses",
@@ -140,10 +149,12 @@ def compile(
     secrets: Secrets,
     *,
     default_namespace: str = "default",
+    unlabeled: Collection[tuple[str, str]] = (),
 ) -> CompileResult:
     """Compile Switchboard objects (CustomProvider, Agent, AccessKeyConfig manifests as dicts).
 
-    `secrets` maps (namespace, name) to the Secret's data. Objects without a namespace go to
+    `secrets` maps (namespace, name) to the data of the opted-in Secrets; `unlabeled` names the
+    Secrets known to exist without the opt-in label. Objects without a namespace go to
     `default_namespace`. Other kinds must be filtered out by the caller.
     """
     by_namespace: dict[str, dict[str, dict[str, _Parsed]]] = {}
@@ -177,7 +188,7 @@ def compile(
     configs: dict[str, rc.RoutingConfig] = {}
     for namespace in sorted(by_namespace):
         kinds = by_namespace[namespace]
-        config = _compile_namespace(namespace, kinds, secrets)
+        config = _compile_namespace(namespace, kinds, secrets, frozenset(unlabeled))
         size = len(rc.to_secret_bytes(config))
         if size > rc.SECRET_LIMIT_BYTES - 16 * 1024:
             for item in (p for bucket in kinds.values() for p in bucket.values()):
@@ -308,9 +319,12 @@ def _message(kind: str, msg: str, ctx: Mapping[str, Any] | None) -> str:
 
 
 def _compile_namespace(
-    namespace: str, kinds: dict[str, dict[str, _Parsed]], secrets: Secrets
+    namespace: str,
+    kinds: dict[str, dict[str, _Parsed]],
+    secrets: Secrets,
+    unlabeled: frozenset[tuple[str, str]],
 ) -> rc.RoutingConfig:
-    scope = _Scope(namespace, secrets)
+    scope = _Scope(namespace, secrets, unlabeled)
     for name in sorted(kinds[PROVIDER]):
         item = kinds[PROVIDER][name]
         routed = None if item.spec is None else scope.provider(name, item.spec, item.report)
@@ -378,6 +392,7 @@ class _Scope:
 
     namespace: str
     secrets: Secrets
+    unlabeled: frozenset[tuple[str, str]]
     providers: dict[str, rc.Provider] = field(default_factory=dict)
     invalid_providers: set[str] = field(default_factory=set)
     agents: dict[str, rc.Agent] = field(default_factory=dict)
@@ -390,13 +405,31 @@ class _Scope:
         self, ref: Any, path: str, report: _Report, what: str, *, pem: bool = False
     ) -> str | None:
         namespace = self.namespace
+        label = f"kubectl label secret {ref.name} -n {namespace} {SECRET_LABEL}=true"
+        if ref.name == ROUTING_SECRET:
+            report.problem(
+                path,
+                f"Secret {ROUTING_SECRET!r} is the routing config Switchboard writes, never an "
+                f"input; put the {what} in a Secret of another name",
+                Reason.SECRET_NOT_FOUND,
+            )
+            return None
         report.secrets.add(ref.name)
         data = self.secrets.get((namespace, ref.name))
+        if data is None and (namespace, ref.name) in self.unlabeled:
+            report.problem(
+                path,
+                f"Secret {ref.name!r} has no label {SECRET_LABEL}=true, so Switchboard does not "
+                f"read it; label it (`{label}`, or add the label to its manifest)",
+                Reason.SECRET_NOT_LABELED,
+            )
+            return None
         if data is None:
             report.problem(
                 path,
-                f"Secret {ref.name!r} not found in namespace {namespace!r}; create it with key "
-                f"{ref.key!r} holding the {what}",
+                f"Secret {ref.name!r} labeled {SECRET_LABEL}=true not found in namespace "
+                f"{namespace!r}; create it with key {ref.key!r} holding the {what} and that "
+                f"label, or label the existing one (`{label}`)",
                 Reason.SECRET_NOT_FOUND,
             )
             return None
@@ -435,6 +468,16 @@ class _Scope:
             )
             if api_key is None:
                 return None
+            if headers.value_problem("key", api_key) is not None:  # never name the character
+                ref = spec.api_key_secret_ref
+                report.problem(
+                    "spec.apiKeySecretRef",
+                    f"Secret {ref.name!r} key {ref.key!r} holds a character an HTTP header cannot "
+                    "carry (beyond Latin-1, or a control character); store the provider key as "
+                    "plain ASCII text",
+                    Reason.INVALID_SECRET_VALUE,
+                )
+                return None
         ca_bundle = None
         if spec.tls is not None:
             ca_bundle = self.secret_value(
@@ -442,13 +485,14 @@ class _Scope:
             )
             if ca_bundle is None:
                 return None
+        bad_headers = False
         for header, value in spec.headers.items():
-            if not value.isprintable():
-                report.problem(
-                    f"spec.headers.{header}",
-                    "header values must be printable text on one line",
-                )
-                return None
+            why = headers.name_problem(header) or headers.value_problem(header, value)
+            if why is not None:
+                report.problem(f"spec.headers[{header}]", f"{why}; the provider is not served")
+                bad_headers = True
+        if bad_headers:
+            return None
         served: list[rc.ServedApi] = []
         for api in spec.served_apis():
             path = spec.base_paths.get(api)

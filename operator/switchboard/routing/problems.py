@@ -27,6 +27,7 @@ class Reason(enum.StrEnum):
     DUPLICATE = "Duplicate"
     SECRET_NOT_FOUND = "SecretNotFound"
     SECRET_KEY_NOT_FOUND = "SecretKeyNotFound"
+    SECRET_NOT_LABELED = "SecretNotLabeled"
     INVALID_SECRET_VALUE = "InvalidSecretValue"
     PROVIDER_NOT_FOUND = "ProviderNotFound"
     MODEL_NOT_FOUND = "ModelNotFound"
