@@ -314,7 +314,10 @@ def _assert_operator_rules(rule_list: list[dict[str, Any]]) -> None:
     assert allowed(rule_list, "secrets", "create") == [None]  # resourceNames can't limit create
     assert allowed(rule_list, "secrets", "update") == [["switchboard-routing"]]
     assert allowed(rule_list, "secrets", "patch") == [["switchboard-routing"]]
-    assert allowed(rule_list, "secrets", "watch") == [None]  # any Secret may be referenced
+    # list/watch with the opt-in label selector (RBAC cannot express labels); get only by name
+    assert allowed(rule_list, "secrets", "watch") == [None]
+    assert allowed(rule_list, "secrets", "list") == [None]
+    assert allowed(rule_list, "secrets", "get") == [["switchboard-routing"]]
     for kind in ("customproviders", "accesskeyconfigs", "agents"):
         assert allowed(rule_list, kind, "watch") == [None]
         assert allowed(rule_list, kind, "patch") == []  # only the status
@@ -561,6 +564,8 @@ def test_install_upgrade_uninstall(cp: ControlPlane) -> None:
         assert _can(cp, operator, "patch", "customproviders.switchboard.dev") == "no"
         assert _can(cp, operator, "delete", "customproviders.switchboard.dev") == "no"
         assert _can(cp, operator, "watch", "secrets", namespace="any") == "yes"
+        assert _can(cp, operator, "get", "secret/provider-key", namespace="any") == "no"
+        assert _can(cp, operator, "get", "secret/switchboard-routing", namespace="any") == "yes"
         assert _can(cp, operator, "create", "secrets", namespace="any") == "yes"
         assert _can(cp, operator, "update", "secret/switchboard-routing", namespace="x") == "yes"
         assert _can(cp, operator, "update", "secret/provider-key", namespace="x") == "no"

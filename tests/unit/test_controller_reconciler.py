@@ -2,11 +2,11 @@
 
 Covers: a new object, a spec or generation change, a wiped status and a delete mark its
 namespace dirty; a status-only update (the operator's own patch coming back) does not;
-managedFields and the last-applied copy are not kept; only referenced Secrets are stored
-(data and stringData decoded), a deleted one becomes None; the routing Secret the operator
-wrote is watched: the same content is ignored, a different one or a delete forgets it and
-marks the namespace dirty; `publish.encode` and `live_state` agree; NamespaceTerminating is
-recognised. The API clients are constructed but never called.
+managedFields and the last-applied copy are not kept; only referenced Secrets with the opt-in
+label are stored (data and stringData decoded), a deleted or unlabeled one becomes None; the
+routing Secret the operator wrote is watched: the same content is ignored, a different one or a
+delete forgets it and marks the namespace dirty; `publish.encode` and `live_state` agree;
+NamespaceTerminating is recognised. The API clients are constructed but never called.
 """
 
 from __future__ import annotations
@@ -64,8 +64,11 @@ def test_changes_mark_the_namespace_dirty() -> None:
     assert r.dirty == {"ns"} and r.objects["ns"] == {}
 
 
-def _secret(name: str, **fields: Any) -> dict[str, Any]:
-    return {"metadata": {"name": name, "namespace": "ns"}, **fields}
+LABELS = {"switchboard.dev/secret": "true"}
+
+
+def _secret(name: str, labels: dict[str, str] = LABELS, **fields: Any) -> dict[str, Any]:
+    return {"metadata": {"name": name, "namespace": "ns", "labels": labels}, **fields}
 
 
 def test_only_referenced_secrets_are_kept() -> None:
@@ -79,6 +82,19 @@ def test_only_referenced_secrets_are_kept() -> None:
     assert r.dirty == {"ns"}
     r.observe_secret("DELETED", body)
     assert r.secrets[("ns", "keys")] is None
+
+
+def test_a_secret_without_the_opt_in_label_is_not_read() -> None:
+    """The watch is label-selected; a referenced Secret whose label is not `true` (removed, or
+    the routing Secret's `routing`) holds no value, as if deleted."""
+    r = _reconciler()
+    r.referenced["ns"] = {"keys"}
+    data = {"a": base64.b64encode(b"1").decode()}
+    r.observe_secret("ADDED", _secret("keys", data=data))
+    assert r.secrets[("ns", "keys")] == {"a": b"1"}
+    for labels in ({}, {"switchboard.dev/secret": "routing"}, {"switchboard.dev/secret": "yes"}):
+        r.observe_secret("MODIFIED", _secret("keys", labels=labels, data=data))
+        assert r.secrets[("ns", "keys")] is None, labels
 
 
 def test_routing_secret_changed_by_someone_else_is_rewritten() -> None:

@@ -96,16 +96,19 @@ docs/helm.md says why each verb is needed.
 - apiGroups: [switchboard.dev]
   resources: [customproviders/status, accesskeyconfigs/status, agents/status]
   verbs: [patch]
+{{- /* Secrets: the operator watches and lists only those labelled switchboard.dev/secret
+(a label selector, which RBAC cannot express, so list/watch stay unrestricted); it gets, updates
+and patches only its routing Secret by name. */}}
 - apiGroups: [""]
   resources: [secrets]
-  verbs: [get, list, watch]
+  verbs: [list, watch]
 - apiGroups: [""]
   resources: [secrets]
   verbs: [create]
 - apiGroups: [""]
   resources: [secrets]
   resourceNames: [{{ include "switchboard.routingSecret" . }}]
-  verbs: [update, patch]
+  verbs: [get, update, patch]
 - apiGroups: [""]
   resources: [events]
   verbs: [create]

@@ -1,8 +1,10 @@
 """kopf handlers: the watch events feed the Reconciler; nothing else happens here.
 
 The three kinds are watched with `on.event` (no kopf progress storage on our objects, since the
-status is ours), and Secrets only when an object references them or when it is a routing Secret
-the operator wrote (`when=`), so other Secrets never reach the operator's memory. Options come
+status is ours). Secrets are watched with a server-side label selector (`settings.SECRET_SELECTOR`:
+only those labelled switchboard.dev/secret=true, and the routing Secrets the operator writes),
+and kept only when an object references them or when it is a routing Secret the operator wrote
+(`when=`), so other Secrets never reach the operator at all. Options come
 from `switchboard operator` through kopf's memo (`debounce`).
 """
 

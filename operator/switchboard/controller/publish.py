@@ -2,9 +2,11 @@
 
 The Secret holds one key, `routing.json.gz` (`routing.config.to_secret_bytes`: gzip JSON,
 deterministic), the content hash as the annotation `switchboard.dev/config-hash`, and the
-labels `app.kubernetes.io/managed-by: switchboard`. It is written only when the live Secret
-does not already hold exactly these bytes (compared by annotation and by a digest of the data,
-so a Secret edited or corrupted by hand is rewritten). Blocking calls: run them in a thread.
+labels `app.kubernetes.io/managed-by: switchboard` and `switchboard.dev/secret: routing` (so the
+operator's label-selected Secret watch sees it; the value `routing` is never read as an input).
+It is written only when the live Secret does not already hold exactly these bytes (compared by
+annotation and by a digest of the data, so a Secret edited or corrupted by hand is rewritten).
+Blocking calls: run them in a thread.
 
 A namespace whose objects are all deleted gets an empty config written over the last one (its
 keys must stop working), but no Secret is created just to hold an empty config, so a namespace
@@ -25,6 +27,7 @@ from typing import Any
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
+from switchboard.routing import compiler
 from switchboard.routing import config as rc
 
 log = logging.getLogger("switchboard.operator")
@@ -32,7 +35,12 @@ log = logging.getLogger("switchboard.operator")
 SECRET_NAME = "switchboard-routing"
 SECRET_KEY = "routing.json.gz"
 HASH_ANNOTATION = "switchboard.dev/config-hash"
-LABELS = {"app.kubernetes.io/managed-by": "switchboard", "app.kubernetes.io/part-of": "switchboard"}
+LABELS = {
+    "app.kubernetes.io/managed-by": "switchboard",
+    "app.kubernetes.io/part-of": "switchboard",
+    # In the operator's one label-selected Secret watch, never an input (compiler.ROUTING_SECRET)
+    compiler.SECRET_LABEL: "routing",
+}
 
 
 @dataclass(frozen=True)
@@ -111,7 +119,8 @@ def publish(core: k8s.CoreV1Api, namespace: str, config: rc.RoutingConfig) -> Ou
     else:
         meta = live.metadata or k8s.V1ObjectMeta()
         data = {k: str(v) for k, v in (live.data or {}).items()}
-        if live_state(meta.annotations, data) == f"{wanted.hash}/{wanted.digest}":
+        labeled = (meta.labels or {}).get(compiler.SECRET_LABEL) == LABELS[compiler.SECRET_LABEL]
+        if labeled and live_state(meta.annotations, data) == f"{wanted.hash}/{wanted.digest}":
             return Outcome.UNCHANGED
         # replace, not patch: labels, annotations and data become exactly ours; the resource
         # version makes a concurrent writer (a second replica by mistake) fail, not win silently

@@ -6,7 +6,8 @@ writes the routing Secret when its content changed (`publish`), patches each obj
 when it changed (`status`), and posts an event per new problem. A burst of thousands of objects
 compiles a handful of times. A namespace whose reconcile fails is retried with its own backoff,
 without holding up the others. Secret values are held in memory only for Secrets that objects
-reference; the routing Secret is watched too, so one deleted or edited by hand is rewritten.
+reference and that carry the opt-in label switchboard.dev/secret=true (a label removed is a
+Secret gone); the routing Secret is watched too, so one deleted or edited by hand is rewritten.
 """
 
 from __future__ import annotations
@@ -119,7 +120,10 @@ class Reconciler:
                 self._mark(namespace)
         if not self.references(namespace, name):
             return
-        self.secrets[(namespace, name)] = None if event_type == "DELETED" else _decode(body)
+        labels = meta.get("labels") or {}
+        opted_in = labels.get(compiler.SECRET_LABEL) == "true"  # `routing`: never an input
+        gone = event_type == "DELETED" or not opted_in
+        self.secrets[(namespace, name)] = None if gone else _decode(body)
         self._mark(namespace)
 
     def _mark(self, namespace: str) -> None:
@@ -213,13 +217,16 @@ class Reconciler:
     # --- writing -----------------------------------------------------------------------------
 
     def _read_secret(self, namespace: str, name: str) -> dict[str, bytes] | None:
-        try:
-            secret = self.core.read_namespaced_secret(name, namespace)
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise
-        return {k: base64.b64decode(v) for k, v in (secret.data or {}).items()}
+        """The Secret if it exists and opted in, else None: a list by name and label (RBAC
+        gives the operator list/watch on Secrets, get only on the routing Secret)."""
+        found = self.core.list_namespaced_secret(
+            namespace,
+            label_selector=f"{compiler.SECRET_LABEL}=true",
+            field_selector=f"metadata.name={name}",
+        )
+        for secret in found.items or ():
+            return {k: base64.b64decode(v) for k, v in (secret.data or {}).items()}
+        return None
 
     async def _publish(self, namespace: str, config: rc.RoutingConfig) -> bool:
         """Write the routing Secret unless it holds this config already; True when it does."""
