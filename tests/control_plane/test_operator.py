@@ -4,7 +4,9 @@ Covers (examples/ are in test_examples.py, config-sync in test_operator_config_s
 - status: `models` / `keys` / `chain`, `observedGeneration` on the object and on each
   condition, printer columns; a spec change is observed and Ready's lastTransitionTime kept;
 - a missing Secret gives ResolvedRefs=False naming the Secret and key, an event, and recovers
-  when the Secret appears; a deleted object recompiles the namespace;
+  when the Secret appears; a Secret without the opt-in label switchboard.dev/secret=true is not
+  read (the problem gives the `kubectl label` command), serves once labelled, is revoked when
+  the label is removed; a deleted object recompiles the namespace;
 - a warning (NoPrices) is a Warning event, posted once however often the namespace compiles,
   and is named in a True Ready's message;
 - a changed Secret value recompiles; the routing Secret deleted or edited by hand is rewritten;
@@ -99,6 +101,45 @@ def test_missing_secret_reported_and_recovered(
     cp.kubectl("wait", "--for=condition=Ready", "accesskeyconfig/demo", "-n", ns, "--timeout=30s")
     assert _condition(cp, "accesskeyconfig", "demo", ns, "ResolvedRefs")["status"] == "True"
     assert "sk-sb-demo" not in events
+
+
+def _keys(cp: ControlPlane, ns: str) -> dict[str, object] | None:
+    keys = (routing_secret(cp, ns) or {}).get("keys")
+    return keys if isinstance(keys, dict) else None
+
+
+def test_secret_without_opt_in_label_is_not_read(
+    control_plane: ControlPlane, operator: Operator
+) -> None:
+    """#10 "confused deputy": a referenced Secret without switchboard.dev/secret=true is never
+    read; the referring object says how to label it; labelled, it serves; unlabelled, revoked."""
+    ns = "opt-in"
+    cp = control_plane
+    cp.kubectl("create", "namespace", ns)
+    secret, access = (ROOT / "examples/quickstart/access.yaml").read_text().split("---\n")[:2]
+    unlabeled = secret.replace('  labels:\n    switchboard.dev/secret: "true"\n', "")
+    assert "switchboard.dev/secret" not in unlabeled
+    cp.kubectl("apply", "-n", ns, "-f", str(ROOT / "examples/quickstart/provider.yaml"))
+    cp.kubectl("apply", "-n", ns, "-f", "-", input=unlabeled + "---\n" + access)
+    wait_for(
+        lambda: (
+            _condition(cp, "accesskeyconfig", "demo", ns, "ResolvedRefs").get("status") == "False"
+        )
+    )
+    condition = _condition(cp, "accesskeyconfig", "demo", ns, "ResolvedRefs")
+    assert condition["reason"] == "SecretNotFound"
+    fix = f"kubectl label secret demo-client-key -n {ns} switchboard.dev/secret=true"
+    assert fix in condition["message"], condition["message"]
+    wait_for(lambda: _keys(cp, ns) == {})
+    assert (routing_secret(cp, ns) or {}).get("providers") not in (None, {})
+
+    cp.kubectl("label", "secret", "demo-client-key", "-n", ns, "switchboard.dev/secret=true")
+    cp.kubectl("wait", "--for=condition=Ready", "accesskeyconfig/demo", "-n", ns, "--timeout=30s")
+    wait_for(lambda: len(_keys(cp, ns) or {}) == 1)
+
+    cp.kubectl("label", "secret", "demo-client-key", "-n", ns, "switchboard.dev/secret-")
+    wait_for(lambda: _keys(cp, ns) == {})
+    assert _condition(cp, "accesskeyconfig", "demo", ns, "Ready")["status"] == "False"
 
 
 def test_delete_recompiles(control_plane: ControlPlane, operator: Operator) -> None:
