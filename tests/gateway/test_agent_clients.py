@@ -30,6 +30,7 @@ import pytest
 from tests.gateway.conftest import (
     KEY,
     PROVIDER_KEY,
+    SECRET_LABEL,
     Gateway,
     Upstreams,
     render_text,
@@ -63,9 +64,10 @@ def _manifests(u: Upstreams) -> str:
         )
         + "apiVersion: switchboard.dev/v1alpha1\nkind: Agent\nmetadata: {name: strict-tools}\n"
         "spec:\n  model: 'chat:m'\n  hostedTools: refuse\n---\n"
-        f"apiVersion: v1\nkind: Secret\nmetadata: {{name: provider-key}}\n"
+        f"apiVersion: v1\nkind: Secret\nmetadata: {{name: provider-key, labels: {SECRET_LABEL}}}\n"
         f"stringData: {{key: {PROVIDER_KEY}}}\n---\n"
-        f"apiVersion: v1\nkind: Secret\nmetadata: {{name: keys}}\nstringData: {{full: {KEY}}}\n"
+        f"apiVersion: v1\nkind: Secret\nmetadata: {{name: keys, labels: {SECRET_LABEL}}}\n"
+        f"stringData: {{full: {KEY}}}\n"
         "---\napiVersion: switchboard.dev/v1alpha1\nkind: AccessKeyConfig\n"
         "metadata: {name: full}\nspec:\n"
         "  keys: [{name: full, secretRef: {name: keys, key: full}}]\n"

@@ -122,11 +122,13 @@ def _split(text: str) -> dict[str, str]:
 
 
 def _start_manifests(directory: Path, log: Path) -> Gateway:
-    port = free_port()
+    port, metrics_port = free_port(), free_port()
     url = f"http://127.0.0.1:{port}"
     args = ["-m", "switchboard.cli", "gateway", "--manifests", str(directory)]
     args += ["--host", "127.0.0.1", "--port", str(port), "--no-access-log"]
-    return Gateway(url, start(args, log, f"{url}/readyz"), directory)
+    args += ["--metrics-port", str(metrics_port)]
+    process = start(args, log, f"{url}/readyz")
+    return Gateway(url, process, directory, f"http://127.0.0.1:{metrics_port}")
 
 
 def _atomic(path: Path, text: str) -> None:
@@ -221,7 +223,7 @@ async def test_manifests_reload_under_load(upstreams: Upstreams, tmp_path: Path)
                 return str(next(m["display_name"] for m in models if m["id"] == "coder"))
 
             async def failed() -> float:
-                for line in (await probe.get(f"{gw.url}/metrics")).text.splitlines():
+                for line in (await probe.get(f"{gw.metrics_url}/metrics")).text.splitlines():
                     if line.startswith('switchboard_config_reloads_total{result="failed"}'):
                         return float(line.split()[-1])
                 return 0.0
