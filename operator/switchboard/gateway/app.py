@@ -109,9 +109,7 @@ class ReloadState:
             "refused_providers": dict(sorted(table.refused.items())) if table else {},
             "last_reload": {
                 "result": self.result,
-                "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.at))
-                if self.at
-                else None,
+                "at": _utc(self.at) if self.at else None,
                 "problems": self.problems,
             },
             "reloads": {"ok": self.ok, "failed": self.failed},
