@@ -39,6 +39,7 @@ from tests.gateway.conftest import (
     start_gateway,
 )
 
+LABEL = "{switchboard.dev/secret: 'true'}"  # Switchboard reads only opted-in Secrets
 pytestmark = pytest.mark.gateway
 
 BUDGET = 0.0002
@@ -68,10 +69,15 @@ def limits_manifests(u: Upstreams) -> str:
     return (
         provider("chat", u.chat, "openai-completions", False)
         + provider("anth", u.anthropic, "anthropic-messages", True)
-        + f"apiVersion: v1\nkind: Secret\nmetadata: {{name: provider-key}}\n"
+        + "apiVersion: v1\nkind: Secret\n"
+        f"metadata: {{name: provider-key, labels: {LABEL}}}\n"
         f"stringData: {{key: {PROVIDER_KEY}}}\n---\n"
-        f"apiVersion: v1\nkind: Secret\nmetadata: {{name: keys}}\nstringData: {{{data}}}\n---\n"
-        f"apiVersion: v1\nkind: Secret\nmetadata: {{name: free}}\nstringData: {{k: {KEY}}}\n---\n"
+        "apiVersion: v1\nkind: Secret\n"
+        f"metadata: {{name: keys, labels: {LABEL}}}\n"
+        f"stringData: {{{data}}}\n---\n"
+        "apiVersion: v1\nkind: Secret\n"
+        f"metadata: {{name: free, labels: {LABEL}}}\n"
+        f"stringData: {{k: {KEY}}}\n---\n"
         "apiVersion: switchboard.dev/v1alpha1\nkind: AccessKeyConfig\nmetadata: {name: team}\n"
         f"spec:\n  keys:\n{keys}  allowedProviders: ['*']\n"
         f"  limits: [{{tokensPerMinute: {TPM}, models: ['chat:m']}}]\n"

@@ -27,6 +27,7 @@ from tests.gateway.conftest import (
 )
 from tests.support.redis_server import RedisServer
 
+LABEL = "{switchboard.dev/secret: 'true'}"  # Switchboard reads only opted-in Secrets
 pytestmark = pytest.mark.gateway
 
 BUDGET = 0.01
@@ -41,9 +42,12 @@ def manifests(u: Upstreams) -> str:
         f"spec:\n  baseUrl: http://127.0.0.1:{u.anthropic}\n  api: anthropic-messages\n"
         "  apiKeySecretRef: {name: provider-key, key: key}\n"
         f"  models:\n    - {{id: m, contextWindow: 4096, maxTokens: 64, cost: {cost}}}\n---\n"
-        f"apiVersion: v1\nkind: Secret\nmetadata: {{name: provider-key}}\n"
+        "apiVersion: v1\nkind: Secret\n"
+        f"metadata: {{name: provider-key, labels: {LABEL}}}\n"
         f"stringData: {{key: {PROVIDER_KEY}}}\n---\n"
-        f"apiVersion: v1\nkind: Secret\nmetadata: {{name: keys}}\nstringData: {{k: {TOKEN}}}\n"
+        "apiVersion: v1\nkind: Secret\n"
+        f"metadata: {{name: keys, labels: {LABEL}}}\n"
+        f"stringData: {{k: {TOKEN}}}\n"
         "---\napiVersion: switchboard.dev/v1alpha1\nkind: AccessKeyConfig\n"
         "metadata: {name: team}\nspec:\n  keys: [{name: k, secretRef: {name: keys, key: k}}]\n"
         "  allowedProviders: ['*']\n"

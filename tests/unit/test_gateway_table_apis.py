@@ -60,7 +60,7 @@ spec:
 ---
 apiVersion: v1
 kind: Secret
-metadata: {name: keys}
+metadata: {name: keys, labels: {switchboard.dev/secret: "true"}}
 stringData: {provider: sk-provider-0123456789}
 """
 
