@@ -22,7 +22,15 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.gateway.conftest import KEY, PROVIDER_KEY, Gateway, Upstreams, render_text, start_gateway
+from tests.gateway.conftest import (
+    KEY,
+    PROVIDER_KEY,
+    SECRET_LABEL,
+    Gateway,
+    Upstreams,
+    render_text,
+    start_gateway,
+)
 from tests.gateway.test_stream_faults import access_lines, body, next_line, wait_metric
 
 pytestmark = pytest.mark.gateway
@@ -50,9 +58,11 @@ def manifests(u: Upstreams) -> str:
             f"  models:\n{models}---\n"
         )
     return out + (
-        f"apiVersion: v1\nkind: Secret\nmetadata: {{name: provider-key}}\n"
+        "apiVersion: v1\nkind: Secret\n"
+        f"metadata: {{name: provider-key, labels: {SECRET_LABEL}}}\n"
         f"stringData: {{key: {PROVIDER_KEY}}}\n---\n"
-        f"apiVersion: v1\nkind: Secret\nmetadata: {{name: keys}}\nstringData: {{full: {KEY}}}\n"
+        "apiVersion: v1\nkind: Secret\n"
+        f"metadata: {{name: keys, labels: {SECRET_LABEL}}}\nstringData: {{full: {KEY}}}\n"
         "---\napiVersion: switchboard.dev/v1alpha1\nkind: AccessKeyConfig\n"
         "metadata: {name: full}\n"
         "spec:\n  keys: [{name: full, secretRef: {name: keys, key: full}}]\n"

@@ -28,6 +28,7 @@ import pytest
 from tests.gateway.conftest import (
     KEY,
     PROVIDER_KEY,
+    SECRET_LABEL,
     Gateway,
     Upstreams,
     render_text,
@@ -118,9 +119,11 @@ def manifests(u: Upstreams) -> str:
             f"  fallbacks: {chain[1:]}\n---\n"
         )
     return out + (
-        f"apiVersion: v1\nkind: Secret\nmetadata: {{name: provider-key}}\n"
+        "apiVersion: v1\nkind: Secret\n"
+        f"metadata: {{name: provider-key, labels: {SECRET_LABEL}}}\n"
         f"stringData: {{key: {PROVIDER_KEY}}}\n---\n"
-        f"apiVersion: v1\nkind: Secret\nmetadata: {{name: keys}}\nstringData: {{full: {KEY}}}\n"
+        "apiVersion: v1\nkind: Secret\n"
+        f"metadata: {{name: keys, labels: {SECRET_LABEL}}}\nstringData: {{full: {KEY}}}\n"
         "---\napiVersion: switchboard.dev/v1alpha1\nkind: AccessKeyConfig\n"
         "metadata: {name: full}\n"
         "spec:\n  keys: [{name: full, secretRef: {name: keys, key: full}}]\n"
