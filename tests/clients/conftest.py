@@ -65,11 +65,14 @@ def manifests(port: int) -> str:
             f"metadata: {{name: scripted-{mode}}}\nspec:\n  model: 'up-{mode}:scripted'\n"
         )
     docs.append(
-        "apiVersion: v1\nkind: Secret\nmetadata: {name: upstream-key}\n"
+        "apiVersion: v1\nkind: Secret\n"
+        "metadata: {name: upstream-key, labels: {switchboard.dev/secret: 'true'}}\n"
         "stringData: {key: sk-upstream-0123456789}\n"
     )
     docs.append(
-        f"apiVersion: v1\nkind: Secret\nmetadata: {{name: keys}}\nstringData: {{key: {KEY}}}\n"
+        "apiVersion: v1\nkind: Secret\n"
+        "metadata: {name: keys, labels: {switchboard.dev/secret: 'true'}}\n"
+        f"stringData: {{key: {KEY}}}\n"
     )
     docs.append(
         "apiVersion: switchboard.dev/v1alpha1\nkind: AccessKeyConfig\nmetadata: {name: tier}\n"

@@ -52,7 +52,9 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Gateway, 
         + _provider("broken", tgi, tokenizer=True)  # TGI serves no /tokenize: 404
         + _provider("tight", vllm, tokenizer=True, window=200)
         + _provider("tight-plain", vllm, tokenizer=False, window=200)
-        + f"apiVersion: v1\nkind: Secret\nmetadata: {{name: keys}}\nstringData: {{k: {KEY}}}\n"
+        + "apiVersion: v1\nkind: Secret\n"
+        "metadata: {name: keys, labels: {switchboard.dev/secret: 'true'}}\n"
+        f"stringData: {{k: {KEY}}}\n"
         "---\napiVersion: switchboard.dev/v1alpha1\nkind: AccessKeyConfig\n"
         "metadata: {name: all}\nspec:\n  keys: [{name: all, secretRef: {name: keys, key: k}}]\n"
         "  allowedProviders: ['*']\n"

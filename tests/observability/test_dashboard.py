@@ -44,7 +44,7 @@ BUDGET_KEY = "sk-obs-budget-capped-0123456789abcdef"
 CAPPED = f"""---
 apiVersion: v1
 kind: Secret
-metadata: {{name: capped}}
+metadata: {{name: capped, labels: {{switchboard.dev/secret: "true"}}}}
 stringData: {{rate: {RATE_KEY}, budget: {BUDGET_KEY}}}
 ---
 apiVersion: switchboard.dev/v1alpha1
