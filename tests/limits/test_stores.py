@@ -19,9 +19,10 @@ import pytest
 
 from switchboard.dialects.types import Usage
 from switchboard.gateway.limits import limiter as lim
-from switchboard.gateway.limits.redis_store import RedisSettings, RedisStore, redis_key
+from switchboard.gateway.limits.redis_store import RedisSettings, RedisStore
 from switchboard.gateway.limits.store import Charge, MemoryStore, StoreDown
 from switchboard.routing import config as rc
+from switchboard.routing.limits import redis_key
 from tests.support.redis_server import RedisServer
 
 LATER = time.time() + 3600

@@ -27,9 +27,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from switchboard.dialects.types import Usage
-from switchboard.gateway.limits import windows
 from switchboard.gateway.limits.store import LIVE, Charge, MemoryStore, Store, StoreDown
 from switchboard.routing import config as rc
+from switchboard.routing import windows
+from switchboard.routing.limits import budget_key
 
 LIVE_TTL = 900.0
 """An in-flight counter expires this long after its last reservation (a replica that died
@@ -170,7 +171,7 @@ class Limiter:
             span = windows.calendar(budget.window, budget.time_zone, now)
             limit = budget.usd if budget.refuse else None
             charge = Charge(
-                f"{budget.counter}@{span.label}", est.cost, limit, span.end + KEEP_AFTER
+                budget_key(budget.counter, span.label), est.cost, limit, span.end + KEEP_AFTER
             )
             held.append(_Held(charge, USD, budget))
         return held

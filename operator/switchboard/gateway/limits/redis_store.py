@@ -8,8 +8,9 @@ the next one, settlements summed per counter and the reservations of one AccessK
 script call that takes them in order, so a busy replica pays about one round trip and one
 script call per batch, not per request. Settlements (`add`) never delay a request.
 
-Counter keys are `<prefix>{<namespace>/<config>}/<rest>`: the hash tag keeps all counters of
-one AccessKeyConfig in one Redis Cluster slot, as one script needs.
+Counter keys are `<prefix>{<namespace>/<config>}/<rest>` (`routing.limits.redis_key`, shared
+with the operator, which reads budgets into status): the hash tag keeps all counters of one
+AccessKeyConfig in one Redis Cluster slot, as one script needs.
 
 When Redis does not answer (connection refused, timeout), `reserve()` raises StoreDown at once
 and keeps doing so for `retry_interval` seconds without trying (the limiter then counts in the
@@ -30,6 +31,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import NoScriptError, RedisError
 
 from switchboard.gateway.limits.store import Charge, StoreDown
+from switchboard.routing.limits import REDIS_PREFIX, counter_of, redis_key
 
 log = logging.getLogger("switchboard.gateway.limits")
 
@@ -92,17 +94,7 @@ class RedisSettings:
     """Seconds for connecting and for each round trip; past it the store counts as down."""
     retry_interval: float = 1.0
     """After a failure, seconds during which reservations go local without trying Redis."""
-    prefix: str = "switchboard:"
-
-
-def redis_key(prefix: str, counter: str) -> str:
-    namespace, _, rest = counter.partition("/")
-    config, _, rest = rest.partition("/")
-    return f"{prefix}{{{namespace}/{config}}}/{rest}"
-
-
-def counter_of(prefix: str, key: str) -> str:
-    return key.removeprefix(prefix).replace("{", "", 1).replace("}", "", 1)
+    prefix: str = REDIS_PREFIX
 
 
 class RedisStore:
