@@ -4,7 +4,8 @@ One bench upstream, one redis-server and one `switchboard gateway --limits-redis
 both keys of bench/run.py's manifests: `bench` (no rules: limits off) and `limited` (requests,
 tokens, in-flight and budget counters, never reached: limits on). wrk runs of 64 clients
 alternate off, on, off, on ... LIMITS_AB_ROUNDS times (default 5) of BENCH_SECONDS (default 5)
-each, so both sides see the same noise of a shared machine; medians and the ratio are printed.
+each, so both sides see the same noise of a shared machine; medians and the ratio are printed,
+and the gateway process's CPU time per request (from /proc, less sensitive to what else runs).
 `LIMITS_AB_PROFILE=out.svg` also records a py-spy flame graph of the gateway during one extra
 limits-on run (py-spy must be installed). Bounded, loopback only.
 """
@@ -29,6 +30,12 @@ from bench.run import KEY, LIMITED_KEY, MANIFESTS, PY, ROOT, free_port, lua, pro
 SECONDS = int(os.environ.get("BENCH_SECONDS", "5"))
 ROUNDS = int(os.environ.get("LIMITS_AB_ROUNDS", "5"))
 PROFILE = os.environ.get("LIMITS_AB_PROFILE", "")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def main() -> int:
@@ -84,11 +91,15 @@ def main() -> int:
             wrk(url, off, 8, 2)
             wrk(url, on, 8, 2)
             runs: dict[str, list[float]] = {"off": [], "on": []}
+            cpu: dict[str, list[float]] = {"off": [], "on": []}
             errors = 0
             for _ in range(ROUNDS):
                 for name, script in (("off", off), ("on", on)):
+                    before = cpu_seconds(gw.pid)
                     got = wrk(url, script, 64, SECONDS)
+                    used = cpu_seconds(gw.pid) - before
                     runs[name].append(got["rps"])
+                    cpu[name].append(used / max(1.0, got["rps"] * SECONDS) * 1e6)
                     errors += int(got["errors"])
             if PROFILE:
                 spy = subprocess.Popen(
@@ -112,6 +123,8 @@ def main() -> int:
                 "off_median": round(off_med),
                 "on_median": round(on_med),
                 "on_over_off": round(on_med / off_med, 3),
+                "gateway_cpu_us_per_request_off": round(statistics.median(cpu["off"])),
+                "gateway_cpu_us_per_request_on": round(statistics.median(cpu["on"])),
                 "errors": errors,
             }
         )
