@@ -367,27 +367,37 @@ class Limiter:
 
     def _headers(self, held: list[_Held], values: list[float], now: float) -> dict[str, str]:
         """The tightest counter of each kind, as OpenAI's x-ratelimit-* headers do."""
-        best: dict[str, tuple[float, float, _Held]] = {}
+        rpm = tpm = usd = None
         for h, value in zip(held, values, strict=True):
+            kind = h.kind
             limit = h.charge.limit
-            if limit is None or h.kind == INFLIGHT:
+            if limit is None or kind == INFLIGHT:
                 continue
-            remaining = max(0.0, limit - value)
-            if h.kind not in best or remaining < best[h.kind][0]:
-                best[h.kind] = (remaining, limit, h)
+            remaining = limit - value
+            if kind == RPM:
+                if rpm is None or remaining < rpm[0]:
+                    rpm = (remaining, limit)
+            elif kind == TPM:
+                if tpm is None or remaining < tpm[0]:
+                    tpm = (remaining, limit)
+            elif usd is None or remaining < usd[0]:
+                usd = (remaining, limit, h)
         headers: dict[str, str] = {}
-        reset = f"{max(0, math.ceil(windows.minute(now).end - now))}s"
-        for kind, name in ((RPM, "requests"), (TPM, "tokens")):
-            if kind in best:
-                remaining, limit, _ = best[kind]
-                headers[f"x-ratelimit-limit-{name}"] = str(int(limit))
-                headers[f"x-ratelimit-remaining-{name}"] = str(int(remaining))
-                headers[f"x-ratelimit-reset-{name}"] = reset
-        if USD in best:
-            remaining, limit, h = best[USD]
-            assert isinstance(h.rule, rc.BudgetRule)
-            span = self._span(h.rule.window, h.rule.time_zone, now)
-            headers["x-switchboard-budget-limit-usd"] = f"{limit:.2f}"
-            headers["x-switchboard-budget-remaining-usd"] = f"{remaining:.6f}"
-            headers["x-switchboard-budget-reset"] = self._reset(span, h.rule.time_zone)
+        if rpm is not None or tpm is not None:
+            reset = f"{max(0, math.ceil(60.0 - now % 60.0))}s"
+            if rpm is not None:
+                headers["x-ratelimit-limit-requests"] = str(int(rpm[1]))
+                headers["x-ratelimit-remaining-requests"] = str(int(max(0.0, rpm[0])))
+                headers["x-ratelimit-reset-requests"] = reset
+            if tpm is not None:
+                headers["x-ratelimit-limit-tokens"] = str(int(tpm[1]))
+                headers["x-ratelimit-remaining-tokens"] = str(int(max(0.0, tpm[0])))
+                headers["x-ratelimit-reset-tokens"] = reset
+        if usd is not None:
+            rule = usd[2].rule
+            assert isinstance(rule, rc.BudgetRule)
+            span = self._span(rule.window, rule.time_zone, now)
+            headers["x-switchboard-budget-limit-usd"] = f"{usd[1]:.2f}"
+            headers["x-switchboard-budget-remaining-usd"] = f"{max(0.0, usd[0]):.6f}"
+            headers["x-switchboard-budget-reset"] = self._reset(span, rule.time_zone)
         return headers
