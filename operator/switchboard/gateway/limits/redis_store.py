@@ -8,6 +8,14 @@ the next one, settlements summed per counter and the reservations of one AccessK
 script call that takes them in order, so a busy replica pays about one round trip and one
 script call per batch, not per request. Settlements (`add`) never delay a request.
 
+Far from a limit there is a faster path: leases. After a reservation passes, the replica asks
+for a share of each of its counters (128 requests' worth, granted only with four times that
+left, added to the counter in Redis at once) and admits the next requests that fit in its open
+leases without a round trip; settlements of leased counters go to the lease. A lease half spent
+asks for the next one; a lease is given back (its unused part subtracted) within
+`LEASE_SECONDS`. Leases are counted in Redis, so replicas never admit past a limit together;
+near a limit no lease is granted and every reservation is exact again (docs/limits.md).
+
 Counter keys are `<prefix>{<namespace>/<config>}/<rest>` (`routing.limits.redis_key`, shared
 with the operator, which reads budgets into status): the hash tag keeps all counters of one
 AccessKeyConfig in one Redis Cluster slot, as one script needs.
