@@ -1,4 +1,4 @@
-"""Limits on vs off at 64 clients, interleaved in one gateway process: a small A/B for docs/limits.md.
+"""Limits on vs off at 64 clients, interleaved in one gateway: a small A/B for docs/limits.md.
 
 One bench upstream, one redis-server and one `switchboard gateway --limits-redis-url` serving
 both keys of bench/run.py's manifests: `bench` (no rules: limits off) and `limited` (requests,
@@ -30,6 +30,8 @@ from bench.run import KEY, LIMITED_KEY, MANIFESTS, PY, ROOT, free_port, lua, pro
 SECONDS = int(os.environ.get("BENCH_SECONDS", "5"))
 ROUNDS = int(os.environ.get("LIMITS_AB_ROUNDS", "5"))
 PROFILE = os.environ.get("LIMITS_AB_PROFILE", "")
+RENDER = ("-o", "json", "--show-secrets")
+NO_PERSISTENCE = ("--save", "", "--appendonly", "no")
 
 
 def cpu_seconds(pid: int) -> float:
@@ -52,8 +54,7 @@ def main() -> int:
     routing = work / "routing.json"
     routing.write_bytes(
         subprocess.run(
-            [PY, "-m", "switchboard.cli", "render", str(work / "manifests"), "-o", "json"]
-            + ["--show-secrets"],
+            [PY, "-m", "switchboard.cli", "render", str(work / "manifests"), *RENDER],
             capture_output=True,
             check=True,
             cwd=ROOT,
@@ -64,8 +65,7 @@ def main() -> int:
     off = lua(work / "off.lua", chat, {**auth, "Authorization": f"Bearer {KEY}"})
     on = lua(work / "on.lua", chat, {**auth, "Authorization": f"Bearer {LIMITED_KEY}"})
     redis = subprocess.Popen(
-        [redis_bin, "--port", str(redis_port), "--bind", "127.0.0.1", "--save", ""]
-        + ["--appendonly", "no"],
+        [redis_bin, "--port", str(redis_port), "--bind", "127.0.0.1", *NO_PERSISTENCE],
         stdout=subprocess.DEVNULL,
     )
     try:
@@ -102,10 +102,23 @@ def main() -> int:
                     cpu[name].append(used / max(1.0, got["rps"] * SECONDS) * 1e6)
                     errors += int(got["errors"])
             if PROFILE:
+                fmt = "raw" if PROFILE.endswith(".txt") else "flamegraph"
                 spy = subprocess.Popen(
-                    [str(Path(PY).parent / "py-spy"), "record", "-o", PROFILE, "-p", str(gw.pid)]
-                    + ["-d", str(SECONDS), "-f", "raw" if PROFILE.endswith(".txt") else "flamegraph"]
-                    + ["-r", "200", "--nonblocking"]
+                    [
+                        str(Path(PY).parent / "py-spy"),
+                        "record",
+                        "-o",
+                        PROFILE,
+                        "-p",
+                        str(gw.pid),
+                        "-d",
+                        str(SECONDS),
+                        "-r",
+                        "200",
+                        "--nonblocking",
+                        "-f",
+                        fmt,
+                    ]
                 )
                 wrk(url, on, 64, SECONDS)
                 spy.wait(60)
