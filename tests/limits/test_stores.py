@@ -145,6 +145,25 @@ async def test_leases_far_from_the_limit_never_overshoot_and_settle_exactly(
     assert total >= limit - 3 * LEASE_REQUESTS * 2, total
 
 
+async def test_count_only_counters_count_locally_and_land_in_redis(
+    redis_server: RedisServer,
+) -> None:
+    """A budget that only reports has no limit to protect: after the first request the replica
+    counts it in the process (no script call, cost 0 included) and adds it up in Redis."""
+    prefix = f"c{time.monotonic_ns()}:"
+    s = RedisStore(RedisSettings(redis_server.url, prefix=prefix))
+    key, free = f"{PREFIX}*/budgets/1@d", f"{PREFIX}*/budgets/2@d"
+    before = await _script_calls(s)
+    for _ in range(50):
+        refused, _ = await s.reserve([Charge(key, 0.5, None, LATER), Charge(free, 0, None, LATER)])
+        assert refused == -1
+    s.add([(key, -0.25, LATER)])
+    assert await _script_calls(s) - before <= 2
+    await s.close()
+    assert await _read_after(redis_server, prefix, key) == 24.75
+    assert await _read_after(redis_server, prefix, free) == 0
+
+
 async def _script_calls(store: RedisStore) -> int:
     stats = await store.client.info("commandstats")
     return sum(

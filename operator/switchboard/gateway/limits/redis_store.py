@@ -134,6 +134,9 @@ class Lease:
     deadline: float
     used: float = 0.0
     open: bool = True
+    unlimited: bool = False
+    """A count-only counter (a budget that reports): nothing to protect, so nothing granted;
+    this replica counts locally and adds what it used when the lease is given back."""
 
 
 @dataclass(frozen=True)
@@ -222,7 +225,7 @@ class RedisStore:
             if now >= lease.deadline:
                 self._give_back(lease)
                 return None
-            if lease.used + c.amount > lease.granted:
+            if lease.used + c.amount > lease.granted and not lease.unlimited:
                 return None
             found.append(lease)
         out: list[float] = []
@@ -230,7 +233,7 @@ class RedisStore:
         for c, lease in zip(charges, found, strict=True):
             lease.used += c.amount
             out.append(lease.base + lease.used)
-            low = low or lease.used * 2 > lease.granted
+            low = low or (lease.used * 2 > lease.granted and not lease.unlimited)
         if low:  # half spent: ask for the next lease before this one runs out
             self._want(charges)
         return out
@@ -240,6 +243,12 @@ class RedisStore:
             if c.key in self._asked:
                 continue
             lease = self.leases.get(c.key)
+            if c.limit is None:
+                if lease is None:
+                    deadline = time.monotonic() + LEASE_SECONDS
+                    self.leases[c.key] = Lease(c.key, 0.0, 0.0, c.expires, deadline, unlimited=True)
+                    self._sweep_soon()
+                continue
             if lease is not None and lease.used + LEASE_REQUESTS / 2 * c.amount <= lease.granted:
                 continue
             share = c.limit * LEASE_MIN_SHARE if c.limit is not None else 0.0
@@ -450,6 +459,9 @@ class RedisStore:
                 self._give_back(old)
             expires = wanted[key][2]
             self.leases[key] = Lease(key, grant, base, expires, now + LEASE_SECONDS)
+        self._sweep_soon()
+
+    def _sweep_soon(self) -> None:
         if self.leases and self._sweeper is None:
             self._sweeper = asyncio.get_running_loop().create_task(self._sweep())
 
