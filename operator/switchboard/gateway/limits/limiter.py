@@ -151,6 +151,9 @@ class Limiter:
         self.store_down = False
         self._plans: dict[tuple[int, str, str], tuple[KeyRules, float, float, list[_Planned]]] = {}
         self._spans: dict[tuple[str, str], windows.Span] = {}
+        self._fixed: dict[str, _Held] = {}
+        """Request and in-flight charges (amount 1), shared by the requests of one plan; never
+        mutated."""
         self._resets: dict[tuple[float, str], str] = {}
 
     def charges(self, rules: KeyRules, est: Estimate, now: float) -> list[_Held]:
@@ -159,8 +162,15 @@ class Limiter:
         cost = est.cost
         held: list[_Held] = []
         for key, kind, rule, limit, expires in plan:
-            amount = tokens if kind == TPM else cost if kind == USD else 1.0
-            held.append(_Held(Charge(key, amount, limit, expires), kind, rule))
+            if kind == TPM:
+                held.append(_Held(Charge(key, tokens, limit, expires), kind, rule))
+            elif kind == USD:
+                held.append(_Held(Charge(key, cost, limit, expires), kind, rule))
+            else:  # 1 request or 1 slot: the same charge for every request of this plan
+                fixed = self._fixed.get(key)
+                if fixed is None or fixed.rule is not rule or fixed.charge.expires != expires:
+                    fixed = self._fixed[key] = _Held(Charge(key, 1.0, limit, expires), kind, rule)
+                held.append(fixed)
         return held
 
     def _plan(self, rules: KeyRules, provider: str, ref: str, now: float) -> list[_Planned]:
@@ -195,6 +205,7 @@ class Limiter:
             plan.append((key, USD, budget, limit, span.end + KEEP_AFTER))
         if len(self._plans) > 10_000:  # bounded: keys x targets; rebuilt when dropped
             self._plans.clear()
+            self._fixed.clear()
         self._plans[(id(rules), provider, ref)] = (rules, minute.start, valid_until, plan)
         return plan
 
