@@ -3,7 +3,9 @@
 Covers, on both: reserve adds to every counter or to none; the charge that crosses a limit
 passes and the next is refused; count-only charges never refuse; corrections (`add`); reads and
 scans by prefix; expiry. On Redis: three store instances (three replicas) reserving 300 times
-concurrently against one limit admit exactly the limit; counters carry their expiry; a
+concurrently against one limit admit exactly the limit; far from a limit, leases admit most
+requests without a script call, never past the limit, and Redis holds exactly what was used
+once they are given back; counters carry their expiry; a
 flushed script is loaded again; the store down raises StoreDown at once and the limiter counts
 locally (fail open) until Redis is back; counters survive a Redis restart with persistence.
 """
@@ -19,9 +21,10 @@ import pytest
 
 from switchboard.dialects.types import Usage
 from switchboard.gateway.limits import limiter as lim
-from switchboard.gateway.limits.redis_store import RedisSettings, RedisStore, redis_key
+from switchboard.gateway.limits.redis_store import LEASE_REQUESTS, RedisSettings, RedisStore
 from switchboard.gateway.limits.store import Charge, MemoryStore, StoreDown
 from switchboard.routing import config as rc
+from switchboard.routing.limits import redis_key
 from tests.support.redis_server import RedisServer
 
 LATER = time.time() + 3600
@@ -99,6 +102,80 @@ async def test_three_replicas_admit_exactly_the_limit(redis_server: RedisServer)
     ttl = await stores[0].client.pexpiretime(redis_key(prefix, key))
     assert abs(ttl - LATER * 1000) < 1000
     for s in stores:
+        await s.close()
+
+
+async def test_leases_far_from_the_limit_never_overshoot_and_settle_exactly(
+    redis_server: RedisServer,
+) -> None:
+    """Three replicas on a limit far above one request: most reservations are admitted from
+    leases without a script call; together they never pass the limit; near it they go exact
+    (a held lease may refuse at most one lease early); given back, Redis holds what was used."""
+    prefix = f"l{time.monotonic_ns()}:"
+    stores = [RedisStore(RedisSettings(redis_server.url, prefix=prefix)) for _ in range(3)]
+    key, live = f"{PREFIX}*/limits/0/tpm@m1", f"{PREFIX}*/limits/0#live"
+    limit = 5000.0
+    before = await _script_calls(stores[0])
+    admitted = [0, 0, 0]
+
+    async def client(i: int) -> None:
+        store = stores[i % 3]
+        while True:
+            refused, _ = await store.reserve(
+                [Charge(key, 2, limit, LATER), Charge(live, 1, 1e9, LATER)]
+            )
+            if refused >= 0:
+                return
+            admitted[i % 3] += 1
+            await asyncio.sleep(0)
+            store.add([(key, -1.0, LATER), (live, -1.0, LATER)])  # settle: used 1 of 2, slot freed
+
+    await asyncio.gather(*(client(i) for i in range(6)))  # 2 per replica: few to batch
+    total = sum(admitted)
+    calls = await _script_calls(stores[0]) - before
+    assert calls * 4 < total, (calls, total)  # the fast path: far fewer round trips than requests
+    assert all(admitted), admitted
+    for s in stores:
+        await s.close()
+    used = await _read_after(redis_server, prefix, key)
+    assert used == total  # reserved 2, settled 1 each: given back leases leave exactly that
+    assert await _read_after(redis_server, prefix, live) == 0
+    # Never past the limit; at most a lease (LEASE_REQUESTS requests of 2) per replica early.
+    assert total <= limit
+    assert total >= limit - 3 * LEASE_REQUESTS * 2, total
+
+
+async def test_count_only_counters_count_locally_and_land_in_redis(
+    redis_server: RedisServer,
+) -> None:
+    """A budget that only reports has no limit to protect: after the first request the replica
+    counts it in the process (no script call, cost 0 included) and adds it up in Redis."""
+    prefix = f"c{time.monotonic_ns()}:"
+    s = RedisStore(RedisSettings(redis_server.url, prefix=prefix))
+    key, free = f"{PREFIX}*/budgets/1@d", f"{PREFIX}*/budgets/2@d"
+    before = await _script_calls(s)
+    for _ in range(50):
+        refused, _ = await s.reserve([Charge(key, 0.5, None, LATER), Charge(free, 0, None, LATER)])
+        assert refused == -1
+    s.add([(key, -0.25, LATER)])
+    assert await _script_calls(s) - before <= 2
+    await s.close()
+    assert await _read_after(redis_server, prefix, key) == 24.75
+    assert await _read_after(redis_server, prefix, free) == 0
+
+
+async def _script_calls(store: RedisStore) -> int:
+    stats = await store.client.info("commandstats")
+    return sum(
+        int(v["calls"]) for k, v in stats.items() if k in ("cmdstat_evalsha", "cmdstat_eval")
+    )
+
+
+async def _read_after(server: RedisServer, prefix: str, key: str) -> float:
+    s = RedisStore(RedisSettings(server.url, prefix=prefix, leases=False))
+    try:
+        return (await s.read([key]))[0]
+    finally:
         await s.close()
 
 

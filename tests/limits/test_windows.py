@@ -1,4 +1,4 @@
-"""Calendar windows (gateway/limits/windows.py), with instants chosen around the edges.
+"""Calendar windows (routing/windows.py), with instants chosen around the edges.
 
 Covers: a minute window; day, week (from Monday) and month windows in UTC and in other zones;
 a month window resets at local midnight of the first (also across a year end); day windows of
@@ -12,7 +12,7 @@ import zoneinfo
 
 import pytest
 
-from switchboard.gateway.limits import windows
+from switchboard.routing import windows
 
 
 def at(text: str, zone: str = "UTC") -> float:

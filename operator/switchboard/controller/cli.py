@@ -10,7 +10,10 @@ import socket
 
 import kopf
 
-from switchboard.controller import handlers  # noqa: F401  (registers the handlers)
+from switchboard.controller import (
+    budgets,
+    handlers,  # noqa: F401  (registers the handlers)
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -39,6 +42,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--debounce", type=float, default=0.3, help="seconds to batch changes")
     parser.add_argument("--liveness", default=None, help="e.g. http://0.0.0.0:8081/healthz")
     parser.add_argument("--log-level", default="info")
+    parser.add_argument(
+        "--limits-redis-url",
+        default=None,
+        help="the Redis/Valkey the gateways count limits in (redis:// or rediss://; password "
+        "and CA from SWITCHBOARD_LIMITS_REDIS_PASSWORD / _CA_FILE): budget spend goes into "
+        "AccessKeyConfig status; default: SWITCHBOARD_LIMITS_REDIS_URL, else status says "
+        "the spend is unknown (in-process store)",
+    )
+    parser.add_argument(
+        "--budget-status-interval",
+        type=float,
+        default=budgets.DEFAULT_INTERVAL,
+        help="seconds between two reads of budget spend into status (default: %(default)s)",
+    )
 
 
 def _priority(args: argparse.Namespace) -> int:
@@ -62,7 +79,12 @@ def run(args: argparse.Namespace) -> int:
             peering_name=None if args.standalone else args.peering,
             priority=_priority(args),
             liveness_endpoint=args.liveness,
-            memo=kopf.Memo(debounce=args.debounce),
+            memo=kopf.Memo(
+                debounce=args.debounce,
+                limits=budgets.StoreSettings.from_env(
+                    args.limits_redis_url, args.budget_status_interval
+                ),
+            ),
         )
     )
     return 0

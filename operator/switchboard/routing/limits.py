@@ -5,6 +5,12 @@ keeps its count: `<namespace>/<config>/<key>/limits/<index>` for scope `key`, an
 `<namespace>/<config>/*/limits/<index>` for scope `shared` (every key of the object points
 at the same counter). Reordering the list moves counts to other counters (they start at 0).
 
+The counters' names in a store are here too, so that the gateway (which counts) and the
+operator (which reads budgets into status) agree: a budget's counter in a window is
+`<counter>@<window label>` (`budget_key`), and in Redis/Valkey every counter is
+`<prefix>{<namespace>/<config>}/<rest>` (`redis_key`; the hash tag keeps one AccessKeyConfig's
+counters in one Redis Cluster slot, as one script needs).
+
 `findings()` checks the rules against what the namespace serves and returns warnings: a
 provider or model a rule names that is not served, and a budget that covers models without
 prices ("cost is 0: this budget never fires").
@@ -21,6 +27,8 @@ from switchboard.routing import refs
 from switchboard.routing.problems import Reason
 
 SHARED = "*"
+REDIS_PREFIX = "switchboard:"
+"""Default prefix of every counter in Redis/Valkey."""
 
 
 @dataclass(frozen=True)
@@ -33,6 +41,23 @@ class Finding:
 def counter(namespace: str, config: str, scope: api.Scope, key: str, *, kind: str, i: int) -> str:
     owner = SHARED if scope is api.Scope.SHARED else key
     return f"{namespace}/{config}/{owner}/{kind}/{i}"
+
+
+def budget_key(counter: str, window_label: str) -> str:
+    """The counter of a budget in one window (`routing.windows.calendar(...).label`)."""
+    return f"{counter}@{window_label}"
+
+
+def redis_key(prefix: str, counter: str) -> str:
+    """`team-a/cfg/alice/budgets/0@2026-12-01` -> `switchboard:{team-a/cfg}/alice/...`."""
+    namespace, _, rest = counter.partition("/")
+    config, _, rest = rest.partition("/")
+    return f"{prefix}{{{namespace}/{config}}}/{rest}"
+
+
+def counter_of(prefix: str, key: str) -> str:
+    """The inverse of `redis_key`."""
+    return key.removeprefix(prefix).replace("{", "", 1).replace("}", "", 1)
 
 
 def rules(

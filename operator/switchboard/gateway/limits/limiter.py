@@ -27,9 +27,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from switchboard.dialects.types import Usage
-from switchboard.gateway.limits import windows
 from switchboard.gateway.limits.store import LIVE, Charge, MemoryStore, Store, StoreDown
 from switchboard.routing import config as rc
+from switchboard.routing import windows
+from switchboard.routing.limits import budget_key
 
 LIVE_TTL = 900.0
 """An in-flight counter expires this long after its last reservation (a replica that died
@@ -107,6 +108,10 @@ class Ticket:
     settled: bool = False
 
 
+_Planned = tuple[str, str, "rc.RateRule | rc.BudgetRule", float | None, float]
+"""(counter key, kind, rule, limit, expires) of one charge."""
+
+
 def _covers(rule: rc.RateRule | rc.BudgetRule, provider: str, ref: str) -> bool:
     if rule.providers and provider not in rule.providers:
         return False
@@ -144,36 +149,80 @@ class Limiter:
         """Called with True when the store fails and False when it answers again."""
         self.on_reject = on_reject or (lambda key, kind: None)
         self.store_down = False
+        self._plans: dict[tuple[int, str, str], tuple[KeyRules, float, float, list[_Planned]]] = {}
+        self._spans: dict[tuple[str, str], windows.Span] = {}
+        self._fixed: dict[str, _Held] = {}
+        """Request and in-flight charges (amount 1), shared by the requests of one plan; never
+        mutated."""
+        self._resets: dict[tuple[float, str], str] = {}
 
     def charges(self, rules: KeyRules, est: Estimate, now: float) -> list[_Held]:
+        plan = self._plan(rules, est.provider, est.ref, now)
+        tokens = float(est.input_tokens + est.output_tokens)
+        cost = est.cost
         held: list[_Held] = []
+        for key, kind, rule, limit, expires in plan:
+            if kind == TPM:
+                held.append(_Held(Charge(key, tokens, limit, expires), kind, rule))
+            elif kind == USD:
+                held.append(_Held(Charge(key, cost, limit, expires), kind, rule))
+            else:  # 1 request or 1 slot: the same charge for every request of this plan
+                fixed = self._fixed.get(key)
+                if fixed is None or fixed.rule is not rule or fixed.charge.expires != expires:
+                    fixed = self._fixed[key] = _Held(Charge(key, 1.0, limit, expires), kind, rule)
+                held.append(fixed)
+        return held
+
+    def _plan(self, rules: KeyRules, provider: str, ref: str, now: float) -> list[_Planned]:
+        """The counters a request of `rules` on (provider, ref) charges at `now`: computed once
+        per key, target and minute (windows, key names), not per request."""
+        cached = self._plans.get((id(rules), provider, ref))
+        if cached is not None and cached[0] is rules and cached[1] <= now < cached[2]:
+            return cached[3]
         minute = windows.minute(now)
+        valid_until = minute.end
+        plan: list[_Planned] = []
         for rule in rules.limits:
-            if not _covers(rule, est.provider, est.ref):
+            if not _covers(rule, provider, ref):
                 continue
             c = rule.counter
             if rule.requests_per_minute is not None:
-                charge = Charge(f"{c}/rpm@{minute.label}", 1, rule.requests_per_minute, minute.end)
-                held.append(_Held(charge, RPM, rule))
+                key = f"{c}/rpm@{minute.label}"
+                plan.append((key, RPM, rule, rule.requests_per_minute, minute.end))
             if rule.tokens_per_minute is not None:
-                amount = float(est.input_tokens + est.output_tokens)
-                charge = Charge(
-                    f"{c}/tpm@{minute.label}", amount, rule.tokens_per_minute, minute.end
-                )
-                held.append(_Held(charge, TPM, rule))
+                key = f"{c}/tpm@{minute.label}"
+                plan.append((key, TPM, rule, rule.tokens_per_minute, minute.end))
             if rule.max_in_flight is not None:
-                charge = Charge(f"{c}{LIVE}", 1, rule.max_in_flight, now + LIVE_TTL)
-                held.append(_Held(charge, INFLIGHT, rule))
+                # Expiry refreshed with the plan, each minute: at least LIVE_TTL - 60 s ahead.
+                plan.append((f"{c}{LIVE}", INFLIGHT, rule, rule.max_in_flight, now + LIVE_TTL))
         for budget in rules.budgets:
-            if not _covers(budget, est.provider, est.ref):
+            if not _covers(budget, provider, ref):
                 continue
-            span = windows.calendar(budget.window, budget.time_zone, now)
+            span = self._span(budget.window, budget.time_zone, now)
+            valid_until = min(valid_until, span.end)
             limit = budget.usd if budget.refuse else None
-            charge = Charge(
-                f"{budget.counter}@{span.label}", est.cost, limit, span.end + KEEP_AFTER
-            )
-            held.append(_Held(charge, USD, budget))
-        return held
+            key = budget_key(budget.counter, span.label)
+            plan.append((key, USD, budget, limit, span.end + KEEP_AFTER))
+        if len(self._plans) > 10_000:  # bounded: keys x targets; rebuilt when dropped
+            self._plans.clear()
+            self._fixed.clear()
+        self._plans[(id(rules), provider, ref)] = (rules, minute.start, valid_until, plan)
+        return plan
+
+    def _span(self, window: str, time_zone: str, now: float) -> windows.Span:
+        """`windows.calendar`, cached while `now` is inside the window."""
+        span = self._spans.get((window, time_zone))
+        if span is None or not span.start <= now < span.end:
+            span = self._spans[(window, time_zone)] = windows.calendar(window, time_zone, now)
+        return span
+
+    def _reset(self, span: windows.Span, time_zone: str) -> str:
+        text = self._resets.get((span.end, time_zone))
+        if text is None:
+            if len(self._resets) > 1000:
+                self._resets.clear()
+            text = self._resets[(span.end, time_zone)] = windows.rfc3339(span.end, time_zone)
+        return text
 
     async def reserve(self, rules: KeyRules, est: Estimate) -> Ticket:
         """Reserve the request or raise LimitError (429 naming the key and the limit)."""
@@ -327,30 +376,39 @@ class Limiter:
             kind,
         )
 
-    @staticmethod
-    def _headers(held: list[_Held], values: list[float], now: float) -> dict[str, str]:
+    def _headers(self, held: list[_Held], values: list[float], now: float) -> dict[str, str]:
         """The tightest counter of each kind, as OpenAI's x-ratelimit-* headers do."""
-        best: dict[str, tuple[float, float, _Held]] = {}
+        rpm = tpm = usd = None
         for h, value in zip(held, values, strict=True):
+            kind = h.kind
             limit = h.charge.limit
-            if limit is None or h.kind == INFLIGHT:
+            if limit is None or kind == INFLIGHT:
                 continue
-            remaining = max(0.0, limit - value)
-            if h.kind not in best or remaining < best[h.kind][0]:
-                best[h.kind] = (remaining, limit, h)
+            remaining = limit - value
+            if kind == RPM:
+                if rpm is None or remaining < rpm[0]:
+                    rpm = (remaining, limit)
+            elif kind == TPM:
+                if tpm is None or remaining < tpm[0]:
+                    tpm = (remaining, limit)
+            elif usd is None or remaining < usd[0]:
+                usd = (remaining, limit, h)
         headers: dict[str, str] = {}
-        reset = f"{max(0, math.ceil(windows.minute(now).end - now))}s"
-        for kind, name in ((RPM, "requests"), (TPM, "tokens")):
-            if kind in best:
-                remaining, limit, _ = best[kind]
-                headers[f"x-ratelimit-limit-{name}"] = str(int(limit))
-                headers[f"x-ratelimit-remaining-{name}"] = str(int(remaining))
-                headers[f"x-ratelimit-reset-{name}"] = reset
-        if USD in best:
-            remaining, limit, h = best[USD]
-            assert isinstance(h.rule, rc.BudgetRule)
-            span = windows.calendar(h.rule.window, h.rule.time_zone, now)
-            headers["x-switchboard-budget-limit-usd"] = f"{limit:.2f}"
-            headers["x-switchboard-budget-remaining-usd"] = f"{remaining:.6f}"
-            headers["x-switchboard-budget-reset"] = windows.rfc3339(span.end, h.rule.time_zone)
+        if rpm is not None or tpm is not None:
+            reset = f"{max(0, math.ceil(60.0 - now % 60.0))}s"
+            if rpm is not None:
+                headers["x-ratelimit-limit-requests"] = str(int(rpm[1]))
+                headers["x-ratelimit-remaining-requests"] = str(int(max(0.0, rpm[0])))
+                headers["x-ratelimit-reset-requests"] = reset
+            if tpm is not None:
+                headers["x-ratelimit-limit-tokens"] = str(int(tpm[1]))
+                headers["x-ratelimit-remaining-tokens"] = str(int(max(0.0, tpm[0])))
+                headers["x-ratelimit-reset-tokens"] = reset
+        if usd is not None:
+            rule = usd[2].rule
+            assert isinstance(rule, rc.BudgetRule)
+            span = self._span(rule.window, rule.time_zone, now)
+            headers["x-switchboard-budget-limit-usd"] = f"{usd[1]:.2f}"
+            headers["x-switchboard-budget-remaining-usd"] = f"{max(0.0, usd[0]):.6f}"
+            headers["x-switchboard-budget-reset"] = self._reset(span, rule.time_zone)
         return headers

@@ -8,8 +8,17 @@ the next one, settlements summed per counter and the reservations of one AccessK
 script call that takes them in order, so a busy replica pays about one round trip and one
 script call per batch, not per request. Settlements (`add`) never delay a request.
 
-Counter keys are `<prefix>{<namespace>/<config>}/<rest>`: the hash tag keeps all counters of
-one AccessKeyConfig in one Redis Cluster slot, as one script needs.
+Far from a limit there is a faster path: leases. After a reservation passes, the replica asks
+for a share of each of its counters (128 requests' worth, granted only with four times that
+left, added to the counter in Redis at once) and admits the next requests that fit in its open
+leases without a round trip; settlements of leased counters go to the lease. A lease half spent
+asks for the next one; a lease is given back (its unused part subtracted) within
+`LEASE_SECONDS`. Leases are counted in Redis, so replicas never admit past a limit together;
+near a limit no lease is granted and every reservation is exact again (docs/limits.md).
+
+Counter keys are `<prefix>{<namespace>/<config>}/<rest>` (`routing.limits.redis_key`, shared
+with the operator, which reads budgets into status): the hash tag keeps all counters of one
+AccessKeyConfig in one Redis Cluster slot, as one script needs.
 
 When Redis does not answer (connection refused, timeout), `reserve()` raises StoreDown at once
 and keeps doing so for `retry_interval` seconds without trying (the limiter then counts in the
@@ -30,6 +39,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import NoScriptError, RedisError
 
 from switchboard.gateway.limits.store import Charge, StoreDown
+from switchboard.routing.limits import REDIS_PREFIX, counter_of, redis_key
 
 log = logging.getLogger("switchboard.gateway.limits")
 
@@ -80,6 +90,55 @@ return out
 """
 
 
+# Leases: a share of a counter's headroom taken by one replica, spent locally, given back.
+# KEYS: the counters. ARGV per key: want, limit ('' for none), expiry (Unix ms). A counter far
+# from its limit (at least 4 x want left) grants `want`, added to it at once; otherwise 0.
+# Returns per key: the grant, then the counter's value before it.
+LEASE = """
+local out = {}
+for i = 1, #KEYS do
+  local want = tonumber(ARGV[i * 3 - 2])
+  local limit = ARGV[i * 3 - 1]
+  local cur = tonumber(redis.call('GET', KEYS[i]) or '0')
+  local grant = 0
+  if limit == '' or tonumber(limit) - cur >= 4 * want then
+    grant = want
+    redis.call('INCRBYFLOAT', KEYS[i], string.format('%.17g', grant))
+    redis.call('PEXPIREAT', KEYS[i], tonumber(ARGV[i * 3]))
+  end
+  out[#out + 1] = string.format('%.17g', grant)
+  out[#out + 1] = string.format('%.17g', cur)
+end
+return out
+"""
+LEASE_REQUESTS = 128
+"""A lease is worth this many requests like the one that asked for it ..."""
+LEASE_MIN_SHARE = 1 / 4096
+"""... or this share of the limit if more (so that 0-cost charges lease too)."""
+LEASE_SECONDS = 1.0
+"""A lease is given back (its unused part subtracted in Redis) at most this long after it
+was granted, so that the store's counters, `switchboard usage` and the operator's status are
+at most about a second behind, and a replica never sits on headroom others need."""
+
+
+@dataclass(slots=True)
+class Lease:
+    """A share of one counter held by this replica: `granted` is already counted in Redis;
+    `used` is what this replica's requests hold of it (reservations, then settlements)."""
+
+    key: str
+    granted: float
+    base: float
+    """The counter in Redis before the grant (for the remaining-quota headers)."""
+    expires: float
+    deadline: float
+    used: float = 0.0
+    open: bool = True
+    unlimited: bool = False
+    """A count-only counter (a budget that reports): nothing to protect, so nothing granted;
+    this replica counts locally and adds what it used when the lease is given back."""
+
+
 @dataclass(frozen=True)
 class RedisSettings:
     url: str
@@ -92,17 +151,10 @@ class RedisSettings:
     """Seconds for connecting and for each round trip; past it the store counts as down."""
     retry_interval: float = 1.0
     """After a failure, seconds during which reservations go local without trying Redis."""
-    prefix: str = "switchboard:"
-
-
-def redis_key(prefix: str, counter: str) -> str:
-    namespace, _, rest = counter.partition("/")
-    config, _, rest = rest.partition("/")
-    return f"{prefix}{{{namespace}/{config}}}/{rest}"
-
-
-def counter_of(prefix: str, key: str) -> str:
-    return key.removeprefix(prefix).replace("{", "", 1).replace("}", "", 1)
+    prefix: str = REDIS_PREFIX
+    leases: bool = True
+    """Admit from per-replica leases far from the limits (the fast path); False: every
+    reservation is a script call."""
 
 
 class RedisStore:
@@ -128,6 +180,12 @@ class RedisStore:
                 decode_responses=True,
             )
         self._sha: str | None = None
+        self._lease_sha: str | None = None
+        self.leases: dict[str, Lease] = {}
+        self._wanted: dict[str, tuple[float, float | None, float]] = {}
+        """Counters to lease on the next round trip: key -> (want, limit, expires)."""
+        self._asked: set[str] = set()
+        self._sweeper: asyncio.Task[None] | None = None
         self._reserves: list[tuple[list[Charge], asyncio.Future[tuple[int, list[float]]]]] = []
         self._adds: list[tuple[str, float, float]] = []
         self._flushing: asyncio.Task[None] | None = None
@@ -141,18 +199,90 @@ class RedisStore:
     # --- the Store protocol -----------------------------------------------------------------
 
     async def reserve(self, charges: Sequence[Charge]) -> tuple[int, list[float]]:
-        if time.monotonic() < self._down_until:
+        now = time.monotonic()
+        if now < self._down_until:
             raise StoreDown("redis is down (retrying shortly)")
+        if self.settings.leases and charges:
+            local = self._from_leases(charges, now)
+            if local is not None:
+                return -1, local
         future: asyncio.Future[tuple[int, list[float]]] = asyncio.get_running_loop().create_future()
         self._reserves.append((list(charges), future))
         self._kick()
-        return await future
+        refused, values = await future
+        if refused < 0 and self.settings.leases:
+            self._want(charges)
+        return refused, values
+
+    def _from_leases(self, charges: Sequence[Charge], now: float) -> list[float] | None:
+        """Every charge fits in an open lease of this replica: take them, no round trip."""
+        leases = self.leases
+        found: list[Lease] = []
+        for c in charges:
+            lease = leases.get(c.key)
+            if lease is None:
+                return None
+            if now >= lease.deadline:
+                self._give_back(lease)
+                return None
+            if lease.used + c.amount > lease.granted and not lease.unlimited:
+                return None
+            found.append(lease)
+        out: list[float] = []
+        low = False
+        for c, lease in zip(charges, found, strict=True):
+            lease.used += c.amount
+            out.append(lease.base + lease.used)
+            low = low or (lease.used * 2 > lease.granted and not lease.unlimited)
+        if low:  # half spent: ask for the next lease before this one runs out
+            self._want(charges)
+        return out
+
+    def _want(self, charges: Sequence[Charge]) -> None:
+        for c in charges:
+            if c.key in self._asked:
+                continue
+            lease = self.leases.get(c.key)
+            if c.limit is None:
+                if lease is None:
+                    deadline = time.monotonic() + LEASE_SECONDS
+                    self.leases[c.key] = Lease(c.key, 0.0, 0.0, c.expires, deadline, unlimited=True)
+                    self._sweep_soon()
+                continue
+            if lease is not None and lease.used + LEASE_REQUESTS / 2 * c.amount <= lease.granted:
+                continue
+            share = c.limit * LEASE_MIN_SHARE if c.limit is not None else 0.0
+            want = max(LEASE_REQUESTS * c.amount, share)
+            if want <= 0:
+                continue
+            self._asked.add(c.key)
+            self._wanted[c.key] = (want, c.limit, c.expires)
+        if self._wanted:
+            self._kick()
+
+    def _give_back(self, lease: Lease) -> None:
+        """Close a lease: Redis keeps what was used of it, the rest is subtracted."""
+        if not lease.open:
+            return
+        lease.open = False
+        if self.leases.get(lease.key) is lease:
+            del self.leases[lease.key]
+        unused = lease.granted - lease.used
+        if unused:
+            self._adds.append((lease.key, -unused, lease.expires))
+            self._kick()
 
     def add(self, deltas: Sequence[tuple[str, float, float]]) -> None:
         if time.monotonic() < self._down_until:
             self.lost_adds += len(deltas)
             return
-        self._adds.extend(deltas)
+        leases = self.leases
+        for delta in deltas:
+            lease = leases.get(delta[0])
+            if lease is not None:
+                lease.used += delta[1]  # settled within the lease: Redis learns it at close
+            else:
+                self._adds.append(delta)
         self._kick()
 
     async def read(self, keys: Sequence[str]) -> list[float]:
@@ -183,6 +313,10 @@ class RedisStore:
         return out
 
     async def close(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+        for lease in list(self.leases.values()):
+            self._give_back(lease)
         if self._flushing is not None:
             await asyncio.gather(self._flushing, return_exceptions=True)
         if self._adds:
@@ -197,7 +331,7 @@ class RedisStore:
 
     async def _run(self) -> None:
         try:
-            while self._reserves or self._adds:
+            while self._reserves or self._adds or self._wanted:
                 await self._flush()
         finally:
             self._flushing = None
@@ -205,22 +339,29 @@ class RedisStore:
     async def _flush(self) -> None:
         reserves, self._reserves = self._reserves, []
         adds, self._adds = self._adds, []
+        wanted, self._wanted = self._wanted, {}
         try:
             if self._sha is None:
                 self._sha = await self.client.script_load(RESERVE)
-            results = await self._pipeline(reserves, adds)
+            if wanted and self._lease_sha is None:
+                self._lease_sha = await self.client.script_load(LEASE)
+            results, granted = await self._pipeline(reserves, adds, wanted)
         except NoScriptError:  # the server restarted without our script: load it again
-            self._sha = None
+            self._sha = self._lease_sha = None
             self._reserves[:0] = reserves
             self._adds[:0] = adds
+            self._wanted.update(wanted)
             return
         except (RedisError, OSError) as exc:
+            self._asked.difference_update(wanted)
             self._down(exc, reserves, adds)
             return
         except Exception as exc:  # a bug must not leave requests waiting for ever
             log.error("limit store: unexpected failure", exc_info=exc)
+            self._asked.difference_update(wanted)
             self._down(exc, reserves, adds)
             return
+        self._install(wanted, granted)
         for (charges, future), result in zip(reserves, results, strict=True):
             if future.done():
                 continue
@@ -234,9 +375,11 @@ class RedisStore:
         self,
         reserves: list[tuple[list[Charge], asyncio.Future[tuple[int, list[float]]]]],
         adds: list[tuple[str, float, float]],
-    ) -> list[object]:
+        wanted: dict[str, tuple[float, float | None, float]],
+    ) -> tuple[list[object], list[object]]:
         """Settlements summed per counter, then one script call per Cluster slot reserving
-        every request of the batch in order. Returns one result per reservation."""
+        every request of the batch in order, then one lease call per slot. Returns one result
+        per reservation, and the lease calls' results."""
         assert self._sha is not None
         pipe = self.client.pipeline(transaction=False)
         summed: dict[str, list[float]] = {}
@@ -263,10 +406,26 @@ class RedisStore:
                     limit = "" if c.limit is None else repr(c.limit)
                     args += [k, repr(c.amount), limit, int(c.expires * 1000)]
             pipe.evalsha(self._sha, len(index), *[self._key(k) for k in index], *args)
+        lease_groups: dict[str, list[str]] = {}
+        for key in wanted:
+            lease_groups.setdefault("/".join(key.split("/", 2)[:2]), []).append(key)
+        for keys in lease_groups.values():
+            lease_args: list[str | int] = []
+            for key in keys:
+                want, cap, until = wanted[key]
+                lease_args += [repr(want), "" if cap is None else repr(cap), int(until * 1000)]
+            assert self._lease_sha is not None
+            pipe.evalsha(self._lease_sha, len(keys), *[self._key(k) for k in keys], *lease_args)
         results: list[object] = await pipe.execute(raise_on_error=False)
-        tail = results[2 * len(summed) :]
+        tail = results[2 * len(summed) : 2 * len(summed) + len(groups)]
+        leased = results[2 * len(summed) + len(groups) :]
         if any(isinstance(r, NoScriptError) for r in results):
             raise NoScriptError("NOSCRIPT")
+        granted: list[object] = []
+        for keys, answer in zip(lease_groups.values(), leased, strict=True):
+            pairs = answer if isinstance(answer, list) else None
+            for j, name in enumerate(keys):
+                granted.append((name, pairs[2 * j : 2 * j + 2] if pairs is not None else None))
         out: list[object] = [None] * len(reserves)
         for members, result in zip(groups.values(), tail, strict=True):
             if isinstance(result, Exception):
@@ -279,7 +438,44 @@ class RedisStore:
                 m = len(reserves[i][0])
                 out[i] = result[pos : pos + m + 1]
                 pos += m + 1
-        return out
+        return out, granted
+
+    def _install(
+        self, wanted: dict[str, tuple[float, float | None, float]], granted: list[object]
+    ) -> None:
+        """Open the leases Redis granted (replacing this replica's old lease of a counter)."""
+        now = time.monotonic()
+        for item in granted:
+            assert isinstance(item, tuple)
+            key, result = item
+            self._asked.discard(key)
+            if not isinstance(result, list):
+                continue
+            grant, base = float(result[0]), float(result[1])
+            if grant <= 0:
+                continue
+            old = self.leases.get(key)
+            if old is not None:
+                self._give_back(old)
+            expires = wanted[key][2]
+            self.leases[key] = Lease(key, grant, base, expires, now + LEASE_SECONDS)
+        self._sweep_soon()
+
+    def _sweep_soon(self) -> None:
+        if self.leases and self._sweeper is None:
+            self._sweeper = asyncio.get_running_loop().create_task(self._sweep())
+
+    async def _sweep(self) -> None:
+        """Give back leases past their deadline while nobody reserves on them."""
+        try:
+            while self.leases:
+                await asyncio.sleep(LEASE_SECONDS / 4)
+                now = time.monotonic()
+                for lease in list(self.leases.values()):
+                    if now >= lease.deadline:
+                        self._give_back(lease)
+        finally:
+            self._sweeper = None
 
     def _down(
         self,

@@ -17,10 +17,10 @@ from pathlib import Path
 
 import orjson
 
-from switchboard.gateway.limits import windows
 from switchboard.gateway.limits.gate import LimitsSettings, build_store
 from switchboard.gateway.limits.store import Store
 from switchboard.routing import config as rc
+from switchboard.routing import windows
 
 
 @dataclass(frozen=True)

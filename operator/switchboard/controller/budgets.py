@@ -1,0 +1,234 @@
+"""Budget status: read the gateways' shared store on a timer, write spend into status, post
+BudgetExhausted events.
+
+Every `interval` seconds (30 by default) the operator reads, for each AccessKeyConfig that has
+budgets, the counters of their current windows from the Redis/Valkey the gateways count in
+(`switchboard operator --limits-redis-url`; password and CA as for the gateway: the
+`SWITCHBOARD_LIMITS_REDIS_PASSWORD` and `SWITCHBOARD_LIMITS_REDIS_CA_FILE` variables), one
+MGET per object (its counters share one Redis Cluster slot), and patches `status.budgets[]`,
+`status.spend` and `status.resets` when they changed. A budget spent in its window gets one
+Warning event, reason BudgetExhausted, per window: the event's name is derived from the object,
+the counter and the window, so a restarted operator or a second replica is refused by the API
+server (409) instead of posting it again.
+
+Without a store URL the counters are in each gateway pod's process, out of the operator's
+reach: status says so (`spend: unknown: in-process store; see switchboard usage`).
+
+The objects come from the Reconciler's watch cache (no extra list calls). This loop runs on
+every operator replica (kopf's peering does not pause a startup task); its writes are
+idempotent: an unchanged status is not patched, and an event is posted once per window.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import logging
+import os
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import kopf
+import pydantic
+import redis.asyncio as aioredis
+from kubernetes import client as k8s
+from kubernetes.client.exceptions import ApiException
+from redis.exceptions import RedisError
+
+from switchboard.api import access_key as api
+from switchboard.api.base import GROUP, VERSION
+from switchboard.controller import spend
+from switchboard.routing import limits
+
+log = logging.getLogger("switchboard.operator.budgets")
+KIND = "AccessKeyConfig"
+PLURAL = "accesskeyconfigs"
+DEFAULT_INTERVAL = 30.0
+
+
+@dataclass(frozen=True)
+class StoreSettings:
+    url: str | None = None
+    """redis:// or rediss:// of the gateways' store; None: the gateways count in-process."""
+    password: str | None = None
+    """From SWITCHBOARD_LIMITS_REDIS_PASSWORD (a Secret); never logged."""
+    ca_file: str | None = None
+    prefix: str = limits.REDIS_PREFIX
+    interval: float = DEFAULT_INTERVAL
+    timeout: float = 2.0
+
+    @classmethod
+    def from_env(cls, url: str | None, interval: float) -> StoreSettings:
+        env = os.environ
+        return cls(
+            url=url or env.get("SWITCHBOARD_LIMITS_REDIS_URL") or None,
+            password=env.get("SWITCHBOARD_LIMITS_REDIS_PASSWORD") or None,
+            ca_file=env.get("SWITCHBOARD_LIMITS_REDIS_CA_FILE") or None,
+            interval=interval,
+        )
+
+
+def connect(settings: StoreSettings) -> aioredis.Redis:
+    assert settings.url is not None
+    extra: dict[str, Any] = {"ssl_ca_certs": settings.ca_file} if settings.ca_file else {}
+    client: aioredis.Redis = aioredis.Redis.from_url(
+        settings.url,
+        password=settings.password,
+        socket_timeout=settings.timeout,
+        socket_connect_timeout=settings.timeout,
+        decode_responses=True,
+        **extra,
+    )
+    return client
+
+
+class BudgetStatus:
+    def __init__(
+        self, core: k8s.CoreV1Api, custom: k8s.CustomObjectsApi, settings: StoreSettings
+    ) -> None:
+        self.core = core
+        self.custom = custom
+        self.settings = settings
+        self.client = connect(settings) if settings.url else None
+        self.posted: set[str] = set()
+        self.failing = False
+
+    async def close(self) -> None:
+        if self.client is not None:
+            await self.client.aclose()
+
+    async def run(self, objects: Any) -> None:
+        """`objects()`: (namespace, body) of every AccessKeyConfig the operator knows."""
+        while True:
+            try:
+                await self.tick(objects(), time.time())
+            except Exception:  # a bug must not stop status for good
+                log.exception("budget status round failed")
+            await asyncio.sleep(self.settings.interval)
+
+    async def tick(self, found: Iterable[tuple[str, dict[str, Any]]], now: float) -> None:
+        count = 0
+        for namespace, body in list(found):
+            await self.one(namespace, body, now)
+            count += 1
+        log.debug("budget status round done: %d AccessKeyConfigs", count)
+
+    async def one(self, namespace: str, body: dict[str, Any], now: float) -> None:
+        meta = body.get("metadata") or {}
+        name = str(meta.get("name", ""))
+        try:
+            parsed = api.AccessKeyConfigSpec.model_validate(body.get("spec") or {})
+        except pydantic.ValidationError:
+            return  # the reconciler reports an invalid spec
+        old = body.get("status") or {}
+        counters = spend.counters(namespace, name, parsed)
+        if self.client is None or not counters:
+            new = spend.unknown(bool(counters))
+            if spend.changed(old, new):
+                await asyncio.to_thread(self._patch, namespace, name, new)
+            return
+        pending = spend.readings(counters, now)
+        keys = [limits.redis_key(self.settings.prefix, r.store_key) for r in pending]
+        try:
+            raw = await self.client.mget(keys)
+        except (RedisError, OSError) as exc:
+            if not self.failing:
+                log.warning(
+                    "budget status: the limits store did not answer (%s)", type(exc).__name__
+                )
+            self.failing = True
+            return  # status keeps the last figures read
+        if self.failing:
+            log.info("budget status: the limits store answers again")
+            self.failing = False
+        readings = spend.with_values(pending, [float(v) if v else 0.0 for v in raw])
+        new = spend.status(readings)
+        if spend.changed(old, new):
+            await asyncio.to_thread(self._patch, namespace, name, new)
+        for gone in spend.exhausted(name, str(meta.get("uid")), readings):
+            if gone.event_name not in self.posted:
+                await asyncio.to_thread(self._event, body, gone)
+
+    # --- writing (blocking kubernetes-client calls, run in threads) ---------------------------
+
+    def _patch(self, namespace: str, name: str, fields: dict[str, Any]) -> None:
+        try:
+            patched = self.custom.patch_namespaced_custom_object_status(
+                GROUP, VERSION, namespace, PLURAL, name, {"status": fields}
+            )
+        except ApiException as exc:
+            if exc.status != 404:
+                log.warning("budget status of %s/%s not written: %s", namespace, name, exc.reason)
+            return
+        del patched  # the watch brings the new status into the reconciler's cache
+
+    def _event(self, body: dict[str, Any], gone: spend.Exhausted) -> None:
+        meta = body.get("metadata") or {}
+        now = datetime.datetime.now(datetime.UTC)
+        event = k8s.CoreV1Event(
+            metadata=k8s.V1ObjectMeta(name=gone.event_name, namespace=meta.get("namespace")),
+            involved_object=k8s.V1ObjectReference(
+                api_version=f"{GROUP}/{VERSION}",
+                kind=KIND,
+                name=meta.get("name"),
+                namespace=meta.get("namespace"),
+                uid=meta.get("uid"),
+            ),
+            reason="BudgetExhausted",
+            message=gone.message[:1024],
+            type="Warning",
+            first_timestamp=now,
+            last_timestamp=now,
+            count=1,
+            source=k8s.V1EventSource(component="switchboard-operator"),
+        )
+        try:
+            self.core.create_namespaced_event(str(meta.get("namespace")), event)
+        except ApiException as exc:
+            if exc.status != 409:  # 409: posted already (another replica, or before a restart)
+                log.warning("could not post event BudgetExhausted: %s", exc.reason)
+                return
+        if len(self.posted) > 50_000:
+            self.posted.clear()
+        self.posted.add(gone.event_name)
+
+
+def _access_key_configs(memo: kopf.Memo) -> list[tuple[str, dict[str, Any]]]:
+    reconciler = memo.get("reconciler")
+    if reconciler is None:
+        return []
+    return [
+        (namespace, body)
+        for namespace, bucket in list(reconciler.objects.items())
+        for (kind, _), body in list(bucket.items())
+        if kind == KIND
+    ]
+
+
+@kopf.on.startup()
+async def start_budget_status(memo: kopf.Memo, **_: Any) -> None:
+    settings: StoreSettings = memo.get("limits") or StoreSettings()
+    memo["budget_status_task"] = asyncio.create_task(_run(memo, settings))
+    where = "from the limits store" if settings.url else "unknown (in-process store)"
+    log.info("budget status every %.0f s: %s", settings.interval, where)
+
+
+async def _run(memo: kopf.Memo, settings: StoreSettings) -> None:
+    while memo.get("reconciler") is None:  # its startup handler may run after this one
+        await asyncio.sleep(0.1)
+    reconciler = memo["reconciler"]
+    loop = BudgetStatus(reconciler.core, reconciler.custom, settings)
+    memo["budget_status"] = loop
+    await loop.run(lambda: _access_key_configs(memo))
+
+
+@kopf.on.cleanup()
+async def stop_budget_status(memo: kopf.Memo, **_: Any) -> None:
+    task = memo.get("budget_status_task")
+    if task is not None:
+        task.cancel()
+    loop: BudgetStatus | None = memo.get("budget_status")
+    if loop is not None:
+        await loop.close()
