@@ -24,14 +24,18 @@ import pytest
 
 from tests.gateway.conftest import (
     KEY,
-    PROVIDER_KEY,
-    SECRET_LABEL,
     Gateway,
     Upstreams,
     render_text,
     start_gateway,
 )
-from tests.gateway.test_stream_faults import access_lines, body, next_line, wait_metric
+from tests.gateway.test_stream_faults import (
+    access_lines,
+    body,
+    keys_manifest,
+    next_line,
+    wait_metric,
+)
 
 pytestmark = pytest.mark.gateway
 
@@ -57,17 +61,7 @@ def manifests(u: Upstreams) -> str:
             "  timeouts: {firstToken: 60s, total: 120s}\n"
             f"  models:\n{models}---\n"
         )
-    return out + (
-        "apiVersion: v1\nkind: Secret\n"
-        f"metadata: {{name: provider-key, labels: {SECRET_LABEL}}}\n"
-        f"stringData: {{key: {PROVIDER_KEY}}}\n---\n"
-        "apiVersion: v1\nkind: Secret\n"
-        f"metadata: {{name: keys, labels: {SECRET_LABEL}}}\nstringData: {{full: {KEY}}}\n"
-        "---\napiVersion: switchboard.dev/v1alpha1\nkind: AccessKeyConfig\n"
-        "metadata: {name: full}\n"
-        "spec:\n  keys: [{name: full, secretRef: {name: keys, key: full}}]\n"
-        "  allowedProviders: ['*']\n"
-    )
+    return out + keys_manifest()
 
 
 @pytest.fixture(scope="module")

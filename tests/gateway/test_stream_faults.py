@@ -118,17 +118,7 @@ def manifests(u: Upstreams) -> str:
             f"metadata: {{name: {agent}}}\nspec:\n  model: '{chain[0]}'\n"
             f"  fallbacks: {chain[1:]}\n---\n"
         )
-    return out + (
-        "apiVersion: v1\nkind: Secret\n"
-        f"metadata: {{name: provider-key, labels: {SECRET_LABEL}}}\n"
-        f"stringData: {{key: {PROVIDER_KEY}}}\n---\n"
-        "apiVersion: v1\nkind: Secret\n"
-        f"metadata: {{name: keys, labels: {SECRET_LABEL}}}\nstringData: {{full: {KEY}}}\n"
-        "---\napiVersion: switchboard.dev/v1alpha1\nkind: AccessKeyConfig\n"
-        "metadata: {name: full}\n"
-        "spec:\n  keys: [{name: full, secretRef: {name: keys, key: full}}]\n"
-        "  allowedProviders: ['*']\n  allowedAgents: ['*']\n"
-    )
+    return out + keys_manifest()
 
 
 @pytest.fixture(scope="module")
@@ -184,6 +174,22 @@ def next_line(gw: Gateway, model: str, seen: int) -> dict[str, Any]:
         assert time.monotonic() < deadline, f"no access-log line for {model}"
         time.sleep(0.05)
     return lines[seen]
+
+
+def keys_manifest() -> str:
+    """The provider key, the client key `full` and an AccessKeyConfig that allows everything:
+    the tail of every manifest set of this module and test_cancellation.py."""
+    return (
+        "apiVersion: v1\nkind: Secret\n"
+        f"metadata: {{name: provider-key, labels: {SECRET_LABEL}}}\n"
+        f"stringData: {{key: {PROVIDER_KEY}}}\n---\n"
+        "apiVersion: v1\nkind: Secret\n"
+        f"metadata: {{name: keys, labels: {SECRET_LABEL}}}\nstringData: {{full: {KEY}}}\n"
+        "---\napiVersion: switchboard.dev/v1alpha1\nkind: AccessKeyConfig\n"
+        "metadata: {name: full}\n"
+        "spec:\n  keys: [{name: full, secretRef: {name: keys, key: full}}]\n"
+        "  allowedProviders: ['*']\n  allowedAgents: ['*']\n"
+    )
 
 
 def wait_metric(gw: Gateway, name: str, value: float, **labels: str) -> None:
