@@ -246,18 +246,50 @@ async def test_a_connection_the_server_closes_after_reading_the_request_fails() 
 
 
 async def test_silence_before_the_first_byte_is_a_timeout() -> None:
+    never = asyncio.Event()
+
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await _read_request(reader)
-        await asyncio.sleep(5)
+        await never.wait()  # silent until the test ends: only the read timer can end the wait
 
     async with serve(handler) as port:
         pool = Pool()
         loop = asyncio.get_running_loop()
         started = loop.time()
-        with pytest.raises(TimeoutError):
-            await pool.post(endpoint(port, read=0.2), b"{}")
-        assert 0.15 < loop.time() - started < 2
+        async with asyncio.timeout(60):  # a deadline for a hang, not a bound on the timer
+            with pytest.raises(TimeoutError):
+                await pool.post(endpoint(port, read=0.2), b"{}")
+        assert loop.time() - started >= 0.19
         assert pool.idle() == 0
+        await pool.close()
+
+
+async def test_a_reused_connection_times_out_on_the_shorter_timeout_of_its_new_exchange() -> None:
+    """The read timer is one per connection, re-armed lazily (http1.Conn.wait): an exchange
+    with a 120 s read timeout leaves it pending; the next exchange on the same connection, for
+    an endpoint of the same host with a 0.2 s timeout, must still end after 0.2 s."""
+    never = asyncio.Event()
+    answered = 0
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal answered
+        await _read_request(reader)
+        answered += 1
+        writer.write(OK)
+        await writer.drain()
+        await _read_request(reader)
+        await never.wait()
+
+    async with serve(handler) as port:
+        pool = Pool()
+        response = await pool.post(endpoint(port, read=120, total=300), b"{}")
+        assert await response.read() == b'{"ok":true}'
+        response.release()
+        assert pool.idle() == 1
+        async with asyncio.timeout(60):  # far below 120 s: the long timer must not be waited
+            with pytest.raises(TimeoutError):
+                await pool.post(endpoint(port, read=0.2, total=300), b"{}")
+        assert answered == 1
         await pool.close()
 
 

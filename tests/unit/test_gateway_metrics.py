@@ -46,9 +46,10 @@ def test_histograms_and_counters_match_prometheus_client() -> None:
         latency.labels(surface).observe(seconds)
         ours.stats.request(surface, "p", "m", 200 if i % 3 else 502)
         requests.labels(surface, "p", "m", "200" if i % 3 else "502").inc()
-        ours.stats.add_tokens("p", "m", "output", i)
+        ours.stats.add_usage("p", "m", "k", (0, i, 0, 2 * i), 0.0)
         if i:
             tokens.labels("p", "m", "output").inc(i)
+            tokens.labels("p", "m", "cache_write").inc(2 * i)
     for prefix in (
         "switchboard_request_duration_seconds",
         "switchboard_requests_total",

@@ -58,20 +58,18 @@ class Accounting:
             stats.observe(stats.ttft, surface, out.ttft)
         usage = out.usage
         if usage is not None:
-            for kind, value in (
-                ("input", usage.input_tokens),
-                ("output", usage.output_tokens),
-                ("cache_read", usage.cache_read_tokens),
-                ("cache_write", usage.cache_write_tokens),
-            ):
-                if value:
-                    stats.add_tokens(provider, model, kind, value)
-                    if out.key:
-                        stats.add_key(out.key, kind, value)
-            if out.cost:
-                stats.add_cost(provider, model, out.cost)
-                if out.key:
-                    stats.add_key_cost(out.key, out.cost)
+            stats.add_usage(
+                provider,
+                model,
+                out.key,
+                (
+                    usage.input_tokens,
+                    usage.output_tokens,
+                    usage.cache_read_tokens,
+                    usage.cache_write_tokens,
+                ),
+                out.cost,
+            )
         trace_id = out.trace.finish(out) if out.trace is not None else None
         if self.access_log.enabled:
             line: dict[str, Any] = {

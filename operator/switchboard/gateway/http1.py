@@ -341,11 +341,20 @@ class Conn(asyncio.Protocol):
 
     def close(self) -> None:
         self.closed = True
+        timer = self._timer
+        if timer is not None and self._waiter is None:  # a pending wait keeps its timer
+            self._timer = None
+            timer.cancel()
         if self.transport is not None:
             self.transport.close()
 
     async def wait(self, deadline: float, read_timeout: float, what: str) -> None:
-        """Until the parser has moved on (headers, a body chunk or the end)."""
+        """Until the parser has moved on (headers, a body chunk or the end).
+
+        One read timer per connection, re-armed lazily: a wait moves `_last` and arms the
+        timer only when none is pending or the pending one is due later than this wait's own
+        due time; `_check` then waits on for whatever is left. A request pays no timer of its
+        own in the common case (one call_at per read timeout, not two per request)."""
         if self.error is not None:
             raise self.error
         loop = self.loop
@@ -356,15 +365,21 @@ class Conn(asyncio.Protocol):
         self._last = now
         self._read_timeout = read_timeout
         self._deadline = deadline
-        self._timer = loop.call_at(min(deadline, now + read_timeout), self._check)
+        due = deadline if deadline < now + read_timeout else now + read_timeout
+        timer = self._timer
+        if timer is None or timer.when() > due:
+            if timer is not None:
+                timer.cancel()
+            self._timer = loop.call_at(due, self._check)
         try:
             await waiter
         finally:
-            self._timer.cancel()
             self._waiter = None
 
     def _check(self) -> None:
-        """The read timer: fail the wait, or (chunks went to a sink meanwhile) wait on."""
+        """The read timer: fail the wait, or wait on (chunks came meanwhile, or this timer
+        was armed by an earlier wait), or rest while nobody waits (the next wait re-arms)."""
+        self._timer = None
         waiter = self._waiter
         if waiter is None or waiter.done():
             return

@@ -17,6 +17,8 @@ from prometheus_client.utils import floatToGoString
 _LATENCY = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 _BOUNDS: tuple[str, ...] = tuple(floatToGoString(b) for b in _LATENCY)  # type: ignore[no-untyped-call]
 """The `le` labels, written as prometheus_client writes them (1 -> "1.0")."""
+KINDS = ("input", "output", "cache_read", "cache_write")
+"""The token kinds of switchboard_tokens and switchboard_key_tokens, in RequestStats' order."""
 
 
 class Metrics:
@@ -116,16 +118,16 @@ class RequestStats:
     """
 
     def __init__(self) -> None:
-        self.requests: dict[tuple[str, str, str, str], int] = {}
+        self.requests: dict[tuple[str, str, str, int], int] = {}
         self.latency: dict[str, list[float]] = {}
         self.ttft: dict[str, list[float]] = {}
-        self.tokens: dict[tuple[str, str, str], int] = {}
-        self.cost: dict[tuple[str, str], float] = {}
-        self.key_tokens: dict[tuple[str, str], int] = {}
-        self.key_cost: dict[str, float] = {}
+        self.usage: dict[tuple[str, str], list[float]] = {}
+        """By (provider, model): tokens of each of KINDS, then USD."""
+        self.key_usage: dict[str, list[float]] = {}
+        """By key name (names come from the config: bounded): the same five numbers."""
 
     def request(self, surface: str, provider: str, model: str, status: int) -> None:
-        key = (surface, provider, model, str(status))
+        key = (surface, provider, model, status)
         self.requests[key] = self.requests.get(key, 0) + 1
 
     @staticmethod
@@ -137,21 +139,27 @@ class RequestStats:
         counts[bisect.bisect_left(_LATENCY, seconds)] += 1
         counts[-1] += seconds
 
-    def add_tokens(self, provider: str, model: str, kind: str, value: int) -> None:
-        key = (provider, model, kind)
-        self.tokens[key] = self.tokens.get(key, 0) + value
-
-    def add_cost(self, provider: str, model: str, usd: float) -> None:
-        key = (provider, model)
-        self.cost[key] = self.cost.get(key, 0.0) + usd
-
-    def add_key(self, key: str, kind: str, tokens: int) -> None:
-        """Tokens by the key's name (names come from the config: bounded)."""
-        k = (key, kind)
-        self.key_tokens[k] = self.key_tokens.get(k, 0) + tokens
-
-    def add_key_cost(self, key: str, usd: float) -> None:
-        self.key_cost[key] = self.key_cost.get(key, 0.0) + usd
+    def add_usage(
+        self, provider: str, model: str, key: str, tokens: tuple[int, int, int, int], usd: float
+    ) -> None:
+        """One request's tokens (in the order of KINDS) and cost, by provider and model and,
+        when the key is known, by key: two dict lookups, whatever the kinds."""
+        row = self.usage.get((provider, model))
+        if row is None:
+            row = self.usage[(provider, model)] = [0.0] * 5
+        rows = [row]
+        if key:
+            by_key = self.key_usage.get(key)
+            if by_key is None:
+                by_key = self.key_usage[key] = [0.0] * 5
+            rows.append(by_key)
+        a, b, c, d = tokens
+        for r in rows:
+            r[0] += a
+            r[1] += b
+            r[2] += c
+            r[3] += d
+            r[4] += usd
 
     def describe(self) -> list[Metric]:
         return []  # no duplicate-name check against the registry's other collectors needed
@@ -162,8 +170,8 @@ class RequestStats:
             "Client requests by surface, served provider and model, and HTTP status.",
             labels=["surface", "provider", "model", "status"],
         )
-        for labels, count in self.requests.items():
-            requests.add_metric(list(labels), count)
+        for (surface, provider, model, status), count in self.requests.items():
+            requests.add_metric([surface, provider, model, str(status)], count)
         yield requests
         yield self._histogram(
             "switchboard_request_duration_seconds",
@@ -180,24 +188,29 @@ class RequestStats:
             "Tokens by kind: input (uncached), output, cache_read, cache_write.",
             labels=["provider", "model", "kind"],
         )
-        for token_labels, count in self.tokens.items():
-            tokens.add_metric(list(token_labels), count)
+        for (provider, model), row in self.usage.items():
+            for kind, used in zip(KINDS, row, strict=False):
+                if used:  # a kind never used is no series (as with a labelled Counter)
+                    tokens.add_metric([provider, model, kind], used)
         yield tokens
         cost = CounterMetricFamily(
             "switchboard_cost_usd",
             "Cost in USD from usage and the model's prices.",
             labels=["provider", "model"],
         )
-        for cost_labels, usd in self.cost.items():
-            cost.add_metric(list(cost_labels), usd)
+        for (provider, model), row in self.usage.items():
+            if row[4]:
+                cost.add_metric([provider, model], row[4])
         yield cost
         key_tokens = CounterMetricFamily(
             "switchboard_key_tokens",
             "Tokens by the access key's name (AccessKeyConfig keys[].name) and kind.",
             labels=["key", "kind"],
         )
-        for key_labels, count in self.key_tokens.items():
-            key_tokens.add_metric(list(key_labels), count)
+        for key, row in self.key_usage.items():
+            for kind, used in zip(KINDS, row, strict=False):
+                if used:
+                    key_tokens.add_metric([key, kind], used)
         yield key_tokens
         key_cost = CounterMetricFamily(
             "switchboard_key_cost_usd",
@@ -205,8 +218,9 @@ class RequestStats:
             "in that key's access-log lines.",
             labels=["key"],
         )
-        for key, usd in self.key_cost.items():
-            key_cost.add_metric([key], usd)
+        for key, row in self.key_usage.items():
+            if row[4]:
+                key_cost.add_metric([key], row[4])
         yield key_cost
 
     @staticmethod

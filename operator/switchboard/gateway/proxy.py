@@ -91,8 +91,11 @@ class Proxy:
         self._pid = f"{os.getpid():x}"
 
     async def read_body(self, request: web.Request) -> bytes:
-        """The request body, within the size limit and the body timeout (slow clients)."""
+        """The request body, within the size limit and the body timeout (slow clients).
+        A body that came whole with the head (the common case) is taken without a timer."""
         try:
+            if request.content.is_eof():
+                return await request.read()
             async with asyncio.timeout(self.body_timeout):
                 return await request.read()
         except web.HTTPRequestEntityTooLarge:
@@ -211,7 +214,8 @@ class Proxy:
             body = resolve.with_defaults(surface, body, route)
         if access.rules is not None and self.limiter is not None:
             out.ticket = await gate.reserve(self.limiter, access.rules, surface, body, route)
-        plan = resolve.plan(surface, body, route, await self.tokens.for_plan(route, surface, body))
+        counts = await self.tokens.for_plan(route, surface, body) if route.tokenize else None
+        plan = resolve.plan(surface, body, route, counts)
         client_beta = request.headers.get(HEADER) if surface is Dialect.MESSAGES else None
         last: AttemptFailed | None = None
         deadline = started + self.chain_timeout

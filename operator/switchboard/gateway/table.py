@@ -80,6 +80,11 @@ class Route:
     allow_truncation: bool = False
     agent: bool = False
     hosted_tools: str | None = None
+    tokenize: bool = field(init=False, default=False)
+    """Some candidate has its upstream's tokenizer (gateway/tokens.py); set from the chain."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "tokenize", any(t.tokenize for t in self.chain))
 
 
 @dataclass(frozen=True, slots=True)
