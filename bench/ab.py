@@ -4,8 +4,9 @@ Each revision runs from a worktree under .cache/bench-base/ (this venv, its own 
 bench/run.py's manifests) against one bench upstream; wrk runs of 64 clients and of one client
 alternate A, B, A, B ... AB_ROUNDS times (default 5) of BENCH_SECONDS (default 5), so both see
 the same noise of a shared machine. Prints medians, the B/A ratios and each gateway's CPU time
-per request (from /proc). A revision named `.` is the working tree. Bounded, loopback only.
-Extra gateway arguments for B only: AB_B_ARGS (e.g. tracing on is environment: AB_B_ENV).
+per request at both loads (from /proc). A revision named `.` is the working tree. Bounded,
+loopback only. Extra gateway arguments for B only: AB_B_ARGS (tracing on is environment:
+AB_B_ENV).
 """
 
 from __future__ import annotations
@@ -102,8 +103,13 @@ def main() -> int:
                     before = cpu_seconds(proc.pid)
                     many = wrk(url, script, 64, SECONDS)
                     spent = cpu_seconds(proc.pid) - before
+                    before_one = cpu_seconds(proc.pid)
                     one = wrk(url, script, 1, SECONDS)
+                    spent_one = cpu_seconds(proc.pid) - before_one
                     got = results[rev]
+                    got.setdefault("cpu1_us", []).append(
+                        spent_one / max(one["rps"] * SECONDS, 1) * 1e6
+                    )
                     got.setdefault("rps64", []).append(many["rps"])
                     got.setdefault("cpu_us", []).append(spent / max(many["rps"] * SECONDS, 1) * 1e6)
                     got.setdefault("p50_1", []).append(one.get("p50_ms") or 0.0)
@@ -122,7 +128,8 @@ def main() -> int:
                 f"B/A: 64 clients req/s {b['rps64'] / a['rps64']:.3f}, "
                 f"CPU per request {b['cpu_us'] / a['cpu_us']:.3f}; "
                 f"one client req/s {b['rps1'] / a['rps1']:.3f}, "
-                f"p50 {b['p50_1'] - a['p50_1']:+.3f} ms"
+                f"p50 {b['p50_1'] - a['p50_1']:+.3f} ms, "
+                f"CPU per request {b['cpu1_us'] / a['cpu1_us']:.3f}"
             )
         finally:
             for _, _, ctx in reversed(gateways):
