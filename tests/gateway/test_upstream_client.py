@@ -9,12 +9,9 @@ gap mid-stream, a slow consumer, garbage instead of HTTP, refused connections an
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime
 import ipaddress
 import ssl
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
@@ -24,9 +21,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from switchboard.gateway.upstream import ConnectError, Disconnected, Endpoint, Pool, Settings
+from tests.support.raw_server import listen as serve
 from tests.upstreams.server import free_port
 
-Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 OK = b'HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 11\r\n\r\n{"ok":true}'
 
 
@@ -37,35 +34,6 @@ async def _read_request(reader: asyncio.StreamReader) -> tuple[bytes, bytes]:
         if line.lower().startswith(b"content-length:"):
             length = int(line.split(b":", 1)[1])
     return head, await reader.readexactly(length)
-
-
-@asynccontextmanager
-async def serve(handler: Handler, tls: ssl.SSLContext | None = None) -> AsyncIterator[int]:
-    port = free_port()
-    tasks: set[asyncio.Task[None]] = set()
-
-    async def run(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        tasks.add(task)
-        try:
-            await handler(reader, writer)
-        except (ConnectionError, asyncio.IncompleteReadError):
-            pass
-        finally:
-            writer.close()
-            with contextlib.suppress(Exception):
-                await writer.wait_closed()
-
-    server = await asyncio.start_server(run, "127.0.0.1", port, ssl=tls)
-    try:
-        yield port
-    finally:
-        server.close()
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        await server.wait_closed()
 
 
 def endpoint(

@@ -29,7 +29,7 @@ import contextlib
 import select
 import socket
 import struct
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 import pytest
@@ -46,9 +46,7 @@ from switchboard.gateway.upstream import (
     UpstreamError,
 )
 from tests.gateway.test_upstream_client import _read_request, endpoint
-from tests.upstreams.server import free_port
-
-Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+from tests.support.raw_server import listen
 
 OK = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 11\r\n\r\n" + (
     b'{"ok":true}'
@@ -283,39 +281,6 @@ async def scripted(wire: list[bytes]) -> AsyncIterator[Server]:
     async with listen(handle) as port:
         server.port = port
         yield server
-
-
-@contextlib.asynccontextmanager
-async def listen(handler: Handler, *, rcvbuf: int = 0) -> AsyncIterator[int]:
-    """A loopback server on a free port; its connections end with it. `rcvbuf`: a small
-    receive window, so that the kernel's buffers do not hide the server's pace."""
-    port = free_port()
-    tasks: set[asyncio.Task[None]] = set()
-
-    async def run(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        tasks.add(task)
-        try:
-            await handler(reader, writer)
-        except (ConnectionError, asyncio.IncompleteReadError):
-            pass
-        finally:
-            writer.close()
-
-    sock = socket.socket()
-    if rcvbuf:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
-    sock.bind(("127.0.0.1", port))
-    server = await asyncio.start_server(run, sock=sock, limit=1 << 21)
-    try:
-        yield port
-    finally:
-        server.close()
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        await server.wait_closed()
 
 
 async def exchange(pool: Pool, ep: Endpoint, body: bytes) -> tuple[int, bytes] | UpstreamError:
