@@ -45,9 +45,13 @@ class Process:
             self.proc.wait()
 
 
-def _wait_http(url: str, timeout: float = 20) -> None:
+def _wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float = 60) -> None:
+    """Until `url` answers below 500; RuntimeError when the process exits or the deadline
+    passes (a deadline for a hang: a busy machine starts processes slowly)."""
     deadline = time.monotonic() + timeout
     while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"exited with {proc.returncode} before {url} answered")
         try:
             if httpx.get(url, timeout=1).status_code < 500:
                 return
@@ -58,23 +62,32 @@ def _wait_http(url: str, timeout: float = 20) -> None:
         time.sleep(0.1)
 
 
-def start(args: list[str], log: Path, ready_url: str | None = None) -> Process:
+def start(
+    args: list[str],
+    log: Path,
+    ready_url: str | None = None,
+    env: dict[str, str] | None = None,
+    *,
+    python: bool = True,
+) -> Process:
+    """`python ARGS` (or the program ARGS[0] with `python=False`), output to `log`; once
+    `ready_url` answers below 500 when given. `env` is added to this process's environment."""
     handle = log.open("wb")
     proc = subprocess.Popen(
-        [sys.executable, *args],
+        [sys.executable, *args] if python else args,
         cwd=ROOT,
         stdout=handle,
         stderr=subprocess.STDOUT,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
     )
     handle.close()
     process = Process(proc, log)
     if ready_url:
         try:
-            _wait_http(ready_url)
-        except RuntimeError:
+            _wait_http(ready_url, proc)
+        except RuntimeError as exc:
             process.stop()
-            raise RuntimeError(f"{args} failed to start:\n{log.read_text()}") from None
+            raise RuntimeError(f"{args} failed to start ({exc}):\n{log.read_text()}") from None
     return process
 
 
@@ -270,8 +283,11 @@ def render_text(text: str, work: Path) -> Path:
     return config
 
 
-def start_gateway(config: Path, log: Path, *extra: str) -> Gateway:
-    """`switchboard gateway --config CONFIG` on a free loopback port, once /readyz answers."""
+def start_gateway(
+    config: Path, log: Path, *extra: str, env: dict[str, str] | None = None
+) -> Gateway:
+    """`switchboard gateway --config CONFIG` on a free loopback port, once /readyz answers;
+    `env` added to its environment (e.g. the OTEL_* variables)."""
     port, metrics_port = free_port(), free_port()
     process = start(
         [
@@ -290,6 +306,7 @@ def start_gateway(config: Path, log: Path, *extra: str) -> Gateway:
         ],
         log,
         f"http://127.0.0.1:{port}/readyz",
+        env,
     )
     return Gateway(f"http://127.0.0.1:{port}", process, config, f"http://127.0.0.1:{metrics_port}")
 

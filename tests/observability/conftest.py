@@ -10,10 +10,8 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -32,6 +30,8 @@ from tests.gateway.conftest import (
     gateway,  # noqa: F401  (a gateway process without tracing, of the gateway tier)
     manifests,
     render_text,
+    start,
+    start_gateway,
     upstreams,  # noqa: F401  (the fake upstreams, a session fixture of the gateway tier)
 )
 from tests.upstreams.server import free_port
@@ -49,35 +49,6 @@ def wait_for(what: str, check: Any, timeout: float = 30.0, step: float = 0.1) ->
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(step)
-
-
-def spawn(args: list[str], log: Path, ready_url: str, env: dict[str, str] | None = None) -> Process:
-    """A process whose output goes to `log`, once `ready_url` answers below 500."""
-    handle = log.open("wb")
-    proc = subprocess.Popen(
-        args,
-        cwd=ROOT,
-        stdout=handle,
-        stderr=subprocess.STDOUT,
-        env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
-    )
-    handle.close()
-    process = Process(proc, log)
-
-    def up() -> bool:
-        if proc.poll() is not None:
-            raise AssertionError(f"{args[0]} exited ({proc.returncode}):\n{log.read_text()}")
-        try:
-            return httpx.get(ready_url, timeout=1).status_code < 500
-        except httpx.HTTPError:
-            return False
-
-    try:
-        wait_for(f"{ready_url} to answer", up, timeout=60)
-    except AssertionError:
-        process.stop()
-        raise
-    return process
 
 
 @dataclass
@@ -164,37 +135,14 @@ service:
       exporters: [file]
 """
     )
-    process = spawn(
+    process = start(
         [str(otelcol_bin), f"--config=file:{config}"],
         work / "otelcol.log",
         f"http://127.0.0.1:{port}/v1/traces",
+        python=False,
     )
     yield Collector(f"http://127.0.0.1:{port}", out)
     process.stop()
-
-
-def start_gateway_env(config: Path, log: Path, env: dict[str, str]) -> Gateway:
-    port, metrics_port = free_port(), free_port()
-    process = spawn(
-        [
-            sys.executable,
-            "-m",
-            "switchboard.cli",
-            "gateway",
-            "--config",
-            str(config),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--metrics-port",
-            str(metrics_port),
-        ],
-        log,
-        f"http://127.0.0.1:{port}/readyz",
-        env,
-    )
-    return Gateway(f"http://127.0.0.1:{port}", process, config, f"http://127.0.0.1:{metrics_port}")
 
 
 TRACE_ENV = {
@@ -212,7 +160,7 @@ def traced_gateway(
 ) -> Iterator[Gateway]:
     work = tmp_path_factory.mktemp("traced")
     env = {**TRACE_ENV, "OTEL_EXPORTER_OTLP_ENDPOINT": collector.endpoint}
-    served = start_gateway_env(render_text(manifests(upstreams), work), work / "gw.log", env)
+    served = start_gateway(render_text(manifests(upstreams), work), work / "gw.log", env=env)
     yield served
     served.process.stop()
 
@@ -263,7 +211,7 @@ scrape_configs:
         labels: {{namespace: ai, pod: switchboard-gateway-0}}
 """
     )
-    process = spawn(
+    process = start(
         [
             prometheus_binary(),
             f"--config.file={config}",
@@ -272,5 +220,6 @@ scrape_configs:
         ],
         work / "prometheus.log",
         f"http://127.0.0.1:{port}/-/ready",
+        python=False,
     )
     return Prometheus(f"http://127.0.0.1:{port}"), process

@@ -37,13 +37,13 @@ from tests.gateway.conftest import (
     Upstreams,
     manifests,
     render_text,
+    start_gateway,
 )
 from tests.observability.conftest import (
     TRACE_ENV,
     Collector,
     access_lines,
     attrs,
-    start_gateway_env,
     wait_for,
 )
 
@@ -274,8 +274,8 @@ def test_prompt_recorded_only_when_asked(
         "OTEL_EXPORTER_OTLP_ENDPOINT": collector.endpoint,
         "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT": "true",
     }
-    served = start_gateway_env(
-        render_text(manifests(upstreams), tmp_path), tmp_path / "gw.log", env
+    served = start_gateway(
+        render_text(manifests(upstreams), tmp_path), tmp_path / "gw.log", env=env
     )
     try:
         trace_id = secrets.token_hex(16)
