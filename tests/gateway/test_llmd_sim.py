@@ -110,8 +110,8 @@ def sims(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sims]:
         f"http://127.0.0.1:{recorder}/_requests",
     )
     try:
-        for port in (good, full):
-            _wait_http(f"http://127.0.0.1:{port}/health")
+        for port, proc in zip((good, full), procs, strict=True):
+            _wait_http(f"http://127.0.0.1:{port}/health", proc)
         yield Sims(good, full, recorder)
     finally:
         fake.stop()
