@@ -134,7 +134,7 @@ async def test_reload_kinds_of_writes(gw: Gw, tmp_path: Path) -> None:
 
     bad = [
         b"{not json",
-        rc.to_json(v1).replace(b'"schema_version":1', b'"schema_version":2'),
+        rc.to_json(v1).replace(b'"schema_version":2', b'"schema_version":3'),
         rc.to_json(v1).replace(b'"description":"v1"', b'"description":"v9"'),
         rc.to_json(v1)[:100],
     ]

@@ -67,7 +67,7 @@ async def test_hot_reload_under_load(upstreams: Upstreams, tmp_path: Path) -> No
     assert hashes[0] != hashes[1]
     invalid = [
         b"{not json",
-        valid[0].replace(b'"schema_version":1', b'"schema_version":9'),
+        valid[0].replace(b'"schema_version":2', b'"schema_version":9'),
         valid[1][: len(valid[1]) // 2],
     ]
 

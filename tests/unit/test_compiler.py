@@ -181,7 +181,7 @@ def test_load_refuses_bad_files() -> None:
     with pytest.raises(rc.ConfigError, match="not JSON"):
         rc.load(rc.to_secret_bytes(config)[:40])
     with pytest.raises(rc.ConfigError, match="schema_version"):
-        rc.load(data.replace(b'"schema_version":1', b'"schema_version":2'))
+        rc.load(data.replace(b'"schema_version":2', b'"schema_version":3'))
     with pytest.raises(rc.ConfigError) as info:
         rc.load(
             data.replace(

@@ -13,4 +13,4 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_schema_doc_is_fresh() -> None:
     path = ROOT / "docs/routing-config.schema.json"
     assert json.loads(path.read_text()) == rc.json_schema(), "stale: run `make schema`"
-    assert rc.SCHEMA_VERSION == 1
+    assert rc.SCHEMA_VERSION == 2

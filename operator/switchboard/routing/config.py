@@ -31,7 +31,10 @@ from pydantic import (
 
 from switchboard.errors import SwitchboardError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+"""2: providers list every API they speak (`apis`, one ServedApi each), keys carry limits and
+budgets, providers a CA bundle, `hosted_tools` and a tokenizer. A gateway of version 1 refuses
+such a file by its version (and keeps its last good config) instead of failing on its fields."""
 REDACTED = "<redacted>"
 SECRET_LIMIT_BYTES = 1024 * 1024
 _GZIP_MAGIC = b"\x1f\x8b"
