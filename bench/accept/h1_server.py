@@ -6,8 +6,9 @@ StreamResponse, one task per request, one `transport.write` per non-stream respo
 
 The HTTP/1.1 rules it keeps (RFC 9112), and how:
 - keep-alive: HTTP/1.1 unless `connection: close`, HTTP/1.0 only with `connection: keep-alive`
-  (llhttp's `should_keep_alive`); an idle connection is closed after 75 s (one sweep a second
-  over all connections, not a timer per request);
+  (llhttp's `should_keep_alive`); a connection with no request being answered and no byte for
+  75 s (idle, or a request head or body stalled half-way) is closed (one sweep a second over
+  all connections, not a timer per request);
 - pipelining: requests that arrive while one is answered wait in order (reading pauses beyond
   `PIPELINE` of them); responses go out in request order;
 - chunked request bodies: decoded by llhttp (chunk extensions and trailers too);
@@ -74,6 +75,7 @@ class _Request:
         "error",
         "expect",
         "head",
+        "headers",
         "keep_alive",
         "length",
         "method",
@@ -87,6 +89,9 @@ class _Request:
         self.method = b""
         self.version = "1.1"
         self.head = 0
+        self.headers: dict[bytes, bytes] = {}
+        """Lower-cased names (the gateway reads authorization, x-api-key, anthropic-beta,
+        traceparent); a repeated field keeps its last value."""
         self.body: list[bytes] = []
         self.size = 0
         self.length = 0
@@ -110,7 +115,8 @@ class Server:
     def _tick(self) -> None:
         now = self.loop.time()
         self.date = email.utils.formatdate(usegmt=True).encode()
-        for conn in [c for c in self.conns if c.idle_since and now - c.idle_since > KEEPALIVE]:
+        late = now - KEEPALIVE
+        for conn in [c for c in self.conns if c.task is None and c.idle_since < late]:
             conn.close()
         self.loop.call_later(1.0, self._tick)
 
@@ -150,7 +156,7 @@ class Conn(asyncio.Protocol):
             self.task.cancel()
 
     def data_received(self, data: bytes) -> None:
-        self.idle_since = 0.0
+        self.idle_since = self.loop.time()  # a stalled partial request is swept as idle
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserCallbackError as exc:
@@ -188,9 +194,11 @@ class Conn(asyncio.Protocol):
         req.head += size
         if size > MAX_HEAD or req.head > MAX_HEAD_TOTAL:
             raise _Refused(431)
-        if len(name) == 6 and name.lower() == b"expect":
+        name = name.lower()
+        req.headers[name] = value
+        if name == b"expect":
             req.expect = value.lower() == b"100-continue"
-        elif len(name) == 14 and name.lower() == b"content-length" and value.isdigit():
+        elif name == b"content-length" and value.isdigit():
             req.length = int(value)  # llhttp refuses a malformed or duplicate one itself
 
     def on_headers_complete(self) -> None:

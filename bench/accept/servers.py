@@ -14,7 +14,8 @@ from bench.run import PY, ROOT, free_port, process
 
 HERE = Path(__file__).resolve().parent
 GRANIAN = str(Path(PY).parent / "granian")
-NAMES = ("aiohttp", "h1", "granian")
+NAMES = ("aiohttp", "h1", "granian", "granian_rust")
+"""granian_rust: granian with `--task-impl rust` (its own task type instead of asyncio's)."""
 
 
 def command(name: str, port: int, upstream: str) -> tuple[list[str], dict[str, str]]:
@@ -22,11 +23,13 @@ def command(name: str, port: int, upstream: str) -> tuple[list[str], dict[str, s
     if name in ("aiohttp", "h1"):
         script = HERE / f"{name}_server.py"
         return [PY, str(script), "--port", str(port), "--upstream", upstream], {}
-    if name == "granian":
+    if name in ("granian", "granian_rust"):
         args = [GRANIAN, "--interface", "rsgi", "--workers", "1", "--runtime-threads", "1"]
         args += ["--runtime-mode", "st", "--loop", "uvloop", "--http", "1", "--no-ws"]
         args += ["--backlog", "4096", "--no-access-log", "--log-level", "warning"]
         args += ["--host", "127.0.0.1", "--port", str(port), "bench.accept.granian_app:app"]
+        if name == "granian_rust":
+            args += ["--task-impl", "rust"]
         env = {"ACCEPT_UPSTREAM": upstream, "PYTHONPATH": f"{ROOT}:{ROOT / 'operator'}"}
         return args, env
     raise ValueError(f"unknown server {name!r}: one of {', '.join(NAMES)}")
