@@ -1,15 +1,16 @@
-"""The accept path three ways, side by side, interleaved: `python bench/accept/compare.py`.
+"""The accept path side by side, interleaved: `python bench/accept/compare.py`.
 
 The same handler (bench/accept/common.py: the gateway's upstream Pool to bench/upstream_fast.py)
 served by (1) aiohttp's web server as the gateway serves, (2) an asyncio.Protocol with
-httptools, (3) granian RSGI (one worker, one runtime thread). wrk runs of 64 clients and of one
-client alternate aiohttp, h1, granian, aiohttp, ... ACCEPT_ROUNDS times (default 4) of
-BENCH_SECONDS (default 5); then ACCEPT_STREAM_ROUNDS (default 2) bursts of 1,000 concurrent
-streams (100 tokens 20 ms apart; bench/streamgen, or bench/stream_client.py without Go) per
-server, direct included, interleaved. Prints medians and raw figures as JSON: req/s, the
+httptools, (3) granian RSGI (one worker, one runtime thread), and granian with its Rust task
+implementation. wrk runs of 64 clients and of one client alternate aiohttp, h1, granian, ...
+ACCEPT_ROUNDS times (default 4) of BENCH_SECONDS (default 5); then ACCEPT_STREAM_ROUNDS
+(default 2) bursts of 1,000 concurrent streams (100 tokens 20 ms apart; bench/streamgen, or
+bench/stream_client.py without Go) per server, direct included, interleaved.
+ACCEPT_SERVERS=aiohttp,h1 picks servers. Prints medians and raw figures as JSON: req/s, the
 server's CPU time per request at 64 clients (from /proc, its whole process tree; for granian
-also split into the Python thread and granian's own threads), one-client p50, stream TTFT p99
-and time to finish. Bounded, loopback only.
+also split into the Python thread and granian's own threads), one-client p50, stream TTFT p99,
+time to finish and CPU per burst. Bounded, loopback only.
 """
 
 from __future__ import annotations
@@ -58,11 +59,12 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="accept-ab-"))
     chat = {"model": "bench", "messages": [{"role": "user", "content": "hello"}]}
     script = lua(work / "chat.lua", chat, {"Content-Type": "application/json"})
-    results: dict[str, dict[str, list[float]]] = {n: defaultdict(list) for n in NAMES}
-    split: dict[str, dict[str, list[float]]] = {n: defaultdict(list) for n in NAMES}
+    names = tuple(os.environ.get("ACCEPT_SERVERS", ",".join(NAMES)).split(","))
+    results: dict[str, dict[str, list[float]]] = {n: defaultdict(list) for n in names}
+    split: dict[str, dict[str, list[float]]] = {n: defaultdict(list) for n in names}
     upstream_args = ("--tokens", "100", "--delay-ms", "20")
-    with running(work, upstream_args=upstream_args) as (upstream_port, servers):
-        if len(servers) != len(NAMES):
+    with running(work, names, upstream_args) as (upstream_port, servers):
+        if len(servers) != len(names):
             print("a server did not start; logs in", work, file=sys.stderr)
             return 1
         for port, _ in servers.values() if ROUNDS else ():
@@ -123,7 +125,7 @@ def main() -> int:
     (work / "result.json").write_text(json.dumps(out, indent=1))
     print(json.dumps(out, indent=1))
     base = med.get("aiohttp", {})
-    for name in NAMES[1:] if base else ():
+    for name in names[1:] if base else ():
         m = med[name]
         print(
             f"{name}/aiohttp: 64 clients req/s {m['rps64'] / base['rps64']:.3f}, "
