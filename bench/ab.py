@@ -42,11 +42,16 @@ def tree(rev: str) -> Path:
     return path
 
 
-def main() -> int:
-    revs = sys.argv[1:3]
-    if len(revs) != 2:
-        print(__doc__, file=sys.stderr)
-        return 2
+def interleaved(
+    revs: list[str],
+    rounds: int = ROUNDS,
+    seconds: int = SECONDS,
+    b_env: dict[str, str] | None = None,
+    b_args: list[str] | None = None,
+) -> dict[str, dict[str, list[float]]] | None:
+    """Both revisions' gateways up at once on one bench upstream, wrk at 64 clients then one
+    client, A, B, A, B ... `rounds` times; per revision the lists rps64, cpu_us (at 64
+    clients), p50_1, rps1 and cpu1_us. None when a gateway did not start."""
     work = Path(tempfile.mkdtemp(prefix="ab-"))
     upstream_port = free_port()
     manifests = MANIFESTS.replace("127.0.0.1:19000", f"127.0.0.1:{upstream_port}")
@@ -61,8 +66,8 @@ def main() -> int:
         gateways = []
         for n, rev in enumerate(revs):
             env = {"PYTHONPATH": str(tree(rev) / "operator"), "SWITCHBOARD_METRICS_PORT": "0"}
-            if n == 1 and os.environ.get("AB_B_ENV"):
-                env.update(json.loads(os.environ["AB_B_ENV"]))
+            if n == 1 and b_env:
+                env.update(b_env)
             (work / f"m{n}").mkdir()
             (work / f"m{n}" / "all.yaml").write_text(manifests)
             routing = work / f"routing{n}.json"
@@ -78,7 +83,7 @@ def main() -> int:
                 ).stdout
             )
             port = free_port()
-            extra = os.environ.get("AB_B_ARGS", "").split() if n == 1 else []
+            extra = (b_args or []) if n == 1 else []
             cmd = [PY, "-m", "switchboard.cli", "gateway", "--config", str(routing)]
             cmd += ["--host", "127.0.0.1", "--port", str(port), "--no-access-log", *extra]
             gateways.append(
@@ -92,48 +97,55 @@ def main() -> int:
         try:
             if any(p is None for p in procs):
                 print("a gateway did not start; logs in", work, file=sys.stderr)
-                return 1
+                return None
             results: dict[str, dict[str, list[float]]] = {rev: {} for rev in revs}
             for _rev, port, _ctx in gateways:
                 wrk(f"http://127.0.0.1:{port}/v1/chat/completions", script, 8, 2)  # warm-up
-            for _ in range(ROUNDS):
+            for _ in range(rounds):
                 for (rev, port, _), proc in zip(gateways, procs, strict=True):
                     url = f"http://127.0.0.1:{port}/v1/chat/completions"
                     assert proc is not None
                     before = cpu_seconds(proc.pid)
-                    many = wrk(url, script, 64, SECONDS)
+                    many = wrk(url, script, 64, seconds)
                     spent = cpu_seconds(proc.pid) - before
                     before_one = cpu_seconds(proc.pid)
-                    one = wrk(url, script, 1, SECONDS)
+                    one = wrk(url, script, 1, seconds)
                     spent_one = cpu_seconds(proc.pid) - before_one
                     got = results[rev]
                     got.setdefault("cpu1_us", []).append(
-                        spent_one / max(one["rps"] * SECONDS, 1) * 1e6
+                        spent_one / max(one["rps"] * seconds, 1) * 1e6
                     )
                     got.setdefault("rps64", []).append(many["rps"])
-                    got.setdefault("cpu_us", []).append(spent / max(many["rps"] * SECONDS, 1) * 1e6)
+                    got.setdefault("cpu_us", []).append(spent / max(many["rps"] * seconds, 1) * 1e6)
                     got.setdefault("p50_1", []).append(one.get("p50_ms") or 0.0)
                     got.setdefault("rps1", []).append(one["rps"])
-            med = {
-                rev: {k: statistics.median(v) for k, v in got.items()}
-                for rev, got in results.items()
-            }
-            a, b = (med[r] for r in revs)
-            print(
-                json.dumps(
-                    {"rounds": ROUNDS, "seconds": SECONDS, "medians": med, "raw": results}, indent=1
-                )
-            )
-            print(
-                f"B/A: 64 clients req/s {b['rps64'] / a['rps64']:.3f}, "
-                f"CPU per request {b['cpu_us'] / a['cpu_us']:.3f}; "
-                f"one client req/s {b['rps1'] / a['rps1']:.3f}, "
-                f"p50 {b['p50_1'] - a['p50_1']:+.3f} ms, "
-                f"CPU per request {b['cpu1_us'] / a['cpu1_us']:.3f}"
-            )
+            return results
         finally:
             for _, _, ctx in reversed(gateways):
                 ctx.__exit__(None, None, None)
+
+
+def main() -> int:
+    revs = sys.argv[1:3]
+    if len(revs) != 2:
+        print(__doc__, file=sys.stderr)
+        return 2
+    b_env = json.loads(os.environ["AB_B_ENV"]) if os.environ.get("AB_B_ENV") else None
+    results = interleaved(revs, b_env=b_env, b_args=os.environ.get("AB_B_ARGS", "").split())
+    if results is None:
+        return 1
+    med = {rev: {k: statistics.median(v) for k, v in got.items()} for rev, got in results.items()}
+    a, b = (med[r] for r in revs)
+    print(
+        json.dumps({"rounds": ROUNDS, "seconds": SECONDS, "medians": med, "raw": results}, indent=1)
+    )
+    print(
+        f"B/A: 64 clients req/s {b['rps64'] / a['rps64']:.3f}, "
+        f"CPU per request {b['cpu_us'] / a['cpu_us']:.3f}; "
+        f"one client req/s {b['rps1'] / a['rps1']:.3f}, "
+        f"p50 {b['p50_1'] - a['p50_1']:+.3f} ms, "
+        f"CPU per request {b['cpu1_us'] / a['cpu1_us']:.3f}"
+    )
     return 0
 
 

@@ -240,7 +240,30 @@ def targets(rows: list[dict[str, Any]]) -> list[tuple[str, str, str]]:
     msg_native_a = g("g_messages_native_one_client", "switchboard")
     native = ratio(msg_native, chat_native, "rps")
     native_a = diff(msg_native_a, chat_native_a, "p50_ms")
+    h_sb, h_base = (
+        g("h_base_interleaved", "switchboard"),
+        g("h_base_interleaved", "switchboard_base"),
+    )
+    h_rows = []
+    if h_sb and h_base:
+        for label, rps, cpu in (
+            ("64 clients", "rps", "cpu_us"),
+            ("one client", "rps_one", "cpu_us_one"),
+        ):
+            rps_ratio, cpu_ratio = ratio(h_sb, h_base, rps), ratio(h_sb, h_base, cpu)
+            h_rows.append(
+                (
+                    f"{label}: no regression beyond 3 % against BENCH_BASE, interleaved "
+                    "(h; the gateway's CPU per request decides, req/s beside it)",
+                    f"CPU per request {_fmt(cpu_ratio and cpu_ratio * 100, 1)} % of the base's "
+                    f"({_fmt(h_sb.get(cpu), 1)} vs {_fmt(h_base.get(cpu), 1)} µs); req/s "
+                    f"{_fmt(rps_ratio and rps_ratio * 100, 1)} % "
+                    f"({_fmt(h_sb.get(rps), 0)} vs {_fmt(h_base.get(rps), 0)})",
+                    verdict(cpu_ratio <= 1.03 if cpu_ratio else None),
+                )
+            )
     extra = [
+        *h_rows,
         (
             "64 clients: no regression beyond 3 % against BENCH_BASE (same run)",
             f"{_fmt(vs_base_b and vs_base_b * 100, 1)} % "

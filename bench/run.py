@@ -37,7 +37,9 @@ directory), every request sampled: the cost of tracing against `switchboard` (tr
 
 BENCH_BASE=<git revision> adds the system `switchboard_base`: the gateway of that revision (a
 worktree under .cache/bench-base/, run with this venv), measured in the same run as the current
-build for a before/after comparison (a, b, c and e scenarios, like `switchboard`).
+build for a before/after comparison (a, b, c and e scenarios, like `switchboard`), and the
+scenario h: both gateways up at once, wrk rounds alternating between them (bench/ab.py), the
+figure the "no regression beyond 3 %" targets are judged on.
 Results: docs/bench/results.json; then `python bench/report.py` writes the doc.
 """
 
@@ -488,6 +490,33 @@ def native_messages(record: Any, url: str, scripts: dict[str, Path], pid: int) -
             )
 
 
+def base_interleaved(record: Any) -> None:
+    """h: this tree against BENCH_BASE with both gateways up at once, wrk rounds alternating
+    between them (bench/ab.py): the check that a change costs at most 3 % at 64 clients and at
+    one client. Back-to-back runs of one system after the other (a and b above) move by more
+    than that on a shared machine; medians of interleaved rounds, and each gateway's own CPU
+    time per request (which the other processes do not inflate), do not."""
+    from bench import ab  # here: ab imports this module
+
+    say(f"h: this tree against {BASE}, {REPEATS + 2} interleaved rounds of {SECONDS} s")
+    got = ab.interleaved([BASE, "."], rounds=REPEATS + 2, seconds=SECONDS)
+    if got is None:
+        say("skipped: h_base_interleaved: a gateway did not start")
+        return
+    for system, rev in (("switchboard_base", BASE), ("switchboard", ".")):
+        med = {k: statistics.median(v) for k, v in got[rev].items()}
+        record(
+            "h_base_interleaved",
+            system,
+            rps=round(med["rps64"], 1),
+            cpu_us=round(med["cpu_us"], 1),
+            rps_one=round(med["rps1"], 1),
+            p50_ms_one=med["p50_1"],
+            cpu_us_one=round(med["cpu1_us"], 1),
+            runs=len(got[rev]["rps64"]),
+        )
+
+
 def main() -> int:
     unknown = sorted(set(SYSTEMS) - {*ALL_SYSTEMS, *OPTIONAL_SYSTEMS, "switchboard_base"})
     if unknown:
@@ -826,6 +855,8 @@ def main() -> int:
                         start_rss_mb=soak[0][1] if soak else None,
                         end_rss_mb=soak[-1][1] if soak else None,
                     )
+    if BASE and not ONLY:
+        base_interleaved(record)
     info["loadavg_end"] = list(os.getloadavg())
     output = {
         "machine": info,
