@@ -127,8 +127,11 @@ def interleaved(
 
 def main() -> int:
     revs = sys.argv[1:3]
-    if len(revs) != 2:
+    if len(revs) != 2 or revs[0] == revs[1]:
         print(__doc__, file=sys.stderr)
+        print(
+            "give two different revisions (the same code twice: a commit and `.`)", file=sys.stderr
+        )
         return 2
     b_env = json.loads(os.environ["AB_B_ENV"]) if os.environ.get("AB_B_ENV") else None
     results = interleaved(revs, b_env=b_env, b_args=os.environ.get("AB_B_ARGS", "").split())
