@@ -71,7 +71,7 @@ class KeyRules:
         return cls(grant.key, grant.limits, grant.budgets)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Estimate:
     """An upper bound of what a request will use, known before the call."""
 
@@ -112,6 +112,28 @@ _Planned = tuple[str, str, "rc.RateRule | rc.BudgetRule", float | None, float]
 """(counter key, kind, rule, limit, expires) of one charge."""
 
 
+@dataclass(slots=True)
+class _Plan:
+    """What every request of one key on one target charges, valid from `start` to `until`
+    (the minute, and the budget windows): computed once, not per request."""
+
+    rules: KeyRules
+    start: float
+    until: float
+    entries: list[_Planned]
+    fixed: list[_Held]
+    """Per entry: its charge if the same for every request (1 request, 1 slot), else a
+    placeholder that `variable` replaces."""
+    variable: list[tuple[int, str, str, rc.RateRule | rc.BudgetRule, float | None, float]]
+    """(index, counter key, kind, rule, limit, expires) of the charges made per request
+    (tokens, cost)."""
+    rpm: list[tuple[int, float, str]]
+    """Limited requests-per-minute entries: (index, limit, the limit's header text)."""
+    tpm: list[tuple[int, float, str]]
+    usd: list[tuple[int, float, str, str]]
+    """Refusing budgets: (index, limit, the limit's header text, the window's reset time)."""
+
+
 def _covers(rule: rc.RateRule | rc.BudgetRule, provider: str, ref: str) -> bool:
     if rule.providers and provider not in rule.providers:
         return False
@@ -149,52 +171,49 @@ class Limiter:
         """Called with True when the store fails and False when it answers again."""
         self.on_reject = on_reject or (lambda key, kind: None)
         self.store_down = False
-        self._plans: dict[tuple[int, str, str], tuple[KeyRules, float, float, list[_Planned]]] = {}
+        self._plans: dict[tuple[int, str, str], _Plan] = {}
         self._spans: dict[tuple[str, str], windows.Span] = {}
-        self._fixed: dict[str, _Held] = {}
-        """Request and in-flight charges (amount 1), shared by the requests of one plan; never
-        mutated."""
+        self._take = getattr(store, "take", None)
+        """The store's synchronous fast path (RedisStore: its leases), if it has one."""
         self._resets: dict[tuple[float, str], str] = {}
 
     def charges(self, rules: KeyRules, est: Estimate, now: float) -> list[_Held]:
-        plan = self._plan(rules, est.provider, est.ref, now)
-        tokens = float(est.input_tokens + est.output_tokens)
-        cost = est.cost
-        held: list[_Held] = []
-        for key, kind, rule, limit, expires in plan:
-            if kind == TPM:
-                held.append(_Held(Charge(key, tokens, limit, expires), kind, rule))
-            elif kind == USD:
-                held.append(_Held(Charge(key, cost, limit, expires), kind, rule))
-            else:  # 1 request or 1 slot: the same charge for every request of this plan
-                fixed = self._fixed.get(key)
-                if fixed is None or fixed.rule is not rule or fixed.charge.expires != expires:
-                    fixed = self._fixed[key] = _Held(Charge(key, 1.0, limit, expires), kind, rule)
-                held.append(fixed)
-        return held
+        return self._charges(rules, est, now)[1]
 
-    def _plan(self, rules: KeyRules, provider: str, ref: str, now: float) -> list[_Planned]:
+    def _charges(self, rules: KeyRules, est: Estimate, now: float) -> tuple[_Plan, list[_Held]]:
+        plan = self._plan(rules, est.provider, est.ref, now)
+        held = plan.fixed.copy()
+        if plan.variable:
+            tokens = float(est.input_tokens + est.output_tokens)
+            cost = est.cost
+            for i, key, kind, rule, limit, expires in plan.variable:
+                amount = tokens if kind == TPM else cost
+                held[i] = _Held(Charge(key, amount, limit, expires), kind, rule)
+        return plan, held
+
+    def _plan(self, rules: KeyRules, provider: str, ref: str, now: float) -> _Plan:
         """The counters a request of `rules` on (provider, ref) charges at `now`: computed once
-        per key, target and minute (windows, key names), not per request."""
+        per key, target and minute (windows, key names, header texts), not per request."""
         cached = self._plans.get((id(rules), provider, ref))
-        if cached is not None and cached[0] is rules and cached[1] <= now < cached[2]:
-            return cached[3]
+        if cached is not None and cached.rules is rules and cached.start <= now < cached.until:
+            return cached
         minute = windows.minute(now)
         valid_until = minute.end
-        plan: list[_Planned] = []
+        entries: list[_Planned] = []
+        resets: dict[int, str] = {}
         for rule in rules.limits:
             if not _covers(rule, provider, ref):
                 continue
             c = rule.counter
             if rule.requests_per_minute is not None:
                 key = f"{c}/rpm@{minute.label}"
-                plan.append((key, RPM, rule, rule.requests_per_minute, minute.end))
+                entries.append((key, RPM, rule, rule.requests_per_minute, minute.end))
             if rule.tokens_per_minute is not None:
                 key = f"{c}/tpm@{minute.label}"
-                plan.append((key, TPM, rule, rule.tokens_per_minute, minute.end))
+                entries.append((key, TPM, rule, rule.tokens_per_minute, minute.end))
             if rule.max_in_flight is not None:
                 # Expiry refreshed with the plan, each minute: at least LIVE_TTL - 60 s ahead.
-                plan.append((f"{c}{LIVE}", INFLIGHT, rule, rule.max_in_flight, now + LIVE_TTL))
+                entries.append((f"{c}{LIVE}", INFLIGHT, rule, rule.max_in_flight, now + LIVE_TTL))
         for budget in rules.budgets:
             if not _covers(budget, provider, ref):
                 continue
@@ -202,11 +221,31 @@ class Limiter:
             valid_until = min(valid_until, span.end)
             limit = budget.usd if budget.refuse else None
             key = budget_key(budget.counter, span.label)
-            plan.append((key, USD, budget, limit, span.end + KEEP_AFTER))
+            resets[len(entries)] = self._reset(span, budget.time_zone)
+            entries.append((key, USD, budget, limit, span.end + KEEP_AFTER))
+        fixed: list[_Held] = []
+        variable: list[tuple[int, str, str, rc.RateRule | rc.BudgetRule, float | None, float]] = []
+        rpm: list[tuple[int, float, str]] = []
+        tpm: list[tuple[int, float, str]] = []
+        usd: list[tuple[int, float, str, str]] = []
+        for i, (key, kind, counted, limit, expires) in enumerate(entries):
+            if kind in (RPM, INFLIGHT):  # 1 request or 1 slot: the same for every request
+                fixed.append(_Held(Charge(key, 1.0, limit, expires), kind, counted))
+            else:
+                fixed.append(_Held(Charge(key, 0.0, limit, expires), kind, counted))
+                variable.append((i, key, kind, counted, limit, expires))
+            if limit is None or kind == INFLIGHT:
+                continue
+            if kind == RPM:
+                rpm.append((i, limit, str(int(limit))))
+            elif kind == TPM:
+                tpm.append((i, limit, str(int(limit))))
+            else:
+                usd.append((i, limit, f"{limit:.2f}", resets[i]))
         if len(self._plans) > 10_000:  # bounded: keys x targets; rebuilt when dropped
             self._plans.clear()
-            self._fixed.clear()
-        self._plans[(id(rules), provider, ref)] = (rules, minute.start, valid_until, plan)
+        plan = _Plan(rules, minute.start, valid_until, entries, fixed, variable, rpm, tpm, usd)
+        self._plans[(id(rules), provider, ref)] = plan
         return plan
 
     def _span(self, window: str, time_zone: str, now: float) -> windows.Span:
@@ -224,10 +263,27 @@ class Limiter:
             text = self._resets[(span.end, time_zone)] = windows.rfc3339(span.end, time_zone)
         return text
 
+    def admit(self, rules: KeyRules, est: Estimate) -> Ticket | None:
+        """The fast path, without a coroutine: the reservation when the store can take it at
+        once (Redis: within this replica's leases); None when `reserve()` must ask the store."""
+        take = self._take
+        if take is None or self.store_down:
+            return None
+        now = self.clock()
+        plan, held = self._charges(rules, est, now)
+        if not held:
+            return Ticket(rules, est, held, self.store)
+        values = take([h.charge for h in held])
+        if values is None:
+            return None
+        ticket = Ticket(rules, est, held, self.store)
+        ticket.headers = self._headers(plan, values, now)
+        return ticket
+
     async def reserve(self, rules: KeyRules, est: Estimate) -> Ticket:
         """Reserve the request or raise LimitError (429 naming the key and the limit)."""
         now = self.clock()
-        held = self.charges(rules, est, now)
+        plan, held = self._charges(rules, est, now)
         ticket = Ticket(rules, est, held, self.store)
         if not held:
             return ticket
@@ -256,7 +312,7 @@ class Limiter:
             error = self._refusal(rules.key, held[refused], values[refused], now)
             self.on_reject(rules.key, error.kind)
             raise error
-        ticket.headers = self._headers(held, values, now)
+        ticket.headers = self._headers(plan, values, now)
         return ticket
 
     def settle(
@@ -277,27 +333,37 @@ class Limiter:
         if ticket.settled:
             return
         ticket.settled = True
-        now = self.clock()
         deltas: list[tuple[str, float, float]] = []
         keep = usage is None and reached
-        seen: set[str] = set()
+        est = ticket.estimate
+        same = provider == est.provider and ref == est.ref
         for h in ticket.held:
             charge = h.charge
-            seen.add(h.rule.counter)
-            if h.kind == INFLIGHT:
+            kind = h.kind
+            if kind == INFLIGHT:
                 deltas.append((charge.key, -1.0, charge.expires))
-            elif h.kind == RPM or keep:
+            elif kind == RPM or keep:
                 continue
             else:
-                actual = self._used(
-                    h.kind, rule=h.rule, provider=provider, ref=ref, usage=usage, cost=cost
-                )
+                if usage is None:
+                    actual = 0.0
+                elif not same:
+                    actual = self._used(
+                        kind, rule=h.rule, provider=provider, ref=ref, usage=usage, cost=cost
+                    )
+                elif kind == TPM:  # the plan holds only rules that cover the estimate's target
+                    rule = h.rule
+                    assert isinstance(rule, rc.RateRule)
+                    actual = float(tokens(rule, usage))
+                else:
+                    actual = cost
                 if actual != charge.amount:
                     deltas.append((charge.key, actual - charge.amount, charge.expires))
-        if usage is not None and (provider, ref) != (ticket.estimate.provider, ticket.estimate.ref):
+        if usage is not None and not same:
             # Served by a fallback that rules not reserved for may cover: add its usage there.
-            est = Estimate(provider, ref, 0, 0, None)
-            for h in self.charges(ticket.rules, est, now):
+            seen = {h.rule.counter for h in ticket.held}
+            other = Estimate(provider, ref, 0, 0, None)
+            for h in self.charges(ticket.rules, other, self.clock()):
                 if h.rule.counter in seen or h.kind in (RPM, INFLIGHT):
                     continue
                 actual = self._used(
@@ -376,39 +442,50 @@ class Limiter:
             kind,
         )
 
-    def _headers(self, held: list[_Held], values: list[float], now: float) -> dict[str, str]:
-        """The tightest counter of each kind, as OpenAI's x-ratelimit-* headers do."""
-        rpm = tpm = usd = None
-        for h, value in zip(held, values, strict=True):
-            kind = h.kind
-            limit = h.charge.limit
-            if limit is None or kind == INFLIGHT:
-                continue
-            remaining = limit - value
-            if kind == RPM:
-                if rpm is None or remaining < rpm[0]:
-                    rpm = (remaining, limit)
-            elif kind == TPM:
-                if tpm is None or remaining < tpm[0]:
-                    tpm = (remaining, limit)
-            elif usd is None or remaining < usd[0]:
-                usd = (remaining, limit, h)
+    @staticmethod
+    def _headers(plan: _Plan, values: list[float], now: float) -> dict[str, str]:
+        """The tightest counter of each kind, as OpenAI's x-ratelimit-* headers do (the limit
+        and reset texts are the plan's; only the remaining figures are formatted here)."""
         headers: dict[str, str] = {}
-        if rpm is not None or tpm is not None:
-            reset = f"{max(0, math.ceil(60.0 - now % 60.0))}s"
-            if rpm is not None:
-                headers["x-ratelimit-limit-requests"] = str(int(rpm[1]))
-                headers["x-ratelimit-remaining-requests"] = str(int(max(0.0, rpm[0])))
+        if plan.rpm or plan.tpm:
+            reset = _MINUTE_RESETS[int(now % 60.0)]  # ceil(60 - now % 60) seconds
+            if plan.rpm:
+                remaining, text = _tightest(plan.rpm, values)
+                headers["x-ratelimit-limit-requests"] = text
+                headers["x-ratelimit-remaining-requests"] = (
+                    str(int(remaining)) if remaining > 0 else "0"
+                )
                 headers["x-ratelimit-reset-requests"] = reset
-            if tpm is not None:
-                headers["x-ratelimit-limit-tokens"] = str(int(tpm[1]))
-                headers["x-ratelimit-remaining-tokens"] = str(int(max(0.0, tpm[0])))
+            if plan.tpm:
+                remaining, text = _tightest(plan.tpm, values)
+                headers["x-ratelimit-limit-tokens"] = text
+                headers["x-ratelimit-remaining-tokens"] = (
+                    str(int(remaining)) if remaining > 0 else "0"
+                )
                 headers["x-ratelimit-reset-tokens"] = reset
-        if usd is not None:
-            rule = usd[2].rule
-            assert isinstance(rule, rc.BudgetRule)
-            span = self._span(rule.window, rule.time_zone, now)
-            headers["x-switchboard-budget-limit-usd"] = f"{usd[1]:.2f}"
-            headers["x-switchboard-budget-remaining-usd"] = f"{max(0.0, usd[0]):.6f}"
-            headers["x-switchboard-budget-reset"] = self._reset(span, rule.time_zone)
+        if plan.usd:
+            best = None
+            for i, limit, text, reset_at in plan.usd:
+                remaining = limit - values[i]
+                if best is None or remaining < best[0]:
+                    best = (remaining, text, reset_at)
+            assert best is not None
+            headers["x-switchboard-budget-limit-usd"] = best[1]
+            headers["x-switchboard-budget-remaining-usd"] = f"{max(0.0, best[0]):.6f}"
+            headers["x-switchboard-budget-reset"] = best[2]
         return headers
+
+
+_MINUTE_RESETS = tuple(f"{60 - second}s" for second in range(60))
+"""The x-ratelimit-reset-* text by the second of the minute."""
+
+
+def _tightest(entries: list[tuple[int, float, str]], values: list[float]) -> tuple[float, str]:
+    """(remaining, limit text) of the entry with the least left."""
+    i, limit, text = entries[0]
+    best, best_text = limit - values[i], text
+    for i, limit, text in entries[1:]:
+        remaining = limit - values[i]
+        if remaining < best:
+            best, best_text = remaining, text
+    return best, best_text

@@ -214,6 +214,14 @@ class RedisStore:
             self._want(charges)
         return refused, values
 
+    def take(self, charges: Sequence[Charge]) -> list[float] | None:
+        """The synchronous fast path: the counters' values if every charge fits in an open
+        lease of this replica (taken), None when `reserve()` must ask Redis."""
+        now = time.monotonic()
+        if not self.settings.leases or now < self._down_until:
+            return None
+        return self._from_leases(charges, now)
+
     def _from_leases(self, charges: Sequence[Charge], now: float) -> list[float] | None:
         """Every charge fits in an open lease of this replica: take them, no round trip."""
         leases = self.leases
