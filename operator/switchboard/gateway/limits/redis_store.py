@@ -119,6 +119,9 @@ LEASE_SECONDS = 1.0
 """A lease is given back (its unused part subtracted in Redis) at most this long after it
 was granted, so that the store's counters, `switchboard usage` and the operator's status are
 at most about a second behind, and a replica never sits on headroom others need."""
+RENEW_SECONDS = LEASE_SECONDS / 4
+"""A lease used this close to its end asks for the next one, which replaces it when granted:
+under steady load reservations never fall back to a round trip when a lease ends."""
 
 
 @dataclass(slots=True)
@@ -133,10 +136,27 @@ class Lease:
     expires: float
     deadline: float
     used: float = 0.0
+    renew_at: float = 0.0
+    """From then on a reservation on this lease asks for the next one (`RENEW_SECONDS`)."""
     open: bool = True
     unlimited: bool = False
     """A count-only counter (a budget that reports): nothing to protect, so nothing granted;
     this replica counts locally and adds what it used when the lease is given back."""
+
+
+def _lease(
+    key: str, granted: float, base: float, expires: float, now: float, *, unlimited: bool = False
+) -> Lease:
+    deadline = now + LEASE_SECONDS
+    return Lease(
+        key,
+        granted,
+        base,
+        expires,
+        deadline,
+        renew_at=deadline - RENEW_SECONDS,
+        unlimited=unlimited,
+    )
 
 
 @dataclass(frozen=True)
@@ -226,6 +246,7 @@ class RedisStore:
         """Every charge fits in an open lease of this replica: take them, no round trip."""
         leases = self.leases
         found: list[Lease] = []
+        low = False
         for c in charges:
             lease = leases.get(c.key)
             if lease is None:
@@ -236,28 +257,35 @@ class RedisStore:
             if lease.used + c.amount > lease.granted and not lease.unlimited:
                 return None
             found.append(lease)
+            low = low or now >= lease.renew_at
         out: list[float] = []
-        low = False
         for c, lease in zip(charges, found, strict=True):
             lease.used += c.amount
             out.append(lease.base + lease.used)
             low = low or (lease.used * 2 > lease.granted and not lease.unlimited)
-        if low:  # half spent: ask for the next lease before this one runs out
+        if low:  # half spent or near its end: ask for the next lease before this one ends
             self._want(charges)
         return out
 
     def _want(self, charges: Sequence[Charge]) -> None:
+        now = time.monotonic()
         for c in charges:
             if c.key in self._asked:
                 continue
             lease = self.leases.get(c.key)
+            ending = lease is not None and now >= lease.renew_at
             if c.limit is None:
-                if lease is None:
-                    deadline = time.monotonic() + LEASE_SECONDS
-                    self.leases[c.key] = Lease(c.key, 0.0, 0.0, c.expires, deadline, unlimited=True)
+                if lease is None or ending:
+                    if lease is not None:
+                        self._give_back(lease)
+                    self.leases[c.key] = _lease(c.key, 0.0, 0.0, c.expires, now, unlimited=True)
                     self._sweep_soon()
                 continue
-            if lease is not None and lease.used + LEASE_REQUESTS / 2 * c.amount <= lease.granted:
+            if (
+                lease is not None
+                and not ending
+                and lease.used + LEASE_REQUESTS / 2 * c.amount <= lease.granted
+            ):
                 continue
             share = c.limit * LEASE_MIN_SHARE if c.limit is not None else 0.0
             want = max(LEASE_REQUESTS * c.amount, share)
@@ -466,7 +494,7 @@ class RedisStore:
             if old is not None:
                 self._give_back(old)
             expires = wanted[key][2]
-            self.leases[key] = Lease(key, grant, base, expires, now + LEASE_SECONDS)
+            self.leases[key] = _lease(key, grant, base, expires, now)
         self._sweep_soon()
 
     def _sweep_soon(self) -> None:
