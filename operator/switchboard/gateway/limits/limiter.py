@@ -24,7 +24,7 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from switchboard.dialects.types import Usage
 from switchboard.gateway.limits.store import LIVE, Charge, MemoryStore, Store, StoreDown
@@ -96,42 +96,55 @@ class _Held:
     rule: rc.RateRule | rc.BudgetRule
 
 
+_Planned = tuple[str, str, "rc.RateRule | rc.BudgetRule", float | None, float]
+"""(counter key, kind, rule, limit, expires) of one charge."""
+_Delta = tuple[str, float, float]
+"""(counter key, amount, expires): a correction for `Store.add`."""
+
+
+@dataclass(slots=True)
+class _Plan:
+    """What every request of one key on one target charges, valid from `start` to `until`
+    (the minute, and the budget windows): computed once, not per request. Entry i of each
+    list is one counter."""
+
+    rules: KeyRules
+    start: float
+    until: float
+    entries: list[_Planned]
+    keys: list[str]
+    amounts: list[float]
+    """1 for a request and an in-flight slot; 0, replaced per request, for tokens and cost."""
+    limits: list[float | None]
+    expires: list[float]
+    tpm: list[tuple[int, rc.RateRule]]
+    """Tokens-per-minute entries (their amount: the request's tokens) ..."""
+    usd: list[int]
+    """... and budget entries (their amount: its cost)."""
+    release: list[_Delta]
+    """What settling gives back of the in-flight slots."""
+    rpm_headers: list[tuple[int, float, str]]
+    """Limited requests-per-minute entries: (index, limit, the limit's header text)."""
+    tpm_headers: list[tuple[int, float, str]]
+    usd_headers: list[tuple[int, float, str, str]]
+    """Refusing budgets: (index, limit, the limit's header text, the window's reset time)."""
+
+    def charges(self, amounts: list[float]) -> list[Charge]:
+        return list(map(Charge, self.keys, amounts, self.limits, self.expires))
+
+
 @dataclass(slots=True)
 class Ticket:
     """One request's reservation, settled exactly once."""
 
     rules: KeyRules
     estimate: Estimate
-    held: list[_Held]
+    plan: _Plan
+    amounts: list[float]
+    """What was added to each counter of the plan."""
     store: Store | MemoryStore
-    headers: dict[str, str] = field(default_factory=dict)
+    headers: dict[str, str]
     settled: bool = False
-
-
-_Planned = tuple[str, str, "rc.RateRule | rc.BudgetRule", float | None, float]
-"""(counter key, kind, rule, limit, expires) of one charge."""
-
-
-@dataclass(slots=True)
-class _Plan:
-    """What every request of one key on one target charges, valid from `start` to `until`
-    (the minute, and the budget windows): computed once, not per request."""
-
-    rules: KeyRules
-    start: float
-    until: float
-    entries: list[_Planned]
-    fixed: list[_Held]
-    """Per entry: its charge if the same for every request (1 request, 1 slot), else a
-    placeholder that `variable` replaces."""
-    variable: list[tuple[int, str, str, rc.RateRule | rc.BudgetRule, float | None, float]]
-    """(index, counter key, kind, rule, limit, expires) of the charges made per request
-    (tokens, cost)."""
-    rpm: list[tuple[int, float, str]]
-    """Limited requests-per-minute entries: (index, limit, the limit's header text)."""
-    tpm: list[tuple[int, float, str]]
-    usd: list[tuple[int, float, str, str]]
-    """Refusing budgets: (index, limit, the limit's header text, the window's reset time)."""
 
 
 def _covers(rule: rc.RateRule | rc.BudgetRule, provider: str, ref: str) -> bool:
@@ -178,18 +191,26 @@ class Limiter:
         self._resets: dict[tuple[float, str], str] = {}
 
     def charges(self, rules: KeyRules, est: Estimate, now: float) -> list[_Held]:
-        return self._charges(rules, est, now)[1]
-
-    def _charges(self, rules: KeyRules, est: Estimate, now: float) -> tuple[_Plan, list[_Held]]:
+        """The charges of a request of `rules` estimated as `est` at `now`."""
         plan = self._plan(rules, est.provider, est.ref, now)
-        held = plan.fixed.copy()
-        if plan.variable:
+        amounts = self._amounts(plan, est)
+        return [
+            _Held(charge, entry[1], entry[2])
+            for charge, entry in zip(plan.charges(amounts), plan.entries, strict=True)
+        ]
+
+    @staticmethod
+    def _amounts(plan: _Plan, est: Estimate) -> list[float]:
+        amounts = plan.amounts.copy()
+        if plan.tpm:
             tokens = float(est.input_tokens + est.output_tokens)
+            for i, _ in plan.tpm:
+                amounts[i] = tokens
+        if plan.usd:
             cost = est.cost
-            for i, key, kind, rule, limit, expires in plan.variable:
-                amount = tokens if kind == TPM else cost
-                held[i] = _Held(Charge(key, amount, limit, expires), kind, rule)
-        return plan, held
+            for i in plan.usd:
+                amounts[i] = cost
+        return amounts
 
     def _plan(self, rules: KeyRules, provider: str, ref: str, now: float) -> _Plan:
         """The counters a request of `rules` on (provider, ref) charges at `now`: computed once
@@ -223,28 +244,48 @@ class Limiter:
             key = budget_key(budget.counter, span.label)
             resets[len(entries)] = self._reset(span, budget.time_zone)
             entries.append((key, USD, budget, limit, span.end + KEEP_AFTER))
-        fixed: list[_Held] = []
-        variable: list[tuple[int, str, str, rc.RateRule | rc.BudgetRule, float | None, float]] = []
-        rpm: list[tuple[int, float, str]] = []
-        tpm: list[tuple[int, float, str]] = []
-        usd: list[tuple[int, float, str, str]] = []
+        amounts: list[float] = []
+        tpm: list[tuple[int, rc.RateRule]] = []
+        usd: list[int] = []
+        release: list[_Delta] = []
+        rpm_headers: list[tuple[int, float, str]] = []
+        tpm_headers: list[tuple[int, float, str]] = []
+        usd_headers: list[tuple[int, float, str, str]] = []
         for i, (key, kind, counted, limit, expires) in enumerate(entries):
-            if kind in (RPM, INFLIGHT):  # 1 request or 1 slot: the same for every request
-                fixed.append(_Held(Charge(key, 1.0, limit, expires), kind, counted))
-            else:
-                fixed.append(_Held(Charge(key, 0.0, limit, expires), kind, counted))
-                variable.append((i, key, kind, counted, limit, expires))
+            amounts.append(1.0 if kind in (RPM, INFLIGHT) else 0.0)
+            if kind == INFLIGHT:
+                release.append((key, -1.0, expires))
+            elif kind == TPM:
+                assert isinstance(counted, rc.RateRule)
+                tpm.append((i, counted))
+            elif kind == USD:
+                usd.append(i)
             if limit is None or kind == INFLIGHT:
                 continue
             if kind == RPM:
-                rpm.append((i, limit, str(int(limit))))
+                rpm_headers.append((i, limit, str(int(limit))))
             elif kind == TPM:
-                tpm.append((i, limit, str(int(limit))))
+                tpm_headers.append((i, limit, str(int(limit))))
             else:
-                usd.append((i, limit, f"{limit:.2f}", resets[i]))
+                usd_headers.append((i, limit, f"{limit:.2f}", resets[i]))
         if len(self._plans) > 10_000:  # bounded: keys x targets; rebuilt when dropped
             self._plans.clear()
-        plan = _Plan(rules, minute.start, valid_until, entries, fixed, variable, rpm, tpm, usd)
+        plan = _Plan(
+            rules,
+            minute.start,
+            valid_until,
+            entries,
+            [e[0] for e in entries],
+            amounts,
+            [e[3] for e in entries],
+            [e[4] for e in entries],
+            tpm,
+            usd,
+            release,
+            rpm_headers,
+            tpm_headers,
+            usd_headers,
+        )
         self._plans[(id(rules), provider, ref)] = plan
         return plan
 
@@ -270,24 +311,24 @@ class Limiter:
         if take is None or self.store_down:
             return None
         now = self.clock()
-        plan, held = self._charges(rules, est, now)
-        if not held:
-            return Ticket(rules, est, held, self.store)
-        values = take([h.charge for h in held])
+        plan = self._plan(rules, est.provider, est.ref, now)
+        amounts = self._amounts(plan, est)
+        if not amounts:
+            return Ticket(rules, est, plan, amounts, self.store, {})
+        values = take(plan.keys, amounts, plan.limits, plan.expires)
         if values is None:
             return None
-        ticket = Ticket(rules, est, held, self.store)
-        ticket.headers = self._headers(plan, values, now)
-        return ticket
+        return Ticket(rules, est, plan, amounts, self.store, self._headers(plan, values, now))
 
     async def reserve(self, rules: KeyRules, est: Estimate) -> Ticket:
         """Reserve the request or raise LimitError (429 naming the key and the limit)."""
         now = self.clock()
-        plan, held = self._charges(rules, est, now)
-        ticket = Ticket(rules, est, held, self.store)
-        if not held:
+        plan = self._plan(rules, est.provider, est.ref, now)
+        amounts = self._amounts(plan, est)
+        ticket = Ticket(rules, est, plan, amounts, self.store, {})
+        if not amounts:
             return ticket
-        charges = [h.charge for h in held]
+        charges = plan.charges(amounts)
         try:
             refused, values = await self.store.reserve(charges)
             if self.store_down:
@@ -309,7 +350,8 @@ class Limiter:
             ticket.store = self.local
             refused, values = self.local.reserve_now(charges)
         if refused >= 0:
-            error = self._refusal(rules.key, held[refused], values[refused], now)
+            _, kind, rule, _, _ = plan.entries[refused]
+            error = self._refusal(rules.key, kind, rule, values[refused], now)
             self.on_reject(rules.key, error.kind)
             raise error
         ticket.headers = self._headers(plan, values, now)
@@ -333,35 +375,39 @@ class Limiter:
         if ticket.settled:
             return
         ticket.settled = True
-        deltas: list[tuple[str, float, float]] = []
-        keep = usage is None and reached
+        plan = ticket.plan
+        deltas = plan.release.copy()  # the in-flight slots; the request counts stay
         est = ticket.estimate
         same = provider == est.provider and ref == est.ref
-        for h in ticket.held:
-            charge = h.charge
-            kind = h.kind
-            if kind == INFLIGHT:
-                deltas.append((charge.key, -1.0, charge.expires))
-            elif kind == RPM or keep:
-                continue
-            else:
+        if usage is not None or not reached:  # else: cancelled unseen, the reservation stays
+            amounts = ticket.amounts
+            keys = plan.keys
+            entries = plan.entries
+            for i, rule in plan.tpm:
                 if usage is None:
                     actual = 0.0
-                elif not same:
-                    actual = self._used(
-                        kind, rule=h.rule, provider=provider, ref=ref, usage=usage, cost=cost
-                    )
-                elif kind == TPM:  # the plan holds only rules that cover the estimate's target
-                    rule = h.rule
-                    assert isinstance(rule, rc.RateRule)
+                elif same:  # the plan holds only rules that cover the estimate's target
                     actual = float(tokens(rule, usage))
                 else:
+                    actual = self._used(
+                        TPM, rule=rule, provider=provider, ref=ref, usage=usage, cost=cost
+                    )
+                if actual != amounts[i]:
+                    deltas.append((keys[i], actual - amounts[i], plan.expires[i]))
+            for i in plan.usd:
+                if usage is None:
+                    actual = 0.0
+                elif same:
                     actual = cost
-                if actual != charge.amount:
-                    deltas.append((charge.key, actual - charge.amount, charge.expires))
+                else:
+                    actual = self._used(
+                        USD, rule=entries[i][2], provider=provider, ref=ref, usage=usage, cost=cost
+                    )
+                if actual != amounts[i]:
+                    deltas.append((keys[i], actual - amounts[i], plan.expires[i]))
         if usage is not None and not same:
             # Served by a fallback that rules not reserved for may cover: add its usage there.
-            seen = {h.rule.counter for h in ticket.held}
+            seen = {entry[2].counter for entry in plan.entries}
             other = Estimate(provider, ref, 0, 0, None)
             for h in self.charges(ticket.rules, other, self.clock()):
                 if h.rule.counter in seen or h.kind in (RPM, INFLIGHT):
@@ -396,8 +442,9 @@ class Limiter:
 
     # --- answers ----------------------------------------------------------------------------
 
-    def _refusal(self, key: str, h: _Held, value: float, now: float) -> LimitError:
-        rule = h.rule
+    def _refusal(
+        self, key: str, kind: str, rule: rc.RateRule | rc.BudgetRule, value: float, now: float
+    ) -> LimitError:
         where = _where(rule.counter)
         if isinstance(rule, rc.BudgetRule):
             span = windows.calendar(rule.window, rule.time_zone, now)
@@ -415,7 +462,7 @@ class Limiter:
                 },
                 "budget",
             )
-        if h.kind == INFLIGHT:
+        if kind == INFLIGHT:
             return LimitError(
                 f"key {key!r} has {rule.max_in_flight} requests in flight, its limit ({where}); "
                 "retry when one has finished",
@@ -425,7 +472,7 @@ class Limiter:
             )
         minute = windows.minute(now)
         wait = max(1, math.ceil(minute.end - now))
-        if h.kind == RPM:
+        if kind == RPM:
             what, limit, kind = "requests", rule.requests_per_minute, "requests"
         else:
             what, limit, kind = "tokens", rule.tokens_per_minute, "tokens"
@@ -447,25 +494,25 @@ class Limiter:
         """The tightest counter of each kind, as OpenAI's x-ratelimit-* headers do (the limit
         and reset texts are the plan's; only the remaining figures are formatted here)."""
         headers: dict[str, str] = {}
-        if plan.rpm or plan.tpm:
+        if plan.rpm_headers or plan.tpm_headers:
             reset = _MINUTE_RESETS[int(now % 60.0)]  # ceil(60 - now % 60) seconds
-            if plan.rpm:
-                remaining, text = _tightest(plan.rpm, values)
+            if plan.rpm_headers:
+                remaining, text = _tightest(plan.rpm_headers, values)
                 headers["x-ratelimit-limit-requests"] = text
                 headers["x-ratelimit-remaining-requests"] = (
                     str(int(remaining)) if remaining > 0 else "0"
                 )
                 headers["x-ratelimit-reset-requests"] = reset
-            if plan.tpm:
-                remaining, text = _tightest(plan.tpm, values)
+            if plan.tpm_headers:
+                remaining, text = _tightest(plan.tpm_headers, values)
                 headers["x-ratelimit-limit-tokens"] = text
                 headers["x-ratelimit-remaining-tokens"] = (
                     str(int(remaining)) if remaining > 0 else "0"
                 )
                 headers["x-ratelimit-reset-tokens"] = reset
-        if plan.usd:
+        if plan.usd_headers:
             best = None
-            for i, limit, text, reset_at in plan.usd:
+            for i, limit, text, reset_at in plan.usd_headers:
                 remaining = limit - values[i]
                 if best is None or remaining < best[0]:
                     best = (remaining, text, reset_at)

@@ -223,7 +223,12 @@ class RedisStore:
         if now < self._down_until:
             raise StoreDown("redis is down (retrying shortly)")
         if self.settings.leases and charges:
-            local = self._from_leases(charges, now)
+            local = self.take(
+                [c.key for c in charges],
+                [c.amount for c in charges],
+                [c.limit for c in charges],
+                [c.expires for c in charges],
+            )
             if local is not None:
                 return -1, local
         future: asyncio.Future[tuple[int, list[float]]] = asyncio.get_running_loop().create_future()
@@ -234,37 +239,40 @@ class RedisStore:
             self._want(charges)
         return refused, values
 
-    def take(self, charges: Sequence[Charge]) -> list[float] | None:
-        """The synchronous fast path: the counters' values if every charge fits in an open
-        lease of this replica (taken), None when `reserve()` must ask Redis."""
+    def take(
+        self,
+        keys: Sequence[str],
+        amounts: Sequence[float],
+        limits: Sequence[float | None],
+        expires: Sequence[float],
+    ) -> list[float] | None:
+        """The synchronous fast path: the counters' values if every amount fits in an open
+        lease of this replica (taken), None when `reserve()` must ask Redis. The arguments
+        are the charges' fields, entry i of each list one charge."""
         now = time.monotonic()
         if not self.settings.leases or now < self._down_until:
             return None
-        return self._from_leases(charges, now)
-
-    def _from_leases(self, charges: Sequence[Charge], now: float) -> list[float] | None:
-        """Every charge fits in an open lease of this replica: take them, no round trip."""
         leases = self.leases
         found: list[Lease] = []
-        low = False
-        for c in charges:
-            lease = leases.get(c.key)
+        renew = False
+        for key, amount in zip(keys, amounts, strict=True):
+            lease = leases.get(key)
             if lease is None:
                 return None
             if now >= lease.deadline:
                 self._give_back(lease)
                 return None
-            if lease.used + c.amount > lease.granted and not lease.unlimited:
+            if lease.used + amount > lease.granted and not lease.unlimited:
                 return None
             found.append(lease)
-            low = low or now >= lease.renew_at
+            renew = renew or now >= lease.renew_at
         out: list[float] = []
-        for c, lease in zip(charges, found, strict=True):
-            lease.used += c.amount
-            out.append(lease.base + lease.used)
-            low = low or (lease.used * 2 > lease.granted and not lease.unlimited)
-        if low:  # half spent or near its end: ask for the next lease before this one ends
-            self._want(charges)
+        for amount, lease in zip(amounts, found, strict=True):
+            used = lease.used = lease.used + amount
+            out.append(lease.base + used)
+            renew = renew or (used * 2 > lease.granted and not lease.unlimited)
+        if renew:  # half spent or near its end: ask for the next lease before this one ends
+            self._want(list(map(Charge, keys, amounts, limits, expires)))
         return out
 
     def _want(self, charges: Sequence[Charge]) -> None:
