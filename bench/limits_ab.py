@@ -49,15 +49,17 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def profile(pid: int, url: str, script: Path, side: str) -> None:
-    """A py-spy record of the gateway during one extra 64-client run of `side`."""
+def profile(pid: int, url: str, script: Path, side: str) -> float:
+    """A py-spy record of the gateway during one extra 64-client run of `side`; its req/s
+    (to turn samples into time per request)."""
     stem, dot, ext = PROFILE.rpartition(".")
     out = f"{stem}-{side}.{ext}" if dot else f"{PROFILE}-{side}"
     fmt = "raw" if out.endswith(".txt") else "flamegraph"
     spy_args = ["record", "-o", out, "-p", str(pid), "-d", str(SECONDS), "-r", "500"]
     spy = subprocess.Popen([str(Path(PY).parent / "py-spy"), *spy_args, "--nonblocking", "-f", fmt])
-    wrk(url, script, 64, SECONDS)
+    got = wrk(url, script, 64, SECONDS)
     spy.wait(60)
+    return float(got["rps"])
 
 
 def wait_for_port(port: int) -> None:
@@ -139,7 +141,7 @@ def main() -> int:
             if PROFILE:  # one extra run per side of this tree's gateway
                 pid, url = gateways[""]
                 for side, script in (("off", off), ("on", on)):
-                    profile(pid, url, script, side)
+                    runs[f"profile_{side}"] = [profile(pid, url, script, side)]
     finally:
         redis.terminate()
         redis.wait(10)
@@ -157,6 +159,8 @@ def main() -> int:
         result[f"{prefix}cpu_us_off"] = round(statistics.median(cpu[prefix + "off"]), 1)
         result[f"{prefix}cpu_us_on"] = round(statistics.median(cpu[prefix + "on"]), 1)
         result[f"{prefix}on_over_off_cpu"] = round(statistics.median(us), 3)
+    for side in ("off", "on") if PROFILE else ():
+        result[f"profile_{side}_rps"] = round(runs[f"profile_{side}"][0])
     result["errors"] = errors
     print(json.dumps(result))
     return 0

@@ -144,6 +144,5 @@ def settle(
     if cancelled and (usage is None or not usage.output_tokens):
         usage = None  # cut before the upstream's usage arrived: keep the reservation
     limiter.settle(ticket, provider, ref, usage, cost, reached=cancelled)
-    key = ticket.rules.key
     # Tokens and cost by key are counted for every key by the accounting (metrics.RequestStats).
-    metrics.child(metrics.key_requests, key).inc()
+    metrics.child(metrics.key_requests, ticket.rules.key).inc()

@@ -253,24 +253,26 @@ class RedisStore:
         if not self.settings.leases or now < self._down_until:
             return None
         leases = self.leases
-        found: list[Lease] = []
-        renew = False
-        for key, amount in zip(keys, amounts, strict=True):
-            lease = leases.get(key)
-            if lease is None:
-                return None
-            if now >= lease.deadline:
-                self._give_back(lease)
-                return None
-            if lease.used + amount > lease.granted and not lease.unlimited:
-                return None
-            found.append(lease)
-            renew = renew or now >= lease.renew_at
         out: list[float] = []
-        for amount, lease in zip(amounts, found, strict=True):
+        renew = False
+        for i, key in enumerate(keys):
+            lease = leases.get(key)
+            amount = amounts[i]
+            if (
+                lease is None
+                or now >= lease.deadline
+                or (lease.used + amount > lease.granted and not lease.unlimited)
+            ):
+                for j in range(i):  # undo what this reservation took so far
+                    leases[keys[j]].used -= amounts[j]
+                if lease is not None and now >= lease.deadline:
+                    self._give_back(lease)
+                return None
             used = lease.used = lease.used + amount
             out.append(lease.base + used)
-            renew = renew or (used * 2 > lease.granted and not lease.unlimited)
+            renew = (
+                renew or now >= lease.renew_at or (used * 2 > lease.granted and not lease.unlimited)
+            )
         if renew:  # half spent or near its end: ask for the next lease before this one ends
             self._want(list(map(Charge, keys, amounts, limits, expires)))
         return out
