@@ -323,13 +323,16 @@ class RedisStore:
             self.lost_adds += len(deltas)
             return
         leases = self.leases
+        queued = False
         for delta in deltas:
             lease = leases.get(delta[0])
             if lease is not None:
                 lease.used += delta[1]  # settled within the lease: Redis learns it at close
             else:
                 self._adds.append(delta)
-        self._kick()
+                queued = True
+        if queued:  # a settlement taken whole by leases needs no round trip, nor a task
+            self._kick()
 
     async def read(self, keys: Sequence[str]) -> list[float]:
         if not keys:
