@@ -5,8 +5,9 @@ One bench upstream, one redis-server and one `switchboard gateway --limits-redis
 both keys of bench/run.py's manifests: `bench` (no rules: limits off) and `limited` (requests,
 tokens, in-flight and budget counters, never reached: limits on). wrk runs of 64 clients
 alternate off, on, off, on ... LIMITS_AB_ROUNDS times (default 5) of BENCH_SECONDS (default 5)
-each, so both sides see the same noise of a shared machine; medians and the ratio are printed,
-and the gateway process's CPU time per request (from /proc, less sensitive to what else runs).
+each, so both sides see the same noise of a shared machine; printed: medians of req/s and of the
+gateway process's CPU time per request (from /proc, less sensitive to what else runs), and the
+medians of the per-round on/off ratios of both (each round's two runs ran back to back).
 
 `LIMITS_AB_BASE=<tree>` also starts a second gateway from another checkout (its `operator/` put
 first on PYTHONPATH; same upstream, same Redis, other counters) and interleaves its off and on

@@ -11,8 +11,9 @@ script call per batch, not per request. Settlements (`add`) never delay a reques
 Far from a limit there is a faster path: leases. After a reservation passes, the replica asks
 for a share of each of its counters (128 requests' worth, granted only with four times that
 left, added to the counter in Redis at once) and admits the next requests that fit in its open
-leases without a round trip; settlements of leased counters go to the lease. A lease half spent
-asks for the next one; a lease is given back (its unused part subtracted) within
+leases without a round trip (`take()`, a plain call: the limiter's fast path); settlements of
+leased counters go to the lease. A lease half spent, or in its last `RENEW_SECONDS`, asks for
+the next one, which replaces it; a lease is given back (its unused part subtracted) within
 `LEASE_SECONDS`. Leases are counted in Redis, so replicas never admit past a limit together;
 near a limit no lease is granted and every reservation is exact again (docs/limits.md).
 
