@@ -118,8 +118,12 @@ def estimate(surface: Dialect, body: Json, route: Route) -> lim.Estimate:
 async def reserve(
     limiter: lim.Limiter, rules: lim.KeyRules, surface: Dialect, body: Json, route: Route
 ) -> lim.Ticket:
+    est = estimate(surface, body, route)
+    ticket = limiter.admit(rules, est)  # far from the limits: no round trip, no coroutine
+    if ticket is not None:
+        return ticket
     try:
-        return await limiter.reserve(rules, estimate(surface, body, route))
+        return await limiter.reserve(rules, est)
     except lim.LimitError as exc:
         raise errors.GatewayError(exc.message, status=exc.status, headers=exc.headers) from None
 
@@ -140,6 +144,5 @@ def settle(
     if cancelled and (usage is None or not usage.output_tokens):
         usage = None  # cut before the upstream's usage arrived: keep the reservation
     limiter.settle(ticket, provider, ref, usage, cost, reached=cancelled)
-    key = ticket.rules.key
     # Tokens and cost by key are counted for every key by the accounting (metrics.RequestStats).
-    metrics.child(metrics.key_requests, key).inc()
+    metrics.child(metrics.key_requests, ticket.rules.key).inc()

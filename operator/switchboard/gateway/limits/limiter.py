@@ -24,7 +24,7 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from switchboard.dialects.types import Usage
 from switchboard.gateway.limits.store import LIVE, Charge, MemoryStore, Store, StoreDown
@@ -71,7 +71,7 @@ class KeyRules:
         return cls(grant.key, grant.limits, grant.budgets)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Estimate:
     """An upper bound of what a request will use, known before the call."""
 
@@ -96,20 +96,55 @@ class _Held:
     rule: rc.RateRule | rc.BudgetRule
 
 
+_Planned = tuple[str, str, "rc.RateRule | rc.BudgetRule", float | None, float]
+"""(counter key, kind, rule, limit, expires) of one charge."""
+_Delta = tuple[str, float, float]
+"""(counter key, amount, expires): a correction for `Store.add`."""
+
+
+@dataclass(slots=True)
+class _Plan:
+    """What every request of one key on one target charges, valid from `start` to `until`
+    (the minute, and the budget windows): computed once, not per request. Entry i of each
+    list is one counter."""
+
+    rules: KeyRules
+    start: float
+    until: float
+    entries: list[_Planned]
+    keys: list[str]
+    amounts: list[float]
+    """1 for a request and an in-flight slot; 0, replaced per request, for tokens and cost."""
+    limits: list[float | None]
+    expires: list[float]
+    tpm: list[tuple[int, rc.RateRule]]
+    """Tokens-per-minute entries (their amount: the request's tokens) ..."""
+    usd: list[int]
+    """... and budget entries (their amount: its cost)."""
+    release: list[_Delta]
+    """What settling gives back of the in-flight slots."""
+    rpm_headers: list[tuple[int, float, str]]
+    """Limited requests-per-minute entries: (index, limit, the limit's header text)."""
+    tpm_headers: list[tuple[int, float, str]]
+    usd_headers: list[tuple[int, float, str, str]]
+    """Refusing budgets: (index, limit, the limit's header text, the window's reset time)."""
+
+    def charges(self, amounts: list[float]) -> list[Charge]:
+        return list(map(Charge, self.keys, amounts, self.limits, self.expires))
+
+
 @dataclass(slots=True)
 class Ticket:
     """One request's reservation, settled exactly once."""
 
     rules: KeyRules
     estimate: Estimate
-    held: list[_Held]
+    plan: _Plan
+    amounts: list[float]
+    """What was added to each counter of the plan."""
     store: Store | MemoryStore
-    headers: dict[str, str] = field(default_factory=dict)
+    headers: dict[str, str]
     settled: bool = False
-
-
-_Planned = tuple[str, str, "rc.RateRule | rc.BudgetRule", float | None, float]
-"""(counter key, kind, rule, limit, expires) of one charge."""
 
 
 def _covers(rule: rc.RateRule | rc.BudgetRule, provider: str, ref: str) -> bool:
@@ -149,52 +184,57 @@ class Limiter:
         """Called with True when the store fails and False when it answers again."""
         self.on_reject = on_reject or (lambda key, kind: None)
         self.store_down = False
-        self._plans: dict[tuple[int, str, str], tuple[KeyRules, float, float, list[_Planned]]] = {}
+        self._plans: dict[tuple[int, str, str], _Plan] = {}
         self._spans: dict[tuple[str, str], windows.Span] = {}
-        self._fixed: dict[str, _Held] = {}
-        """Request and in-flight charges (amount 1), shared by the requests of one plan; never
-        mutated."""
+        self._take = getattr(store, "take", None)
+        """The store's synchronous fast path (RedisStore: its leases), if it has one."""
         self._resets: dict[tuple[float, str], str] = {}
 
     def charges(self, rules: KeyRules, est: Estimate, now: float) -> list[_Held]:
+        """The charges of a request of `rules` estimated as `est` at `now`."""
         plan = self._plan(rules, est.provider, est.ref, now)
-        tokens = float(est.input_tokens + est.output_tokens)
-        cost = est.cost
-        held: list[_Held] = []
-        for key, kind, rule, limit, expires in plan:
-            if kind == TPM:
-                held.append(_Held(Charge(key, tokens, limit, expires), kind, rule))
-            elif kind == USD:
-                held.append(_Held(Charge(key, cost, limit, expires), kind, rule))
-            else:  # 1 request or 1 slot: the same charge for every request of this plan
-                fixed = self._fixed.get(key)
-                if fixed is None or fixed.rule is not rule or fixed.charge.expires != expires:
-                    fixed = self._fixed[key] = _Held(Charge(key, 1.0, limit, expires), kind, rule)
-                held.append(fixed)
-        return held
+        amounts = self._amounts(plan, est)
+        return [
+            _Held(charge, entry[1], entry[2])
+            for charge, entry in zip(plan.charges(amounts), plan.entries, strict=True)
+        ]
 
-    def _plan(self, rules: KeyRules, provider: str, ref: str, now: float) -> list[_Planned]:
+    @staticmethod
+    def _amounts(plan: _Plan, est: Estimate) -> list[float]:
+        amounts = plan.amounts.copy()
+        if plan.tpm:
+            tokens = float(est.input_tokens + est.output_tokens)
+            for i, _ in plan.tpm:
+                amounts[i] = tokens
+        if plan.usd:
+            cost = est.cost
+            for i in plan.usd:
+                amounts[i] = cost
+        return amounts
+
+    def _plan(self, rules: KeyRules, provider: str, ref: str, now: float) -> _Plan:
         """The counters a request of `rules` on (provider, ref) charges at `now`: computed once
-        per key, target and minute (windows, key names), not per request."""
+        per key, target and minute (windows, key names, header texts), not per request."""
         cached = self._plans.get((id(rules), provider, ref))
-        if cached is not None and cached[0] is rules and cached[1] <= now < cached[2]:
-            return cached[3]
+        if cached is not None and cached.rules is rules and cached.start <= now < cached.until:
+            return cached
         minute = windows.minute(now)
         valid_until = minute.end
-        plan: list[_Planned] = []
+        entries: list[_Planned] = []
+        resets: dict[int, str] = {}
         for rule in rules.limits:
             if not _covers(rule, provider, ref):
                 continue
             c = rule.counter
             if rule.requests_per_minute is not None:
                 key = f"{c}/rpm@{minute.label}"
-                plan.append((key, RPM, rule, rule.requests_per_minute, minute.end))
+                entries.append((key, RPM, rule, rule.requests_per_minute, minute.end))
             if rule.tokens_per_minute is not None:
                 key = f"{c}/tpm@{minute.label}"
-                plan.append((key, TPM, rule, rule.tokens_per_minute, minute.end))
+                entries.append((key, TPM, rule, rule.tokens_per_minute, minute.end))
             if rule.max_in_flight is not None:
                 # Expiry refreshed with the plan, each minute: at least LIVE_TTL - 60 s ahead.
-                plan.append((f"{c}{LIVE}", INFLIGHT, rule, rule.max_in_flight, now + LIVE_TTL))
+                entries.append((f"{c}{LIVE}", INFLIGHT, rule, rule.max_in_flight, now + LIVE_TTL))
         for budget in rules.budgets:
             if not _covers(budget, provider, ref):
                 continue
@@ -202,11 +242,51 @@ class Limiter:
             valid_until = min(valid_until, span.end)
             limit = budget.usd if budget.refuse else None
             key = budget_key(budget.counter, span.label)
-            plan.append((key, USD, budget, limit, span.end + KEEP_AFTER))
+            resets[len(entries)] = self._reset(span, budget.time_zone)
+            entries.append((key, USD, budget, limit, span.end + KEEP_AFTER))
+        amounts: list[float] = []
+        tpm: list[tuple[int, rc.RateRule]] = []
+        usd: list[int] = []
+        release: list[_Delta] = []
+        rpm_headers: list[tuple[int, float, str]] = []
+        tpm_headers: list[tuple[int, float, str]] = []
+        usd_headers: list[tuple[int, float, str, str]] = []
+        for i, (key, kind, counted, limit, expires) in enumerate(entries):
+            amounts.append(1.0 if kind in (RPM, INFLIGHT) else 0.0)
+            if kind == INFLIGHT:
+                release.append((key, -1.0, expires))
+            elif kind == TPM:
+                assert isinstance(counted, rc.RateRule)
+                tpm.append((i, counted))
+            elif kind == USD:
+                usd.append(i)
+            if limit is None or kind == INFLIGHT:
+                continue
+            if kind == RPM:
+                rpm_headers.append((i, limit, str(int(limit))))
+            elif kind == TPM:
+                tpm_headers.append((i, limit, str(int(limit))))
+            else:
+                usd_headers.append((i, limit, f"{limit:.2f}", resets[i]))
         if len(self._plans) > 10_000:  # bounded: keys x targets; rebuilt when dropped
             self._plans.clear()
-            self._fixed.clear()
-        self._plans[(id(rules), provider, ref)] = (rules, minute.start, valid_until, plan)
+        plan = _Plan(
+            rules,
+            minute.start,
+            valid_until,
+            entries,
+            [e[0] for e in entries],
+            amounts,
+            [e[3] for e in entries],
+            [e[4] for e in entries],
+            tpm,
+            usd,
+            release,
+            rpm_headers,
+            tpm_headers,
+            usd_headers,
+        )
+        self._plans[(id(rules), provider, ref)] = plan
         return plan
 
     def _span(self, window: str, time_zone: str, now: float) -> windows.Span:
@@ -224,14 +304,31 @@ class Limiter:
             text = self._resets[(span.end, time_zone)] = windows.rfc3339(span.end, time_zone)
         return text
 
+    def admit(self, rules: KeyRules, est: Estimate) -> Ticket | None:
+        """The fast path, without a coroutine: the reservation when the store can take it at
+        once (Redis: within this replica's leases); None when `reserve()` must ask the store."""
+        take = self._take
+        if take is None or self.store_down:
+            return None
+        now = self.clock()
+        plan = self._plan(rules, est.provider, est.ref, now)
+        amounts = self._amounts(plan, est)
+        if not amounts:
+            return Ticket(rules, est, plan, amounts, self.store, {})
+        values = take(plan.keys, amounts, plan.limits, plan.expires)
+        if values is None:
+            return None
+        return Ticket(rules, est, plan, amounts, self.store, self._headers(plan, values, now))
+
     async def reserve(self, rules: KeyRules, est: Estimate) -> Ticket:
         """Reserve the request or raise LimitError (429 naming the key and the limit)."""
         now = self.clock()
-        held = self.charges(rules, est, now)
-        ticket = Ticket(rules, est, held, self.store)
-        if not held:
+        plan = self._plan(rules, est.provider, est.ref, now)
+        amounts = self._amounts(plan, est)
+        ticket = Ticket(rules, est, plan, amounts, self.store, {})
+        if not amounts:
             return ticket
-        charges = [h.charge for h in held]
+        charges = plan.charges(amounts)
         try:
             refused, values = await self.store.reserve(charges)
             if self.store_down:
@@ -253,10 +350,11 @@ class Limiter:
             ticket.store = self.local
             refused, values = self.local.reserve_now(charges)
         if refused >= 0:
-            error = self._refusal(rules.key, held[refused], values[refused], now)
+            _, kind, rule, _, _ = plan.entries[refused]
+            error = self._refusal(rules.key, kind, rule, values[refused], now)
             self.on_reject(rules.key, error.kind)
             raise error
-        ticket.headers = self._headers(held, values, now)
+        ticket.headers = self._headers(plan, values, now)
         return ticket
 
     def settle(
@@ -277,27 +375,41 @@ class Limiter:
         if ticket.settled:
             return
         ticket.settled = True
-        now = self.clock()
-        deltas: list[tuple[str, float, float]] = []
-        keep = usage is None and reached
-        seen: set[str] = set()
-        for h in ticket.held:
-            charge = h.charge
-            seen.add(h.rule.counter)
-            if h.kind == INFLIGHT:
-                deltas.append((charge.key, -1.0, charge.expires))
-            elif h.kind == RPM or keep:
-                continue
-            else:
-                actual = self._used(
-                    h.kind, rule=h.rule, provider=provider, ref=ref, usage=usage, cost=cost
-                )
-                if actual != charge.amount:
-                    deltas.append((charge.key, actual - charge.amount, charge.expires))
-        if usage is not None and (provider, ref) != (ticket.estimate.provider, ticket.estimate.ref):
+        plan = ticket.plan
+        deltas = plan.release.copy()  # the in-flight slots; the request counts stay
+        est = ticket.estimate
+        same = provider == est.provider and ref == est.ref
+        if usage is not None or not reached:  # else: cancelled unseen, the reservation stays
+            amounts = ticket.amounts
+            keys = plan.keys
+            entries = plan.entries
+            for i, rule in plan.tpm:
+                if usage is None:
+                    actual = 0.0
+                elif same:  # the plan holds only rules that cover the estimate's target
+                    actual = float(tokens(rule, usage))
+                else:
+                    actual = self._used(
+                        TPM, rule=rule, provider=provider, ref=ref, usage=usage, cost=cost
+                    )
+                if actual != amounts[i]:
+                    deltas.append((keys[i], actual - amounts[i], plan.expires[i]))
+            for i in plan.usd:
+                if usage is None:
+                    actual = 0.0
+                elif same:
+                    actual = cost
+                else:
+                    actual = self._used(
+                        USD, rule=entries[i][2], provider=provider, ref=ref, usage=usage, cost=cost
+                    )
+                if actual != amounts[i]:
+                    deltas.append((keys[i], actual - amounts[i], plan.expires[i]))
+        if usage is not None and not same:
             # Served by a fallback that rules not reserved for may cover: add its usage there.
-            est = Estimate(provider, ref, 0, 0, None)
-            for h in self.charges(ticket.rules, est, now):
+            seen = {entry[2].counter for entry in plan.entries}
+            other = Estimate(provider, ref, 0, 0, None)
+            for h in self.charges(ticket.rules, other, self.clock()):
                 if h.rule.counter in seen or h.kind in (RPM, INFLIGHT):
                     continue
                 actual = self._used(
@@ -330,8 +442,9 @@ class Limiter:
 
     # --- answers ----------------------------------------------------------------------------
 
-    def _refusal(self, key: str, h: _Held, value: float, now: float) -> LimitError:
-        rule = h.rule
+    def _refusal(
+        self, key: str, kind: str, rule: rc.RateRule | rc.BudgetRule, value: float, now: float
+    ) -> LimitError:
         where = _where(rule.counter)
         if isinstance(rule, rc.BudgetRule):
             span = windows.calendar(rule.window, rule.time_zone, now)
@@ -349,7 +462,7 @@ class Limiter:
                 },
                 "budget",
             )
-        if h.kind == INFLIGHT:
+        if kind == INFLIGHT:
             return LimitError(
                 f"key {key!r} has {rule.max_in_flight} requests in flight, its limit ({where}); "
                 "retry when one has finished",
@@ -359,7 +472,7 @@ class Limiter:
             )
         minute = windows.minute(now)
         wait = max(1, math.ceil(minute.end - now))
-        if h.kind == RPM:
+        if kind == RPM:
             what, limit, kind = "requests", rule.requests_per_minute, "requests"
         else:
             what, limit, kind = "tokens", rule.tokens_per_minute, "tokens"
@@ -376,39 +489,50 @@ class Limiter:
             kind,
         )
 
-    def _headers(self, held: list[_Held], values: list[float], now: float) -> dict[str, str]:
-        """The tightest counter of each kind, as OpenAI's x-ratelimit-* headers do."""
-        rpm = tpm = usd = None
-        for h, value in zip(held, values, strict=True):
-            kind = h.kind
-            limit = h.charge.limit
-            if limit is None or kind == INFLIGHT:
-                continue
-            remaining = limit - value
-            if kind == RPM:
-                if rpm is None or remaining < rpm[0]:
-                    rpm = (remaining, limit)
-            elif kind == TPM:
-                if tpm is None or remaining < tpm[0]:
-                    tpm = (remaining, limit)
-            elif usd is None or remaining < usd[0]:
-                usd = (remaining, limit, h)
+    @staticmethod
+    def _headers(plan: _Plan, values: list[float], now: float) -> dict[str, str]:
+        """The tightest counter of each kind, as OpenAI's x-ratelimit-* headers do (the limit
+        and reset texts are the plan's; only the remaining figures are formatted here)."""
         headers: dict[str, str] = {}
-        if rpm is not None or tpm is not None:
-            reset = f"{max(0, math.ceil(60.0 - now % 60.0))}s"
-            if rpm is not None:
-                headers["x-ratelimit-limit-requests"] = str(int(rpm[1]))
-                headers["x-ratelimit-remaining-requests"] = str(int(max(0.0, rpm[0])))
+        if plan.rpm_headers or plan.tpm_headers:
+            reset = _MINUTE_RESETS[int(now % 60.0)]  # ceil(60 - now % 60) seconds
+            if plan.rpm_headers:
+                remaining, text = _tightest(plan.rpm_headers, values)
+                headers["x-ratelimit-limit-requests"] = text
+                headers["x-ratelimit-remaining-requests"] = (
+                    str(int(remaining)) if remaining > 0 else "0"
+                )
                 headers["x-ratelimit-reset-requests"] = reset
-            if tpm is not None:
-                headers["x-ratelimit-limit-tokens"] = str(int(tpm[1]))
-                headers["x-ratelimit-remaining-tokens"] = str(int(max(0.0, tpm[0])))
+            if plan.tpm_headers:
+                remaining, text = _tightest(plan.tpm_headers, values)
+                headers["x-ratelimit-limit-tokens"] = text
+                headers["x-ratelimit-remaining-tokens"] = (
+                    str(int(remaining)) if remaining > 0 else "0"
+                )
                 headers["x-ratelimit-reset-tokens"] = reset
-        if usd is not None:
-            rule = usd[2].rule
-            assert isinstance(rule, rc.BudgetRule)
-            span = self._span(rule.window, rule.time_zone, now)
-            headers["x-switchboard-budget-limit-usd"] = f"{usd[1]:.2f}"
-            headers["x-switchboard-budget-remaining-usd"] = f"{max(0.0, usd[0]):.6f}"
-            headers["x-switchboard-budget-reset"] = self._reset(span, rule.time_zone)
+        if plan.usd_headers:
+            best = None
+            for i, limit, text, reset_at in plan.usd_headers:
+                remaining = limit - values[i]
+                if best is None or remaining < best[0]:
+                    best = (remaining, text, reset_at)
+            assert best is not None
+            headers["x-switchboard-budget-limit-usd"] = best[1]
+            headers["x-switchboard-budget-remaining-usd"] = f"{max(0.0, best[0]):.6f}"
+            headers["x-switchboard-budget-reset"] = best[2]
         return headers
+
+
+_MINUTE_RESETS = tuple(f"{60 - second}s" for second in range(60))
+"""The x-ratelimit-reset-* text by the second of the minute."""
+
+
+def _tightest(entries: list[tuple[int, float, str]], values: list[float]) -> tuple[float, str]:
+    """(remaining, limit text) of the entry with the least left."""
+    i, limit, text = entries[0]
+    best, best_text = limit - values[i], text
+    for i, limit, text in entries[1:]:
+        remaining = limit - values[i]
+        if remaining < best:
+            best, best_text = remaining, text
+    return best, best_text

@@ -11,8 +11,9 @@ script call per batch, not per request. Settlements (`add`) never delay a reques
 Far from a limit there is a faster path: leases. After a reservation passes, the replica asks
 for a share of each of its counters (128 requests' worth, granted only with four times that
 left, added to the counter in Redis at once) and admits the next requests that fit in its open
-leases without a round trip; settlements of leased counters go to the lease. A lease half spent
-asks for the next one; a lease is given back (its unused part subtracted) within
+leases without a round trip (`take()`, a plain call: the limiter's fast path); settlements of
+leased counters go to the lease. A lease half spent, or in its last `RENEW_SECONDS`, asks for
+the next one, which replaces it; a lease is given back (its unused part subtracted) within
 `LEASE_SECONDS`. Leases are counted in Redis, so replicas never admit past a limit together;
 near a limit no lease is granted and every reservation is exact again (docs/limits.md).
 
@@ -119,6 +120,9 @@ LEASE_SECONDS = 1.0
 """A lease is given back (its unused part subtracted in Redis) at most this long after it
 was granted, so that the store's counters, `switchboard usage` and the operator's status are
 at most about a second behind, and a replica never sits on headroom others need."""
+RENEW_SECONDS = LEASE_SECONDS / 4
+"""A lease used this close to its end asks for the next one, which replaces it when granted:
+under steady load reservations never fall back to a round trip when a lease ends."""
 
 
 @dataclass(slots=True)
@@ -133,10 +137,27 @@ class Lease:
     expires: float
     deadline: float
     used: float = 0.0
+    renew_at: float = 0.0
+    """From then on a reservation on this lease asks for the next one (`RENEW_SECONDS`)."""
     open: bool = True
     unlimited: bool = False
     """A count-only counter (a budget that reports): nothing to protect, so nothing granted;
     this replica counts locally and adds what it used when the lease is given back."""
+
+
+def _lease(
+    key: str, granted: float, base: float, expires: float, now: float, *, unlimited: bool = False
+) -> Lease:
+    deadline = now + LEASE_SECONDS
+    return Lease(
+        key,
+        granted,
+        base,
+        expires,
+        deadline,
+        renew_at=deadline - RENEW_SECONDS,
+        unlimited=unlimited,
+    )
 
 
 @dataclass(frozen=True)
@@ -203,7 +224,12 @@ class RedisStore:
         if now < self._down_until:
             raise StoreDown("redis is down (retrying shortly)")
         if self.settings.leases and charges:
-            local = self._from_leases(charges, now)
+            local = self.take(
+                [c.key for c in charges],
+                [c.amount for c in charges],
+                [c.limit for c in charges],
+                [c.expires for c in charges],
+            )
             if local is not None:
                 return -1, local
         future: asyncio.Future[tuple[int, list[float]]] = asyncio.get_running_loop().create_future()
@@ -214,42 +240,63 @@ class RedisStore:
             self._want(charges)
         return refused, values
 
-    def _from_leases(self, charges: Sequence[Charge], now: float) -> list[float] | None:
-        """Every charge fits in an open lease of this replica: take them, no round trip."""
+    def take(
+        self,
+        keys: Sequence[str],
+        amounts: Sequence[float],
+        limits: Sequence[float | None],
+        expires: Sequence[float],
+    ) -> list[float] | None:
+        """The synchronous fast path: the counters' values if every amount fits in an open
+        lease of this replica (taken), None when `reserve()` must ask Redis. The arguments
+        are the charges' fields, entry i of each list one charge."""
+        now = time.monotonic()
+        if not self.settings.leases or now < self._down_until:
+            return None
         leases = self.leases
-        found: list[Lease] = []
-        for c in charges:
-            lease = leases.get(c.key)
-            if lease is None:
-                return None
-            if now >= lease.deadline:
-                self._give_back(lease)
-                return None
-            if lease.used + c.amount > lease.granted and not lease.unlimited:
-                return None
-            found.append(lease)
         out: list[float] = []
-        low = False
-        for c, lease in zip(charges, found, strict=True):
-            lease.used += c.amount
-            out.append(lease.base + lease.used)
-            low = low or (lease.used * 2 > lease.granted and not lease.unlimited)
-        if low:  # half spent: ask for the next lease before this one runs out
-            self._want(charges)
+        renew = False
+        for i, key in enumerate(keys):
+            lease = leases.get(key)
+            amount = amounts[i]
+            if (
+                lease is None
+                or now >= lease.deadline
+                or (lease.used + amount > lease.granted and not lease.unlimited)
+            ):
+                for j in range(i):  # undo what this reservation took so far
+                    leases[keys[j]].used -= amounts[j]
+                if lease is not None and now >= lease.deadline:
+                    self._give_back(lease)
+                return None
+            used = lease.used = lease.used + amount
+            out.append(lease.base + used)
+            renew = (
+                renew or now >= lease.renew_at or (used * 2 > lease.granted and not lease.unlimited)
+            )
+        if renew:  # half spent or near its end: ask for the next lease before this one ends
+            self._want(list(map(Charge, keys, amounts, limits, expires)))
         return out
 
     def _want(self, charges: Sequence[Charge]) -> None:
+        now = time.monotonic()
         for c in charges:
             if c.key in self._asked:
                 continue
             lease = self.leases.get(c.key)
+            ending = lease is not None and now >= lease.renew_at
             if c.limit is None:
-                if lease is None:
-                    deadline = time.monotonic() + LEASE_SECONDS
-                    self.leases[c.key] = Lease(c.key, 0.0, 0.0, c.expires, deadline, unlimited=True)
+                if lease is None or ending:
+                    if lease is not None:
+                        self._give_back(lease)
+                    self.leases[c.key] = _lease(c.key, 0.0, 0.0, c.expires, now, unlimited=True)
                     self._sweep_soon()
                 continue
-            if lease is not None and lease.used + LEASE_REQUESTS / 2 * c.amount <= lease.granted:
+            if (
+                lease is not None
+                and not ending
+                and lease.used + LEASE_REQUESTS / 2 * c.amount <= lease.granted
+            ):
                 continue
             share = c.limit * LEASE_MIN_SHARE if c.limit is not None else 0.0
             want = max(LEASE_REQUESTS * c.amount, share)
@@ -277,13 +324,16 @@ class RedisStore:
             self.lost_adds += len(deltas)
             return
         leases = self.leases
+        queued = False
         for delta in deltas:
             lease = leases.get(delta[0])
             if lease is not None:
                 lease.used += delta[1]  # settled within the lease: Redis learns it at close
             else:
                 self._adds.append(delta)
-        self._kick()
+                queued = True
+        if queued:  # a settlement taken whole by leases needs no round trip, nor a task
+            self._kick()
 
     async def read(self, keys: Sequence[str]) -> list[float]:
         if not keys:
@@ -458,7 +508,7 @@ class RedisStore:
             if old is not None:
                 self._give_back(old)
             expires = wanted[key][2]
-            self.leases[key] = Lease(key, grant, base, expires, now + LEASE_SECONDS)
+            self.leases[key] = _lease(key, grant, base, expires, now)
         self._sweep_soon()
 
     def _sweep_soon(self) -> None:

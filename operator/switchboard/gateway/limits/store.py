@@ -44,8 +44,10 @@ class StoreDown(StoreError):
     """The store cannot be reached or did not answer in time."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Charge:
+    """One amount added to one counter (never changed after it is made)."""
+
     key: str
     amount: float
     limit: float | None
