@@ -26,7 +26,7 @@ import orjson
 from aiohttp import HttpVersion11, web
 
 from switchboard.dialects import errors as derrors
-from switchboard.dialects import identity, registry, sse
+from switchboard.dialects import identity, inspect, registry, sse
 from switchboard.dialects.types import Ctx, Dialect, Json
 from switchboard.gateway import accounting, errors, resolve
 from switchboard.gateway.accesslog import AccessLog
@@ -212,10 +212,15 @@ class Proxy:
         stream = body.get("stream") is True
         if route.agent:
             body = resolve.with_defaults(surface, body, route)
+        prompt = inspect.estimate_prompt_tokens(surface, body)
         if access.rules is not None and self.limiter is not None:
-            out.ticket = await gate.reserve(self.limiter, access.rules, surface, body, route)
+            est = gate.estimate(surface, body, route, prompt)
+            ticket = self.limiter.admit(access.rules, est)  # within the leases: no coroutine
+            if ticket is None:
+                ticket = await gate.reserve(self.limiter, access.rules, est)
+            out.ticket = ticket
         counts = await self.tokens.for_plan(route, surface, body) if route.tokenize else None
-        plan = resolve.plan(surface, body, route, counts)
+        plan = resolve.plan(surface, body, route, counts, prompt)
         client_beta = request.headers.get(HEADER) if surface is Dialect.MESSAGES else None
         last: AttemptFailed | None = None
         deadline = started + self.chain_timeout

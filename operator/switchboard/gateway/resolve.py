@@ -63,12 +63,17 @@ def with_defaults(surface: Dialect, body: Json, route: Route) -> Json:
 
 
 def plan(
-    surface: Dialect, body: Json, route: Route, counts: dict[str, int] | None = None
+    surface: Dialect,
+    body: Json,
+    route: Route,
+    counts: dict[str, int] | None = None,
+    prompt: int | None = None,
 ) -> list[tuple[Target, Json, int | None]]:
     """The candidates to try, in order, each with the body and output limit to use.
 
     The prompt's size is the upstream's own count where `counts` has one for the candidate's
-    provider (gateway/tokens.py), else the gateway's estimate.
+    provider (gateway/tokens.py), else the gateway's estimate (`prompt` when the caller has it
+    already: inspect.estimate_prompt_tokens of this body).
     Images need an image-capable model (the agent's imageModel first); a candidate whose
     context window cannot hold the prompt plus the output limit is skipped; when none fits, the
     oldest turns are dropped if the agent allows it, else the request is refused.
@@ -86,7 +91,8 @@ def plan(
             )
         candidates = capable
     requested = inspect.requested_max_tokens(surface, body)
-    prompt = inspect.estimate_prompt_tokens(surface, body)
+    if prompt is None:
+        prompt = inspect.estimate_prompt_tokens(surface, body)
     plan: list[tuple[Target, Json, int | None]] = []
     too_small: list[str] = []
     for target in candidates:

@@ -1,4 +1,5 @@
-"""The request path's two calls: `reserve()` before the fallback loop, `settle()` after it.
+"""The request path's calls: `estimate()` and `Limiter.admit()` (no coroutine) or else
+`reserve()` before the fallback loop, `settle()` after it.
 
 A key without limits or budgets never gets here (`Access.rules` is None): the request path
 pays one attribute test. The store is chosen by `LimitsSettings`: Redis/Valkey when a URL is
@@ -13,7 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from switchboard.dialects import inspect
 from switchboard.dialects.types import Dialect, Json, Usage
 from switchboard.gateway import errors
 from switchboard.gateway.limits import limiter as lim
@@ -97,8 +97,9 @@ def _requested_output(body: Json) -> int | None:
     return None
 
 
-def estimate(surface: Dialect, body: Json, route: Route) -> lim.Estimate:
-    """An upper bound of the request on the route's first candidate."""
+def estimate(surface: Dialect, body: Json, route: Route, prompt: int) -> lim.Estimate:
+    """An upper bound of the request on the route's first candidate; `prompt` is the body's
+    inspect.estimate_prompt_tokens (computed once per request, shared with resolve.plan)."""
     target = route.chain[0]
     meta = target.meta
     asked = _requested_output(body)
@@ -109,19 +110,15 @@ def estimate(surface: Dialect, body: Json, route: Route) -> lim.Estimate:
     return lim.Estimate(
         target.provider,
         target.ref,
-        inspect.estimate_prompt_tokens(surface, body),
+        prompt,
         output,
         meta.price if meta is not None else None,
     )
 
 
-async def reserve(
-    limiter: lim.Limiter, rules: lim.KeyRules, surface: Dialect, body: Json, route: Route
-) -> lim.Ticket:
-    est = estimate(surface, body, route)
-    ticket = limiter.admit(rules, est)  # far from the limits: no round trip, no coroutine
-    if ticket is not None:
-        return ticket
+async def reserve(limiter: lim.Limiter, rules: lim.KeyRules, est: lim.Estimate) -> lim.Ticket:
+    """The reservation, asked of the store (after `limiter.admit()`, the plain-call fast path
+    within this replica's leases, returned None); a limit reached is the client's 429."""
     try:
         return await limiter.reserve(rules, est)
     except lim.LimitError as exc:
