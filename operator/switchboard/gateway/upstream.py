@@ -344,10 +344,13 @@ class Pool:
         self._proxies = dial.Proxies(environ if self.settings.trust_env else {})
         """Read once, from `environ` (the process environment unless given)."""
         self._closed = False
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     async def post(self, endpoint: Endpoint, body: bytes) -> Response:
         """Send the request and wait for the final response's headers."""
-        loop = asyncio.get_running_loop()
+        loop = self._loop
+        if loop is None:  # the loop of the first request (asking each time is a getpid(2))
+            loop = self._loop = asyncio.get_running_loop()
         deadline = loop.time() + endpoint.total_timeout
         host = self._hosts.get(endpoint.key)
         if host is None:
