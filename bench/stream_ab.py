@@ -108,7 +108,9 @@ def main() -> int:
             if any(p is None for p in procs):
                 print("a gateway did not start; logs in", work, file=sys.stderr)
                 return 1
-            systems = [("direct", direct, upstream)]
+            systems: list[tuple[str, str, subprocess.Popen[bytes] | None]] = [
+                ("direct", direct, upstream)
+            ]
             systems += [(n, u, p) for (n, u, _), p in zip(gateways, procs, strict=True)]
             results: dict[str, dict[str, list[float]]] = {name: {} for name, _, _ in systems}
             for name, url, proc in systems:
