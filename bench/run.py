@@ -387,9 +387,15 @@ def streamgen() -> Path | None:
 
 
 def stream_run(
-    url: str, surface: str = "chat", model: str = "bench", rate: float = 0.0, tokens: int = 0
+    url: str,
+    *,
+    surface: str = "chat",
+    model: str = "bench",
+    rate: float = 0.0,
+    tokens: int = 0,
+    streams: int = 1000,
 ) -> dict[str, Any]:
-    """1,000 streams: all at once, or `rate` new ones a second; `tokens` per stream (0: the
+    """`streams` streams: all at once, or `rate` new ones a second; `tokens` per stream (0: the
     upstream's default of 100)."""
     generator = streamgen()
     if generator is not None:
@@ -398,7 +404,7 @@ def stream_run(
             "-url",
             url,
             "-streams",
-            "1000",
+            str(streams),
             "-model",
             model,
             "-surface",
@@ -416,7 +422,7 @@ def stream_run(
             str(ROOT / "bench/stream_client.py"),
             url,
             "--streams",
-            "1000",
+            str(streams),
             "--model",
             model,
             "--surface",

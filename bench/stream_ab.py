@@ -7,8 +7,9 @@ burst of 1,000 streams at once (c) and spread arrivals (s: 200 new streams a sec
 tokens), AB_ROUNDS rounds (default 3), one warm-up burst each first. Prints the medians of
 time to first token (p50, p99), the burst's seconds to all done, the streams dropped and each
 gateway's CPU time per stream (from /proc), then B − A and each minus direct.
-AB_SCENARIOS=c or s runs one scenario. AB_PROFILE=DIR records a py-spy profile (speedscope
-JSON, 100 Hz, idle included) of each gateway's first burst into DIR. Bounded, loopback only.
+AB_SCENARIOS=c or s runs one scenario; AB_STREAMS (default 1000) sets the streams of each
+run. AB_PROFILE=DIR records a py-spy profile (speedscope JSON, 100 Hz, idle included) of each
+gateway's first burst into DIR. Bounded, loopback only.
 """
 
 from __future__ import annotations
@@ -42,12 +43,13 @@ from bench.run import (
 ROUNDS = int(os.environ.get("AB_ROUNDS", "3"))
 SCENARIOS = os.environ.get("AB_SCENARIOS", "c,s").split(",")
 PROFILE = os.environ.get("AB_PROFILE", "")
+STREAMS = int(os.environ.get("AB_STREAMS", "1000"))
 
 
 def _run(url: str, model: str, scenario: str) -> dict[str, Any]:
     if scenario == "s":
-        return stream_run(url, model=model, rate=SPREAD_RATE, tokens=SPREAD_TOKENS)
-    return stream_run(url, model=model)
+        return stream_run(url, model=model, rate=SPREAD_RATE, tokens=SPREAD_TOKENS, streams=STREAMS)
+    return stream_run(url, model=model, streams=STREAMS)
 
 
 def _profiled(pid: int, path: Path, url: str, model: str) -> dict[str, Any]:
