@@ -403,14 +403,12 @@ class Proxy:
                     )
                     with errors.map_upstream(target, "timeout", "stream"):
                         await response.pipe(relay.feed)
-                    relay.flush()  # what the last read brought
                     relay.check()
                     tail = b"".join(translator.feed(e) for e in decoder.close())
                     tail += translator.finish()
                     await client.write(target.scrub.data(tail) if translator.failed else tail)
             except (AttemptFailed, derrors.TranslationError) as exc:
                 if relay is not None:
-                    relay.flush()
                     relay.check()
                 kind = exc.kind if isinstance(exc, AttemptFailed) else "stream"
                 self.metrics.child(self.metrics.upstream_errors, target.provider, kind).inc()

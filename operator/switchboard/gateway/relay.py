@@ -155,11 +155,6 @@ class Relay:
     the SSE, translate, write, with no task switch per chunk (at 1,000 streams the task
     switches were most of the relay's cost: docs/performance.md).
 
-    Writes are coalesced: what one read of the upstream socket brings (one body chunk, or
-    several when the loop is busy and the server's writes queue up) goes to the client in one
-    `write` (one `send`), once the read's callbacks are done (`call_soon`); `flush()` writes
-    what is pending at once (before the stream's tail or error event).
-
     The client's write buffer is watched: above 1 MiB the upstream socket is paused, and
     polled every 10 ms until it drains below 256 KiB (the read timeout does not run meanwhile:
     the client, not the upstream, is slow). A client that went away, or a translation error,
@@ -175,7 +170,6 @@ class Relay:
         "paused",
         "paused_at",
         "pending",
-        "ready",
         "response",
         "scrub",
         "stopped",
@@ -214,8 +208,6 @@ class Relay:
         self.stopped = False
         self.error: derrors.TranslationError | None = None
         self.translate = chunk_translator(translator, decoder)
-        self.ready: list[bytes] | None = None
-        """The client's bytes translated and not yet written (a flush is scheduled)."""
 
     def feed(self, chunk: bytes) -> None:
         if self.gone or self.error is not None:
@@ -231,18 +223,6 @@ class Relay:
             return
         if self.translator.failed is not None:  # the upstream's error event: no secret out
             data = self.scrub.data(data)
-        ready = self.ready
-        if ready is None:
-            self.ready = [data]
-            self.loop.call_soon(self.flush)
-        else:
-            ready.append(data)
-
-    def flush(self) -> None:
-        ready, self.ready = self.ready, None
-        if ready is None or self.gone or self.stopped:
-            return
-        data = ready[0] if len(ready) == 1 else b"".join(ready)
         transport = self.transport
         if transport is None or transport.is_closing():
             self.gone = True
@@ -288,4 +268,3 @@ class Relay:
 
     def stop(self) -> None:
         self.stopped = True
-        self.ready = None
