@@ -2,7 +2,8 @@
 `python bench/stream_ab.py REV_A REV_B`.
 
 Like bench/ab.py (worktrees under .cache/bench-base/, `.` is the working tree, one bench
-upstream), but for bench/run.py's stream scenarios: per round, direct, A and B each take a
+upstream), but for bench/run.py's stream scenarios: per round, direct, A and B (A first in
+even rounds, B first in odd ones) each take a
 burst of 1,000 streams at once (c) and spread arrivals (s: 200 new streams a second of 250
 tokens), AB_ROUNDS rounds (default 3), one warm-up burst each first. Prints the medians of
 time to first token (p50, p99), the burst's seconds to all done, the streams dropped and each
@@ -124,9 +125,12 @@ def main() -> int:
                     out.parent.mkdir(parents=True, exist_ok=True)
                     got = _profiled(proc.pid, out, url, model)
                     print(f"profile {out}: {json.dumps(got)}", file=sys.stderr)
-            for _ in range(ROUNDS):
+            for n in range(ROUNDS):
+                # direct first, then A and B, in turn first (what ran just before a system,
+                # and for how long its pool sat idle, must not always favour the same one)
+                order = systems if n % 2 == 0 else [systems[0], systems[2], systems[1]]
                 for scenario in SCENARIOS:
-                    for name, url, proc in systems:
+                    for name, url, proc in order:
                         assert proc is not None
                         model = "bench" if name == "direct" else "bench:bench"
                         time.sleep(2)  # the last run's client connections close everywhere
