@@ -3,11 +3,11 @@
 
 Like bench/ab.py (worktrees under .cache/bench-base/, `.` is the working tree, one bench
 upstream), but for bench/run.py's stream scenarios: per round, direct, A and B (A first in
-even rounds, B first in odd ones) each take a
-burst of 1,000 streams at once (c) and spread arrivals (s: 200 new streams a second of 250
-tokens), AB_ROUNDS rounds (default 3), one warm-up burst each first. Prints the medians of
-time to first token (p50, p99), the burst's seconds to all done, the streams dropped and each
-gateway's CPU time per stream (from /proc), then B − A and each minus direct.
+even rounds, B first in odd ones) each take a burst of 1,000 streams at once (c) and spread
+arrivals (s: 200 new streams a second of 250 tokens), AB_ROUNDS rounds (default 3), one
+warm-up burst each first. Prints the medians of time to first token (p50, p99), the burst's
+seconds to all done, the streams dropped and each gateway's CPU time per stream (from /proc),
+then B − A and each minus direct.
 AB_SCENARIOS=c or s runs one scenario; AB_STREAMS (default 1000) sets the streams of each
 run. AB_PROFILE=DIR records a py-spy profile (speedscope JSON, 100 Hz, idle included) of each
 gateway's first burst into DIR. Bounded, loopback only.
