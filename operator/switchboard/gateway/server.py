@@ -23,12 +23,6 @@ BACKLOG = 4096
 """Listen queue for connection bursts (1,000 streams opening at once); Linux caps it at
 net.core.somaxconn (4096 by default since 5.4)."""
 
-GC_YOUNG = 20_000
-"""Allocations between two young-generation collections (CPython's default is 700): a burst of
-1,000 streams made 140 young and 13 middle collections, 170 ms of stopped loop, against 5
-young ones and 68 ms with this (docs/performance.md). Only cyclic garbage waits longer: a few MB
-at most."""
-
 log = logging.getLogger("switchboard.gateway")
 
 _BUSY_BODY = orjson.dumps(
@@ -118,7 +112,6 @@ async def _main(
         # process: out of the cyclic collector's way, so that a full collection during a burst
         # of streams does not walk it (it stopped the loop for 137 ms: docs/performance.md).
         gc.freeze()
-        gc.set_threshold(GC_YOUNG, *gc.get_threshold()[1:])
         await asyncio.Event().wait()
     finally:
         if metrics_runner is not None:
