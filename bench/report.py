@@ -227,6 +227,7 @@ def targets(rows: list[dict[str, Any]]) -> list[tuple[str, str, str]]:
     added_p50, added_p99 = diff(sb_a, direct_a, "p50_ms"), diff(sb_a, direct_a, "p99_ms")
     added_ttft = diff(sb_c, direct_c, "ttft_p99_ms")
     added_spread = diff(sb_s, direct_s, "ttft_p99_ms")
+    spread_sign = "+" if added_spread is not None and added_spread >= 0 else ""
     done_ratio = ratio(sb_c, direct_c, "seconds")
     vs_raw, vs_ll = ratio(sb_b, raw_b, "rps"), ratio(sb_b, ll_b, "rps")
     peaks = [r["rss_mb"] for r in rows if r["system"] == "switchboard" and r.get("rss_mb")]
@@ -358,7 +359,7 @@ def targets(rows: list[dict[str, Any]]) -> list[tuple[str, str, str]]:
         ),
         (
             "spread arrivals (200 new streams/s, up to 1,000 open): added TTFT p99 ≤ 10 ms",
-            f"{'+' if (added_spread or 0) >= 0 else ''}{_fmt(added_spread, 1)} ms "
+            f"{spread_sign}{_fmt(added_spread, 1)} ms "
             f"({_fmt(sb_s.get('ttft_p99_ms'), 1)} vs {_fmt(direct_s.get('ttft_p99_ms'), 1)} ms; "
             f"peak {_fmt(sb_s.get('peak_open'))} open)",
             verdict(added_spread <= 10 if added_spread is not None else None),
