@@ -10,6 +10,8 @@ there. Scenarios:
   a  one client at a time, non-streaming: p50 and p99 latency
   b  64 concurrent clients, non-streaming: requests/s and p99
   c  1,000 concurrent streams of 100 tokens, 20 ms apart: time to first token, dropped streams
+  s  spread arrivals: 1,000 streams of 250 tokens starting 200 a second (so up to 1,000 open),
+     time to first token beside direct's
   d  RSS of the system's processes during b and c, and over a soak (switchboard) as a curve
   e  an Anthropic Messages client on the OpenAI-compatible upstream (switchboard, and LiteLLM's
      own /v1/messages), as a, b and c
@@ -360,9 +362,17 @@ def limits_run(work: Path, routing: Path, script: Path, off: Path) -> dict[str, 
         redis.wait()
 
 
+SPREAD_RATE = 200.0
+"""Spread arrivals: new streams a second."""
+SPREAD_TOKENS = 250
+"""... of this many tokens (5 s at 20 ms apart), so that 1,000 streams are open at the end."""
+
+
 def streamgen() -> Path | None:
-    """Build the Go stream load generator once (bench/streamgen); None without a Go toolchain."""
-    if not STREAMGEN.exists():
+    """Build the Go stream load generator (bench/streamgen) when its source is newer than the
+    binary; None without a Go toolchain."""
+    source = ROOT / "bench/streamgen/main.go"
+    if not STREAMGEN.exists() or STREAMGEN.stat().st_mtime < source.stat().st_mtime:
         built = subprocess.run(
             ["go", "build", "-o", str(STREAMGEN), "."],
             cwd=ROOT / "bench/streamgen",
@@ -376,7 +386,17 @@ def streamgen() -> Path | None:
     return STREAMGEN
 
 
-def stream_run(url: str, surface: str = "chat", model: str = "bench") -> dict[str, Any]:
+def stream_run(
+    url: str,
+    *,
+    surface: str = "chat",
+    model: str = "bench",
+    rate: float = 0.0,
+    tokens: int = 0,
+    streams: int = 1000,
+) -> dict[str, Any]:
+    """`streams` streams: all at once, or `rate` new ones a second; `tokens` per stream (0: the
+    upstream's default of 100)."""
     generator = streamgen()
     if generator is not None:
         cmd = [
@@ -384,13 +404,17 @@ def stream_run(url: str, surface: str = "chat", model: str = "bench") -> dict[st
             "-url",
             url,
             "-streams",
-            "1000",
+            str(streams),
             "-model",
             model,
             "-surface",
             surface,
             "-key",
             KEY,
+            "-rate",
+            str(rate),
+            "-tokens",
+            str(tokens),
         ]
     else:
         cmd = [
@@ -398,13 +422,17 @@ def stream_run(url: str, surface: str = "chat", model: str = "bench") -> dict[st
             str(ROOT / "bench/stream_client.py"),
             url,
             "--streams",
-            "1000",
+            str(streams),
             "--model",
             model,
             "--surface",
             surface,
             "--key",
             KEY,
+            "--rate",
+            str(rate),
+            "--tokens",
+            str(tokens),
         ]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     result = dict(json.loads(out.strip().splitlines()[-1]))
@@ -652,6 +680,7 @@ def main() -> int:
             tokens=got["tokens"],
             seconds=round(got["seconds"], 2),
             generator=got["generator"],
+            **({"peak_open": got["peak_open"]} if "peak_open" in got else {}),
         )
 
     say(f"starting the bench upstream on :{UPSTREAM} (100 tokens 20 ms apart when streaming)")
@@ -825,6 +854,16 @@ def main() -> int:
                             runs=int(limited["runs"]),
                         )
                 streams(name, "c_1000_streams", proc, url, model=model)
+                if name in ("direct", "switchboard", "switchboard_base"):
+                    streams(
+                        name,
+                        "s_spread_streams",
+                        proc,
+                        url,
+                        model=model,
+                        rate=SPREAD_RATE,
+                        tokens=SPREAD_TOKENS,
+                    )
                 if name == "switchboard_w2":
                     continue
                 if translating:

@@ -1,9 +1,14 @@
-"""Open N concurrent streaming requests and measure time to first token and completion.
+"""Open N streaming requests and measure time to first token and completion.
 
     python bench/stream_client.py URL --streams 1000 [--key K --model M --surface chat]
+                                      [--rate 200 --tokens 250]
 
-Prints one JSON object: ttft_p50_ms, ttft_p99_ms, completed, dropped, tokens, seconds.
-A stream counts as dropped unless it ends with its terminal event ([DONE] / message_stop).
+Without --rate all N start at once (a burst); with it they start --rate a second, evenly
+spaced (spread arrivals). --tokens asks the bench upstream for that many tokens per stream
+(Chat `metadata`, see bench/upstream_fast.py). Prints one JSON object: ttft_p50_ms,
+ttft_p99_ms, completed, dropped, tokens, seconds, peak_open. A stream counts as dropped unless
+it ends with its terminal event ([DONE] / message_stop). bench/streamgen is the Go equivalent
+that `make bench` uses.
 """
 
 from __future__ import annotations
@@ -37,6 +42,25 @@ async def one(
             {"model": args.model, "stream": True, "messages": [{"role": "user", "content": "go"}]},
             b"[DONE]",
         )
+    if args.tokens:
+        body["metadata"] = {"bench_tokens": str(args.tokens)}
+    out["open"][0] += 1
+    out["open"][1] = max(out["open"])
+    try:
+        await _one(session, args, out, path=path, body=body, done=done)
+    finally:
+        out["open"][0] -= 1
+
+
+async def _one(
+    session: aiohttp.ClientSession,
+    args: argparse.Namespace,
+    out: dict[str, list[float]],
+    *,
+    path: str,
+    body: dict[str, object],
+    done: bytes,
+) -> None:
     start = time.perf_counter()
     first = None
     tokens = 0
@@ -69,12 +93,18 @@ def percentile(values: list[float], q: float) -> float:
 
 
 async def main(args: argparse.Namespace) -> None:
-    out: dict[str, list[float]] = {"ttft": [], "dropped": [], "tokens": []}
+    out: dict[str, list[float]] = {"ttft": [], "dropped": [], "tokens": [], "open": [0, 0]}
     connector = aiohttp.TCPConnector(limit=0)
     timeout = aiohttp.ClientTimeout(total=120)
+    loop = asyncio.get_running_loop()
     started = time.perf_counter()
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
-        await asyncio.gather(*(one(session, args, out) for _ in range(args.streams)))
+        tasks = []
+        for i in range(args.streams):
+            if args.rate:  # evenly spaced from the start, so that late wake-ups do not drift
+                await asyncio.sleep(max(0.0, started + i / args.rate - time.perf_counter()))
+            tasks.append(loop.create_task(one(session, args, out)))
+        await asyncio.gather(*tasks)
     print(
         json.dumps(
             {
@@ -84,6 +114,8 @@ async def main(args: argparse.Namespace) -> None:
                 "dropped": len(out["dropped"]),
                 "tokens": sum(out["tokens"]),
                 "seconds": time.perf_counter() - started,
+                "peak_open": out["open"][1],
+                "rate": args.rate,
             }
         )
     )
@@ -96,4 +128,6 @@ if __name__ == "__main__":
     parser.add_argument("--key", default="sk-bench-0123456789abcdef")
     parser.add_argument("--model", default="bench")
     parser.add_argument("--surface", choices=["chat", "messages"], default="chat")
+    parser.add_argument("--rate", type=float, default=0.0, help="new streams a second (0: all)")
+    parser.add_argument("--tokens", type=int, default=0, help="tokens per stream (0: upstream's)")
     uvloop.run(main(parser.parse_args()))

@@ -4,14 +4,17 @@ answers. It must never be the bottleneck of a benchmark (run.py measures its own
     python bench/upstream_fast.py --port 19000 [--tokens 100 --delay-ms 5]
 
 POST /v1/chat/completions answers a fixed completion; with `"stream": true` it streams
-`--tokens` chunks `--delay-ms` apart, then a usage chunk and [DONE]. POST /v1/messages (not
-streamed) answers a fixed Anthropic Message, for a provider that lists anthropic-messages.
+`--tokens` chunks `--delay-ms` apart, then a usage chunk and [DONE]; a request whose Chat
+`metadata` has `"bench_tokens": "N"` gets N chunks instead (the spread-arrival scenario's longer
+streams; `metadata` passes through proxies untouched). POST /v1/messages (not streamed) answers
+a fixed Anthropic Message, for a provider that lists anthropic-messages.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 
 import uvloop
 
@@ -82,19 +85,22 @@ class Server(asyncio.Protocol):
             body = self.buffer[end + 4 : end + 4 + length]
             self.buffer = self.buffer[end + 4 + length :]
             if b'"stream":true' in body.replace(b" ", b""):
-                self.tasks.add(task := asyncio.ensure_future(self._stream()))
+                tokens = self.tokens
+                if b'"bench_tokens"' in body:
+                    tokens = int(json.loads(body)["metadata"]["bench_tokens"])
+                self.tasks.add(task := asyncio.ensure_future(self._stream(tokens)))
                 task.add_done_callback(self.tasks.discard)
             elif head.startswith(b"post /v1/messages "):
                 self.transport.write(MESSAGE_RESPONSE)
             else:
                 self.transport.write(RESPONSE)
 
-    async def _stream(self) -> None:
+    async def _stream(self, tokens: int) -> None:
         self.transport.write(
             b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
             b"transfer-encoding: chunked\r\n\r\n"
         )
-        for _ in range(self.tokens):
+        for _ in range(tokens):
             if self.transport.is_closing():
                 return
             self.transport.write(_chunked(CHUNK))

@@ -1,8 +1,13 @@
-// streamgen opens N concurrent streaming requests and reports time to first token and drops.
+// streamgen opens N streaming requests and reports time to first token and drops.
 // It is the benchmark's stream load generator: Go, so that on a 2-core machine the client costs
 // less than the systems it measures (bench/stream_client.py is the Python equivalent).
 //
 //	streamgen -url http://127.0.0.1:8080 -streams 1000 -model bench:bench -key K [-surface chat]
+//	          [-rate 200 -tokens 250]
+//
+// Without -rate all N start at once (a burst); with it they start -rate a second, evenly
+// spaced (spread arrivals). -tokens asks the bench upstream (bench/upstream_fast.py) for that
+// many tokens per stream, through the Chat API's `metadata` field, which proxies pass through.
 package main
 
 import (
@@ -24,6 +29,8 @@ func main() {
 	model := flag.String("model", "bench", "model")
 	key := flag.String("key", "", "API key")
 	surface := flag.String("surface", "chat", "chat or messages")
+	rate := flag.Float64("rate", 0, "new streams per second (0: all at once)")
+	length := flag.Int("tokens", 0, "tokens per stream asked of the bench upstream (0: its default)")
 	flag.Parse()
 
 	path, done := "/v1/chat/completions", []byte("[DONE]")
@@ -33,6 +40,9 @@ func main() {
 		path, done = "/v1/messages", []byte("message_stop")
 		body["max_tokens"] = 200
 	}
+	if *length > 0 {
+		body["metadata"] = map[string]string{"bench_tokens": fmt.Sprint(*length)}
+	}
 	payload, _ := json.Marshal(body)
 	client := &http.Client{Transport: &http.Transport{
 		MaxIdleConns: *streams * 2, MaxIdleConnsPerHost: *streams * 2, DisableCompression: true,
@@ -40,13 +50,29 @@ func main() {
 
 	var mu sync.Mutex
 	var ttfts []float64
-	dropped, tokens := 0, 0
+	dropped, tokens, open, peak := 0, 0, 0, 0
 	var wg sync.WaitGroup
 	start := time.Now()
 	for i := 0; i < *streams; i++ {
+		if *rate > 0 {
+			// Evenly spaced from the start (not after each other's sleeps): no drift.
+			at := start.Add(time.Duration(float64(i) / *rate * float64(time.Second)))
+			time.Sleep(time.Until(at))
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			mu.Lock()
+			open++
+			if open > peak {
+				peak = open
+			}
+			mu.Unlock()
+			defer func() {
+				mu.Lock()
+				open--
+				mu.Unlock()
+			}()
 			req, _ := http.NewRequest("POST", *url+path, bytes.NewReader(payload))
 			req.Header.Set("content-type", "application/json")
 			req.Header.Set("authorization", "Bearer "+*key)
@@ -109,7 +135,7 @@ func main() {
 	out, _ := json.Marshal(map[string]any{
 		"ttft_p50_ms": pct(0.5), "ttft_p99_ms": pct(0.99), "completed": len(ttfts),
 		"dropped": dropped, "tokens": tokens, "seconds": time.Since(start).Seconds(),
-		"client": "streamgen (Go)",
+		"client": "streamgen (Go)", "peak_open": peak, "rate": *rate,
 	})
 	fmt.Fprintln(os.Stdout, string(out))
 }

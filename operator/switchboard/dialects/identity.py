@@ -99,6 +99,16 @@ _ERROR_STARTS = (b'{"error"', b'{"object":"error"', b'{"object": "error"')
 scan of every chunk."""
 
 
+_PASS_ERRORS = (b'data: {"error"', b'data: {"object"')
+"""Chunks that may be an error (OpenAI's and TGI's, vLLM's older shape): decoded, not passed."""
+
+
+def _plain_usage(chunk: bytes) -> bool:
+    """Every `"usage"` in the chunk is `"usage":null` (or with a space)."""
+    plain = chunk.count(b'"usage":null') + chunk.count(b'"usage": null')
+    return chunk.count(b'"usage"') == plain
+
+
 class ChatStream:
     """Chunks pass through; the usage chunk is read for billing and removed when the client
     did not ask for it (the gateway always asks the upstream)."""
@@ -137,6 +147,39 @@ class ChatStream:
                 chunk["usage"] = None
                 data = orjson.dumps(chunk)
         return b"data: " + data + b"\n\n"
+
+    def pass_through(self, chunk: bytes) -> bytes | None:
+        """`chunk` itself when it is whole, plain chunk events that `feed` would give back
+        unchanged, found by a scan instead of a decode per event: one-line `data: {...}`
+        events with LF endings, none an error, [DONE] or a usage object (`"usage":null`, which
+        OpenAI sends in every chunk when usage is asked for, is plain). None: anything else,
+        for the caller to decode and `feed` event by event. The relay's common case (a Chat
+        client on a Chat server): no `sse.Event`, no list, no copy per event."""
+        if self._done or not chunk.startswith(b"data: {") or not chunk.endswith(b"\n\n"):
+            return None
+        end = len(chunk) - 2
+        if b"\r" in chunk or (b'"usage"' in chunk and not _plain_usage(chunk)):
+            return None
+        if chunk.find(b"\n") == end:  # one event, the usual read
+            if chunk.startswith(_PASS_ERRORS):
+                return None
+            # finish() looks for the finish reason's value: the framing around it is harmless.
+            self._before, self._last = self._last, chunk
+            return chunk
+        events = chunk.count(b"\n\n")
+        if (
+            chunk.count(b"\n") != 2 * events  # one line per event
+            or chunk.count(b"\n\ndata: {") != events - 1  # each a `data: {` line
+            or chunk.startswith(_PASS_ERRORS)
+            or b'\ndata: {"error"' in chunk
+            or b'\ndata: {"object"' in chunk
+        ):
+            return None
+        at = chunk.rfind(b"\n\n", 0, end)  # the last two events' data, for finish()
+        before = chunk.rfind(b"\n\n", 0, at)
+        self._before = chunk[before + 2 if before >= 0 else 0 : at]
+        self._last = chunk[at + 2 :]
+        return chunk
 
     def finish(self) -> bytes:
         """[DONE] if the upstream left it out after a finish reason; cut off before one, the

@@ -41,6 +41,11 @@ class Decoder:
         self._buffer = buffer[start:] if start else buffer
         return events
 
+    @property
+    def buffered(self) -> bool:
+        """Bytes of an unfinished event are waiting for the next chunk."""
+        return bool(self._buffer)
+
     def close(self) -> list[Event]:
         """Events left when the stream ended without a final blank line."""
         rest, self._buffer = self._buffer.rstrip(b"\r\n"), b""

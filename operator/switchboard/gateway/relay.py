@@ -127,6 +127,25 @@ class HoldBack:
         return b"".join(held)
 
 
+def chunk_translator(translator: registry.Stream, decoder: sse.Decoder) -> Callable[[bytes], bytes]:
+    """Upstream bytes -> the client's bytes (events cut by a chunk border wait for the next).
+
+    A translator with `pass_through` (a Chat client on a Chat server) is offered each chunk
+    that starts on an event border first, and passes it on as it came when nothing in it needs
+    touching; only the rest is decoded and fed event by event."""
+    feed, decode = translator.feed, decoder.feed
+    pass_through: Callable[[bytes], bytes | None] | None = getattr(translator, "pass_through", None)
+    if pass_through is None:
+        return lambda chunk: b"".join([feed(e) for e in decode(chunk)])
+
+    def translate(chunk: bytes) -> bytes:
+        if not decoder.buffered and (data := pass_through(chunk)) is not None:
+            return data
+        return b"".join([feed(e) for e in decode(chunk)])
+
+    return translate
+
+
 class ClientGone(Exception):
     """The client closed its connection while its stream was being written."""
 
@@ -154,6 +173,7 @@ class Relay:
         "response",
         "scrub",
         "stopped",
+        "translate",
         "translator",
         "transport",
     )
@@ -187,11 +207,7 @@ class Relay:
         self.pending = 0
         self.stopped = False
         self.error: derrors.TranslationError | None = None
-
-    def translate(self, chunk: bytes) -> bytes:
-        """Upstream bytes -> the client's bytes (events cut by a chunk border wait for the next)."""
-        feed = self.translator.feed
-        return b"".join([feed(e) for e in self.decoder.feed(chunk)])
+        self.translate = chunk_translator(translator, decoder)
 
     def feed(self, chunk: bytes) -> None:
         if self.gone or self.error is not None:
