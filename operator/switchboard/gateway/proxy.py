@@ -219,7 +219,9 @@ class Proxy:
             if ticket is None:
                 ticket = await gate.reserve(self.limiter, access.rules, est)
             out.ticket = ticket
-        counts = await self.tokens.for_plan(route, surface, body) if route.tokenize else None
+        counts = (
+            await self.tokens.for_plan(route, surface, body, prompt) if route.tokenize else None
+        )
         plan = resolve.plan(surface, body, route, counts, prompt)
         client_beta = request.headers.get(HEADER) if surface is Dialect.MESSAGES else None
         last: AttemptFailed | None = None

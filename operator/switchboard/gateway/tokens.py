@@ -61,13 +61,17 @@ class Tokens:
             self._cache.popitem(last=False)
         return tokens
 
-    async def for_plan(self, route: Route, surface: Dialect, body: Json) -> dict[str, int]:
+    async def for_plan(
+        self, route: Route, surface: Dialect, body: Json, estimate: int | None = None
+    ) -> dict[str, int]:
         """Upstream counts by provider for the context-window check: asked only of candidates
         whose tokenizer is set and for whom the estimate is at least half the context window
-        (below that the estimate's error cannot matter, and the request pays no extra call)."""
+        (below that the estimate's error cannot matter, and the request pays no extra call).
+        `estimate`: the body's inspect.estimate_prompt_tokens when the caller has it."""
         if not any(target.tokenize for target in route.chain):
             return {}  # the common case: no tokenizer, nothing to estimate twice
-        estimate = inspect.estimate_prompt_tokens(surface, body)
+        if estimate is None:
+            estimate = inspect.estimate_prompt_tokens(surface, body)
         counts: dict[str, int] = {}
         for target in route.chain:
             if target.tokenize is None or target.provider in counts:
