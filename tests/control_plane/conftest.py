@@ -12,12 +12,12 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.support import wait
 from tests.support.controlplane import ControlPlane, ControlPlaneError, build_binaries
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -115,8 +115,4 @@ def operator(
 
 def wait_for(predicate: object, timeout: float = 30, interval: float = 0.2) -> None:
     assert callable(predicate)
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(interval)
+    wait.wait_for(predicate, timeout=timeout, step=interval)

@@ -36,6 +36,7 @@ from tests.gateway.test_stream_faults import (
     next_line,
     wait_metric,
 )
+from tests.support import wait
 
 pytestmark = pytest.mark.gateway
 
@@ -79,11 +80,7 @@ def upstream_url(u: Upstreams, name: str) -> str:
 
 def wait_for(what: str, probe: Any, deadline: float = 10.0) -> Any:
     """`probe()` until it returns something, for at most `deadline` seconds."""
-    end = time.monotonic() + deadline
-    while (found := probe()) is None:
-        assert time.monotonic() < end, f"{what}: not within {deadline:g} s"
-        time.sleep(0.02)
-    return found
+    return wait.wait_for(probe, what, deadline, 0.02)
 
 
 @pytest.mark.parametrize("mode", ["non-stream", "before-first-token", "after-first-token"])

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -35,6 +34,7 @@ from tests.gateway.conftest import (
     start,
     start_gateway,
 )
+from tests.support import wait
 from tests.upstreams.server import free_port
 
 pytestmark = pytest.mark.gateway
@@ -57,11 +57,7 @@ def _verbose(url: str) -> dict[str, object]:
 
 
 def _wait(predicate: Callable[[], bool], timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.05)
+    wait.wait_for(predicate, timeout=timeout)
 
 
 def _dashed_provider(port: int) -> str:
@@ -213,10 +209,7 @@ async def test_manifests_reload_under_load(upstreams: Upstreams, tmp_path: Path)
         async with httpx.AsyncClient(timeout=30) as probe:
 
             async def until(check: Callable[[], Awaitable[bool]]) -> None:
-                deadline = time.monotonic() + 20
-                while not await check():
-                    assert time.monotonic() < deadline, "condition not met in time"
-                    await asyncio.sleep(0.05)
+                await wait.until(check, timeout=20)
 
             async def description() -> str:
                 models = (await probe.get(f"{gw.url}/v1/models", headers=AUTH)).json()["data"]

@@ -38,6 +38,7 @@ from tests.gateway.conftest import (
     render_text,
     start_gateway,
 )
+from tests.support import wait
 
 LABEL = "{switchboard.dev/secret: 'true'}"  # Switchboard reads only opted-in Secrets
 pytestmark = pytest.mark.gateway
@@ -130,10 +131,8 @@ def served(upstreams: Upstreams, tmp_path_factory: pytest.TempPathFactory) -> It
 
 
 def wait_for(check: object, timeout: float = 10) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():  # type: ignore[operator]
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.02)
+    assert callable(check)
+    wait.wait_for(check, timeout=timeout, step=0.02)
 
 
 def settled(gw: Gateway, key: str, requests: int) -> float:

@@ -17,7 +17,6 @@ Covers (issue #10 items 2 and 4):
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -34,6 +33,7 @@ from tests.gateway.conftest import (
     render_text,
     start_gateway,
 )
+from tests.support import wait
 
 pytestmark = pytest.mark.gateway
 
@@ -169,10 +169,11 @@ def access_lines(gw: Gateway, model: str) -> list[dict[str, Any]]:
 
 def next_line(gw: Gateway, model: str, seen: int) -> dict[str, Any]:
     """The access-log line after the `seen` ones for `model` (lines are flushed every 200 ms)."""
-    deadline = time.monotonic() + 10
-    while len(lines := access_lines(gw, model)) <= seen:
-        assert time.monotonic() < deadline, f"no access-log line for {model}"
-        time.sleep(0.05)
+    lines = wait.wait_for(
+        lambda: (got := access_lines(gw, model)) and len(got) > seen and got,
+        f"an access-log line for {model}",
+        10,
+    )
     return lines[seen]
 
 
@@ -194,11 +195,8 @@ def keys_manifest() -> str:
 
 def wait_metric(gw: Gateway, name: str, value: float, **labels: str) -> None:
     """Until the metric reaches `value` (a request is recorded once its handler returns)."""
-    deadline = time.monotonic() + 10
-    while (now := gw.metric(name, **labels)) < value:
-        assert time.monotonic() < deadline, f"{name}{labels} stayed at {now}, want {value}"
-        time.sleep(0.05)
-    assert now == value
+    wait.wait_for(lambda: gw.metric(name, **labels) >= value, f"{name}{labels} at {value}", 10)
+    assert gw.metric(name, **labels) == value
 
 
 def assert_error_event(client: str, text: str) -> None:

@@ -30,6 +30,7 @@ from switchboard.gateway.limits.redis_store import (
 from switchboard.gateway.limits.store import Charge, MemoryStore, StoreDown
 from switchboard.routing import config as rc
 from switchboard.routing.limits import redis_key
+from tests.support import wait
 from tests.support.redis_server import RedisServer
 
 LATER = time.time() + 3600
@@ -49,15 +50,14 @@ async def store(
 
 
 async def eventually(check: object, timeout: float = 10) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            assert await check()  # type: ignore[operator]
-            return
-        except (AssertionError, StoreDown):
-            if time.monotonic() > deadline:
-                raise
-        await asyncio.sleep(0.02)
+    """Until `check()` holds; an assertion failing in it, or the store down, is not yet."""
+    assert callable(check)
+
+    async def holds() -> bool:
+        assert await check()
+        return True
+
+    await wait.until(holds, timeout=timeout, step=0.02, retry=(AssertionError, StoreDown))
 
 
 async def test_reserve_all_or_nothing_and_crossing(store: MemoryStore | RedisStore) -> None:

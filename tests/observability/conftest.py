@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +33,7 @@ from tests.gateway.conftest import (
     start_gateway,
     upstreams,  # noqa: F401  (the fake upstreams, a session fixture of the gateway tier)
 )
+from tests.support import wait
 from tests.upstreams.server import free_port
 
 BUILD = ROOT / "tools/otelcol/build.sh"
@@ -41,14 +41,7 @@ BUILD = ROOT / "tools/otelcol/build.sh"
 
 def wait_for(what: str, check: Any, timeout: float = 30.0, step: float = 0.1) -> Any:
     """Poll `check()` until it returns something truthy; fail naming `what` at the deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(step)
+    return wait.wait_for(check, what, timeout, step)
 
 
 @dataclass
