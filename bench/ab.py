@@ -18,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -40,6 +41,43 @@ def tree(rev: str) -> Path:
             capture_output=True,
         )
     return path
+
+
+def gateway(
+    work: Path,
+    n: int,
+    rev: str,
+    manifests: str,
+    *,
+    env: dict[str, str] | None = None,
+    extra: list[str] | None = None,
+) -> tuple[int, Any]:
+    """Revision `rev`'s gateway (number `n` in `work`) on `manifests`, rendered by its own
+    `switchboard render`: its port and the `process()` context that starts it. `env` is added
+    to its environment, `extra` to its arguments."""
+    env = {
+        "PYTHONPATH": str(tree(rev) / "operator"),
+        "SWITCHBOARD_METRICS_PORT": "0",
+        **(env or {}),
+    }
+    (work / f"m{n}").mkdir()
+    (work / f"m{n}" / "all.yaml").write_text(manifests)
+    routing = work / f"routing{n}.json"
+    routing.write_bytes(
+        subprocess.run(
+            [
+                *(PY, "-m", "switchboard.cli", "render", str(work / f"m{n}")),
+                *("-o", "json", "--show-secrets"),
+            ],
+            capture_output=True,
+            check=True,
+            env={**os.environ, **env},
+        ).stdout
+    )
+    port = free_port()
+    cmd = [PY, "-m", "switchboard.cli", "gateway", "--config", str(routing)]
+    cmd += ["--host", "127.0.0.1", "--port", str(port), "--no-access-log", *(extra or [])]
+    return port, process(cmd, f"http://127.0.0.1:{port}/readyz", work / f"gw{n}.log", env)
 
 
 def interleaved(
@@ -65,34 +103,10 @@ def interleaved(
     ):
         gateways = []
         for n, rev in enumerate(revs):
-            env = {"PYTHONPATH": str(tree(rev) / "operator"), "SWITCHBOARD_METRICS_PORT": "0"}
-            if n == 1 and b_env:
-                env.update(b_env)
-            (work / f"m{n}").mkdir()
-            (work / f"m{n}" / "all.yaml").write_text(manifests)
-            routing = work / f"routing{n}.json"
-            routing.write_bytes(
-                subprocess.run(
-                    [
-                        *(PY, "-m", "switchboard.cli", "render", str(work / f"m{n}")),
-                        *("-o", "json", "--show-secrets"),
-                    ],
-                    capture_output=True,
-                    check=True,
-                    env={**os.environ, **env},
-                ).stdout
+            port, ctx = gateway(
+                work, n, rev, manifests, env=b_env if n else None, extra=b_args if n else None
             )
-            port = free_port()
-            extra = (b_args or []) if n == 1 else []
-            cmd = [PY, "-m", "switchboard.cli", "gateway", "--config", str(routing)]
-            cmd += ["--host", "127.0.0.1", "--port", str(port), "--no-access-log", *extra]
-            gateways.append(
-                (
-                    rev,
-                    port,
-                    process(cmd, f"http://127.0.0.1:{port}/readyz", work / f"gw{n}.log", env),
-                )
-            )
+            gateways.append((rev, port, ctx))
         procs = [ctx.__enter__() for _, _, ctx in gateways]
         try:
             if any(p is None for p in procs):

@@ -28,7 +28,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.ab import tree
+from bench.ab import gateway
 from bench.run import (
     MANIFESTS,
     PY,
@@ -86,25 +86,7 @@ def main() -> int:
         assert upstream is not None
         gateways = []
         for n, rev in enumerate(revs):
-            env = {"PYTHONPATH": str(tree(rev) / "operator"), "SWITCHBOARD_METRICS_PORT": "0"}
-            (work / f"m{n}").mkdir()
-            (work / f"m{n}" / "all.yaml").write_text(manifests)
-            routing = work / f"routing{n}.json"
-            routing.write_bytes(
-                subprocess.run(
-                    [
-                        *(PY, "-m", "switchboard.cli", "render", str(work / f"m{n}")),
-                        *("-o", "json", "--show-secrets"),
-                    ],
-                    capture_output=True,
-                    check=True,
-                    env={**os.environ, **env},
-                ).stdout
-            )
-            port = free_port()
-            cmd = [PY, "-m", "switchboard.cli", "gateway", "--config", str(routing)]
-            cmd += ["--host", "127.0.0.1", "--port", str(port), "--no-access-log"]
-            ctx = process(cmd, f"http://127.0.0.1:{port}/readyz", work / f"gw{n}.log", env)
+            port, ctx = gateway(work, n, rev, manifests)
             gateways.append((f"{n}:{rev}", f"http://127.0.0.1:{port}", ctx))
         procs = [ctx.__enter__() for _, _, ctx in gateways]
         try:

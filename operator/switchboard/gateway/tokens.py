@@ -19,7 +19,7 @@ from collections import OrderedDict
 
 import orjson
 
-from switchboard.dialects import inspect, registry
+from switchboard.dialects import registry
 from switchboard.dialects.types import Ctx, Dialect, Json
 from switchboard.gateway.table import Route, Target
 from switchboard.gateway.upstream import Endpoint, Pool, UpstreamError
@@ -62,16 +62,14 @@ class Tokens:
         return tokens
 
     async def for_plan(
-        self, route: Route, surface: Dialect, body: Json, estimate: int | None = None
+        self, route: Route, surface: Dialect, body: Json, estimate: int
     ) -> dict[str, int]:
         """Upstream counts by provider for the context-window check: asked only of candidates
         whose tokenizer is set and for whom the estimate is at least half the context window
         (below that the estimate's error cannot matter, and the request pays no extra call).
-        `estimate`: the body's inspect.estimate_prompt_tokens when the caller has it."""
-        if not any(target.tokenize for target in route.chain):
-            return {}  # the common case: no tokenizer, nothing to estimate twice
-        if estimate is None:
-            estimate = inspect.estimate_prompt_tokens(surface, body)
+        `estimate`: the body's inspect.estimate_prompt_tokens (computed once per request)."""
+        if not route.tokenize:  # no candidate has a tokenizer (the proxy skips the call)
+            return {}
         counts: dict[str, int] = {}
         for target in route.chain:
             if target.tokenize is None or target.provider in counts:
