@@ -384,22 +384,26 @@ class Proxy:
         except BaseException:
             response.close()  # never back to the pool: the server may still be sending
             raise
-        client = web.StreamResponse(headers={**_SSE_HEADERS, **accounting.served_headers(out)})
+        client = SSEResponse(headers={**_SSE_HEADERS, **accounting.served_headers(out)})
         framed = request.version >= HttpVersion11
         if framed:
             client.enable_chunked_encoding()
         relay: Relay | None = None
+        last = b""  # goes out with the end of the body (the zero-length chunk): one send
         try:
             try:
-                await client.prepare(request)
+                await client.prepare(request)  # the head waits for the first bytes (SSEResponse)
                 out.ttft = time.perf_counter() - started
-                # Through aiohttp (it sends the status line and headers), then the rest of the
-                # body straight from the upstream connection's callback (Relay).
                 if hold.rest:  # after the first content, in the same read
                     held += b"".join([translator.feed(e) for e in hold.rest])
                     held = target.scrub.data(held) if translator.failed else held
-                await client.write(held)
-                if not hold.ended:
+                if hold.ended:  # the whole stream came within the hold-back
+                    last = held
+                else:
+                    # Through aiohttp (the status line and headers with these bytes, in one
+                    # send), then the rest of the body straight from the upstream connection's
+                    # callback (Relay).
+                    await client.write(held)
                     relay = Relay(
                         request, response, translator, decoder, framed=framed, scrub=target.scrub
                     )
@@ -408,7 +412,7 @@ class Proxy:
                     relay.check()
                     tail = b"".join(translator.feed(e) for e in decoder.close())
                     tail += translator.finish()
-                    await client.write(target.scrub.data(tail) if translator.failed else tail)
+                    last = target.scrub.data(tail) if translator.failed else tail
             except (AttemptFailed, derrors.TranslationError) as exc:
                 if relay is not None:
                     relay.check()
@@ -416,7 +420,7 @@ class Proxy:
                 self.metrics.child(self.metrics.upstream_errors, target.provider, kind).inc()
                 out.error = f"{target.ref} failed mid-stream ({kind})"
                 out.status = 502
-                await client.write(translator.error(f"upstream failed mid-stream: {out.error}"))
+                last = translator.error(f"upstream failed mid-stream: {out.error}")
         except (ClientGone, ConnectionResetError):
             out.status = 499
             out.error = "client went away"
@@ -437,8 +441,21 @@ class Proxy:
         out.usage = translator.usage
         out.cost = accounting.cost(target, translator.usage)
         if out.status != 499:
-            await client.write_eof()
+            try:
+                await client.write_eof(last)
+            except ConnectionResetError:
+                out.status = 499
+                out.error = "client went away"
         return client
+
+
+class SSEResponse(web.StreamResponse):
+    """A stream's response whose status line and headers wait for its first bytes and go out
+    with them in one write (aiohttp's `web.Response` buffers its head the same way; a
+    `StreamResponse` sends it alone at `prepare()`). `write()` always sends a buffered head,
+    with no bytes too, so the Relay may write to the transport after the first `write()`."""
+
+    _send_headers_immediately = False
 
 
 def _error(surface: Dialect, exc: errors.GatewayError, out: Outcome) -> web.Response:

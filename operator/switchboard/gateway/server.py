@@ -16,7 +16,7 @@ import socket
 from dataclasses import dataclass
 
 import orjson
-from aiohttp import web
+from aiohttp import base_protocol, tcp_helpers, web
 from aiohttp.web_protocol import RequestHandler
 
 BACKLOG = 4096
@@ -51,6 +51,22 @@ class Limits:
     """Seconds an idle keep-alive client connection is kept open."""
 
 
+_aiohttp_nodelay = tcp_helpers.tcp_nodelay
+
+
+def _nodelay(transport: asyncio.Transport, value: bool) -> None:
+    """uvloop sets TCP_NODELAY on every TCP socket it accepts or connects; aiohttp sets it
+    again per connection, through a socket object made for the purpose (a `getsockname` and a
+    `setsockopt` each, for nothing: a burst of 1,000 new connections pays it 1,000 times).
+    On asyncio's own loop (no uvloop) aiohttp still sets it: that loop leaves accepted sockets
+    as they are."""
+    if type(transport).__module__ != "uvloop.loop":
+        _aiohttp_nodelay(transport, value)
+
+
+base_protocol.tcp_nodelay = _nodelay  # type: ignore[attr-defined]
+
+
 class _Runner(web.AppRunner):
     """AppRunner whose server refuses connections past `limits.max_connections`."""
 
@@ -64,6 +80,11 @@ class _Runner(web.AppRunner):
             # not to), which closes the upstream exchange: the model server stops generating
             # for nobody (gateway/proxy.py, docs/gateway.md "Cancellation").
             handler_cancellation=True,
+            # No SO_KEEPALIVE probes (aiohttp's default sets the option on every connection:
+            # two system calls each). An idle client connection closes after
+            # `keepalive_timeout`; a stream's client that stops reading is dropped after
+            # Relay.WRITE_TIMEOUT; the kernel's probes would start only after two hours.
+            tcp_keepalive=False,
         )
         self._limits = limits
         self._on_refused = on_refused
