@@ -27,6 +27,8 @@ every proxy's.
 
 BENCH_SECONDS (default 10) is the length of each wrk run; BENCH_REPEATS (default 3) the number
 of one-client runs whose medians are recorded (Chat and Messages interleaved);
+BENCH_STREAM_ROUNDS (default 3) the rounds of c and s in which direct and switchboard take
+turns (each run after its own warm-up), medians recorded with every run's TTFT p99;
 BENCH_SOAK_SECONDS (default 600) the soak (0 skips it); BENCH_SYSTEMS (default all:
 direct,raw_proxy,switchboard,switchboard_w2,litellm) picks systems. A system whose command does
 not start is skipped with its log named. BENCH_SCENARIOS=g runs only scenario g (with
@@ -71,6 +73,8 @@ PY = sys.executable
 SECONDS = int(os.environ.get("BENCH_SECONDS", "10"))
 SOAK = int(os.environ.get("BENCH_SOAK_SECONDS", "600"))
 REPEATS = int(os.environ.get("BENCH_REPEATS", "3"))
+STREAM_ROUNDS = int(os.environ.get("BENCH_STREAM_ROUNDS", "3"))
+PAIRED_SCENARIOS = ("c_1000_streams", "s_spread_streams")
 ALL_SYSTEMS = ("direct", "raw_proxy", "switchboard", "switchboard_w2", "litellm")
 OPTIONAL_SYSTEMS = ("switchboard_otel",)
 BASE = os.environ.get("BENCH_BASE", "").strip()
@@ -665,25 +669,58 @@ def main() -> int:
             )
         )
 
-    def streams(
-        name: str, scenario: str, proc: subprocess.Popen[bytes], url: str, **kw: Any
-    ) -> None:
+    paired = "direct" in SYSTEMS and "switchboard" in SYSTEMS
+
+    def stream_once(
+        proc: subprocess.Popen[bytes], url: str, **kw: Any
+    ) -> tuple[dict[str, Any], float]:
         stream_run(url, **kw)  # warm-up: fills the connection pools
         time.sleep(2)  # let the warm-up's 1,000 client connections close on every side
         with Sampler(proc.pid) as sampler:
             got = stream_run(url, **kw)
+        return got, sampler.peak
+
+    def record_streams(scenario: str, name: str, runs: list[tuple[dict[str, Any], float]]) -> None:
+        """The medians of `runs` (streams dropped: the sum; peak RSS: the highest), and every
+        run's time to first token p99 beside them."""
+        gots = [got for got, _ in runs]
         record(
             scenario,
             name,
-            ttft_p99_ms=got["ttft_p99_ms"],
-            ttft_p50_ms=got["ttft_p50_ms"],
-            dropped=got["dropped"],
-            rss_mb=round(sampler.peak, 1),
-            tokens=got["tokens"],
-            seconds=round(got["seconds"], 2),
-            generator=got["generator"],
-            **({"peak_open": got["peak_open"]} if "peak_open" in got else {}),
+            ttft_p99_ms=statistics.median(g["ttft_p99_ms"] for g in gots),
+            ttft_p50_ms=statistics.median(g["ttft_p50_ms"] for g in gots),
+            dropped=sum(g["dropped"] for g in gots),
+            rss_mb=round(max(peak for _, peak in runs), 1),
+            tokens=statistics.median(g["tokens"] for g in gots),
+            seconds=round(statistics.median(g["seconds"] for g in gots), 2),
+            generator=gots[0]["generator"],
+            **({"peak_open": max(g["peak_open"] for g in gots)} if "peak_open" in gots[0] else {}),
+            runs=len(gots),
+            ttft_p99_runs=[g["ttft_p99_ms"] for g in gots],
         )
+
+    def streams(
+        name: str, scenario: str, proc: subprocess.Popen[bytes], url: str, **kw: Any
+    ) -> None:
+        """One stream scenario. Direct's c and s runs are made in turns with switchboard's (in
+        its turn below), STREAM_ROUNDS rounds each, medians recorded: one run's time to first
+        token p99 moves by more than the targets between runs on shared cores, and a run
+        of direct minutes earlier is not the same machine."""
+        if name == "direct" and paired and scenario in PAIRED_SCENARIOS:
+            return
+        if name != "switchboard" or not paired or scenario not in PAIRED_SCENARIOS:
+            record_streams(scenario, name, [stream_once(proc, url, **kw)])
+            return
+        direct_url = f"http://127.0.0.1:{UPSTREAM}"
+        direct_kw = {**kw, "model": "bench"}
+        mine: list[tuple[dict[str, Any], float]] = []
+        theirs: list[tuple[dict[str, Any], float]] = []
+        for n in range(STREAM_ROUNDS):
+            turns = [(upstream, direct_url, direct_kw, theirs), (proc, url, kw, mine)]
+            for p, u, k, into in turns if n % 2 == 0 else turns[::-1]:
+                into.append(stream_once(p, u, **k))
+        record_streams(scenario, "direct", theirs)
+        record_streams(scenario, name, mine)
 
     say(f"starting the bench upstream on :{UPSTREAM} (100 tokens 20 ms apart when streaming)")
     with process(
@@ -856,7 +893,7 @@ def main() -> int:
                             runs=int(limited["runs"]),
                         )
                 streams(name, "c_1000_streams", proc, url, model=model)
-                if name in ("direct", "switchboard", "switchboard_base"):
+                if name in ("direct", "switchboard", "switchboard_base", "switchboard_w2"):
                     streams(
                         name,
                         "s_spread_streams",
