@@ -1,5 +1,5 @@
-"""The relay's pass-through of same-dialect Chat streams (relay.chunk_translator with
-identity.ChatStream.pass_through).
+"""The relay's pass-through of same-dialect streams (relay.chunk_translator with the
+`pass_through` of identity.ChatStream, MessagesStream and ResponsesStream).
 
 Covers: chunks of plain events go out as the very bytes that came, with no event decoded; and,
 as a property, for every golden Chat upstream stream and for streams built from every kind of
@@ -7,7 +7,13 @@ chunk the scan must catch (usage objects, `"usage":null`, errors in OpenAI's and
 [DONE], keep-alive comments, multi-line and CRLF events, `data: {` inside a content string, an
 event without `data`), cut into reads at random places, with and without the client asking
 for usage: the client's bytes, the usage read and the failure seen are those of decoding and
-feeding every event, `finish()` included.
+feeding every event, `finish()` included. The same property for Anthropic Messages and OpenAI
+Responses streams: every golden upstream stream of the dialect and streams built from every
+kind of event (the deltas passed; message_start, message_delta, message_stop, content_block_start
+without its fields, response.completed/incomplete/failed with usage and error events decoded;
+servers that leave out `event:` lines, `event:` names that disagree with the data's `type`,
+comments, `id:` lines, multi-line data, CRLF, a non-ASCII name, data that is not JSON), cut
+into reads at random places and cut off at a random byte.
 """
 
 from __future__ import annotations
@@ -17,15 +23,17 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from switchboard.dialects import identity, sse
-from switchboard.dialects.types import Ctx
+from switchboard.dialects import identity, registry, sse
+from switchboard.dialects.types import Ctx, Dialect
 from switchboard.gateway import relay
 
-GOLDEN = sorted(
-    p
-    for p in (Path(__file__).resolve().parents[1] / "golden" / "streams" / "chat").glob("*.sse")
-    if p.name.count(".") == 1
-)
+
+def _golden(dialect: str) -> list[Path]:
+    streams = Path(__file__).resolve().parents[1] / "golden" / "streams" / dialect
+    return sorted(p for p in streams.glob("*.sse") if p.name.count(".") == 1)
+
+
+GOLDEN = _golden("chat")
 
 
 def _chunk(delta: bytes, extra: bytes = b"") -> bytes:
@@ -109,3 +117,204 @@ def test_same_bytes_usage_and_failure_as_decoding_every_event(
     fast = _through(raw, cuts, include_usage, fast=True)
     slow = _through(raw, cuts, include_usage, fast=False)
     assert fast == slow
+
+
+def _event(name: bytes | None, data: bytes) -> bytes:
+    return (b"event: " + name + b"\n" if name is not None else b"") + b"data: " + data + b"\n\n"
+
+
+def _typed(name: str, body: bytes) -> bytes:
+    """An event as Anthropic and OpenAI send it: `event:` and data whose `type` says the same."""
+    return _event(name.encode(), b'{"type":"' + name.encode() + b'"' + body + b"}")
+
+
+def _variants(pieces: list[bytes]) -> list[bytes]:
+    """Each event also without its `event:` line (servers that leave it out)."""
+    bare = [p.split(b"\n", 1)[1] for p in pieces if p.startswith(b"event: ")]
+    return pieces + bare
+
+
+MESSAGES_NAMED = _variants(
+    [
+        _typed(
+            "message_start",
+            b',"message":{"id":"m","type":"message","role":"assistant","model":"up",'
+            b'"content":[],"usage":{"input_tokens":7,"output_tokens":1}}',
+        ),
+        _typed("content_block_start", b',"index":0,"content_block":{"type":"text","text":""}'),
+        _typed("content_block_start", b',"index":0,"content_block":{"type":"text"}'),
+        _typed("content_block_delta", b',"index":0,"delta":{"type":"text_delta","text":"tok "}'),
+        _typed("content_block_delta", b',"index":0,"delta":{"type":"text_delta","text":"\\n"}'),
+        _typed(
+            "content_block_delta",
+            b',"index":1,"delta":{"type":"input_json_delta","partial_json":"{\\"a\\":"}',
+        ),
+        _typed("ping", b""),
+        _typed("content_block_stop", b',"index":0'),
+        _typed(
+            "message_delta",
+            b',"delta":{"stop_reason":"end_turn","stop_sequence":null},"usage":{"output_tokens":9}',
+        ),
+        _typed("message_delta", b',"delta":{},"usage":{"output_tokens":4}'),
+        _typed("message_stop", b""),
+        _typed("error", b',"error":{"type":"overloaded_error","message":"Overloaded"}'),
+    ]
+)
+MESSAGES_PIECES = [
+    *MESSAGES_NAMED,
+    # The name decides (as in `feed`), not the data's type: a mismatch either way.
+    _event(b"content_block_delta", b'{"type":"message_delta","usage":{"output_tokens":50}}'),
+    _event(b"message_delta", b'{"type":"content_block_delta","usage":{"output_tokens":60}}'),
+    _event(b"content_block_delta", b"[not an object]"),
+    _event(b"content_block_delta", b'{"broken'),
+    _event(b"\xc3\xa9v\xc3\xa9nement", b'{"type":"x"}'),
+    _event(b"", b'{"type":"content_block_delta"}'),
+    b"event:content_block_delta\ndata:{}\n\n",
+    b": keep-alive\n\n",
+    b"id: 4\n" + _typed("content_block_delta", b""),
+    b'event: content_block_delta\ndata: {"type":\ndata: "content_block_delta"}\n\n',
+    _typed("content_block_delta", b',"index":0').replace(b"\n", b"\r\n"),
+    b"event: ping\n\n",
+    b'event: content_block_delta\ndata: {"text":"a\rdata: b"}\n\n',
+]
+
+RESPONSES_NAMED = _variants(
+    [
+        _typed("response.created", b',"response":{"id":"r","status":"in_progress","output":[]}'),
+        _typed("response.output_item.added", b',"output_index":0,"item":{"type":"message"}'),
+        _typed("response.output_text.delta", b',"item_id":"i","delta":"tok ","sequence_number":3'),
+        _typed("response.function_call_arguments.delta", b',"item_id":"f","delta":"{\\"a"'),
+        _typed("response.refusal.delta", b',"item_id":"i","delta":"no"'),
+        _typed("response.output_text.done", b',"item_id":"i","text":"tok tok "'),
+        _typed(
+            "response.completed",
+            b',"response":{"status":"completed","usage":{"input_tokens":11,'
+            b'"input_tokens_details":{"cached_tokens":4},"output_tokens":6}}',
+        ),
+        _typed(
+            "response.incomplete",
+            b',"response":{"status":"incomplete","usage":{"input_tokens":3,"output_tokens":2}}',
+        ),
+        _typed(
+            "response.failed",
+            b',"response":{"status":"failed","error":{"code":"server_error","message":"crash"},'
+            b'"usage":{"input_tokens":5,"output_tokens":1}}',
+        ),
+        _typed("error", b',"code":"rate_limit","message":"slow down"'),
+    ]
+)
+RESPONSES_PIECES = [
+    *RESPONSES_NAMED,
+    _event(b"response.output_text.delta", b'{"type":"response.completed","response":{}}'),
+    _event(b"response.completed", b'{"type":"response.output_text.delta","delta":"x"}'),
+    _event(b"response.output_text.delta", b"[1]"),
+    _event(b"response.\xff.delta", b'{"type":"x"}'),
+    b"event:response.output_text.delta\ndata:{}\n\n",
+    b": keep-alive\n\n",
+    b"id: 9\n" + _typed("response.output_text.delta", b""),
+    _typed("response.output_text.delta", b"").replace(b"\n", b"\r\n"),
+    b'event: response.output_text.delta\ndata: {"type":\ndata: "x"}\n\n',
+    b'event: response.output_text.delta\ndata: {"delta":"a\rdata: b"}\n\n',
+]
+
+NAMED = {
+    Dialect.MESSAGES: (_golden("messages"), MESSAGES_PIECES),
+    Dialect.RESPONSES: (_golden("responses"), RESPONSES_PIECES),
+}
+SCTX = _ctx(True)
+STREAMS: dict[Dialect, type[identity.MessagesStream | identity.ResponsesStream]] = {
+    Dialect.MESSAGES: identity.MessagesStream,
+    Dialect.RESPONSES: identity.ResponsesStream,
+}
+
+
+def _named_through(dialect: Dialect, raw: bytes, cuts: list[int], fast: bool) -> tuple[object, ...]:
+    assert registry.get(dialect, dialect).stream is STREAMS[dialect]
+    translator = STREAMS[dialect](SCTX)
+    decoder = sse.Decoder()
+    if fast:
+        translate = relay.chunk_translator(translator, decoder)
+    else:
+        feed = translator.feed
+        translate = lambda chunk: b"".join([feed(e) for e in decoder.feed(chunk)])  # noqa: E731
+    out = b""
+    last = 0
+    for cut in [*sorted(c for c in cuts if c <= len(raw)), len(raw)]:
+        out += translate(raw[last:cut])
+        last = cut
+    out += b"".join(translator.feed(e) for e in decoder.close())
+    out += translator.finish()
+    return out, translator.usage, translator.failed
+
+
+def test_plain_messages_and_responses_events_are_passed_on_as_they_came() -> None:
+    for dialect, delta, touched in [
+        (Dialect.MESSAGES, MESSAGES_PIECES[3], MESSAGES_PIECES[8]),
+        (Dialect.RESPONSES, RESPONSES_PIECES[2], RESPONSES_PIECES[6]),
+    ]:
+        translator = STREAMS[dialect](SCTX)
+        translate = relay.chunk_translator(translator, sse.Decoder())
+        for read in [delta, delta + delta + delta]:
+            assert translate(read) is read  # nothing decoded, joined or copied
+        assert translator.pass_through(delta + touched) is None  # usage: decoded
+        assert translator.pass_through(delta.split(b"\n", 1)[1]) is None  # no `event:`
+
+
+def test_every_pair_of_messages_and_responses_events() -> None:
+    """Each kind of event after each other (and alone), in one read and one read per event."""
+    for dialect, (_, pieces) in NAMED.items():
+        for first in pieces:
+            for second in [b"", *pieces]:
+                raw = first + second
+                for cuts in ([], [len(first)]):
+                    fast = _named_through(dialect, raw, cuts, fast=True)
+                    assert fast == _named_through(dialect, raw, cuts, fast=False), raw
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.sampled_from([Dialect.MESSAGES, Dialect.RESPONSES]),
+    st.data(),
+    st.lists(st.integers(0, 6000), max_size=12),
+    st.sampled_from(["anywhere", "on borders", "every event"]),
+    st.one_of(st.none(), st.integers(0, 6000)),
+)
+def test_messages_and_responses_same_bytes_usage_and_failure_as_decoding_every_event(
+    dialect: Dialect, data: st.DataObject, cuts: list[int], reads: str, cut_off: int | None
+) -> None:
+    golden, pieces = NAMED[dialect]
+    raw = data.draw(
+        st.one_of(
+            st.sampled_from(golden).map(Path.read_bytes),
+            st.lists(st.sampled_from(pieces), max_size=14).map(b"".join),
+        )
+    )
+    if cut_off is not None:  # the upstream's connection dropped at some byte
+        raw = raw[:cut_off]
+    if reads != "anywhere":  # reads that end where events end, as a server's writes usually do
+        borders = [i + 2 for i in range(len(raw)) if raw.startswith(b"\n\n", i)]
+        if reads == "every event":
+            cuts = borders
+        elif borders:
+            cuts = [borders[c % len(borders)] for c in cuts]
+    fast = _named_through(dialect, raw, cuts, fast=True)
+    slow = _named_through(dialect, raw, cuts, fast=False)
+    assert fast == slow
+
+
+def _bare(raw: bytes) -> bytes:
+    return b"".join(line + b"\n" for line in raw.split(b"\n")[:-1] if line[:7] != b"event: ")
+
+
+def test_servers_without_event_lines_are_read_by_the_datas_type() -> None:
+    """A server that leaves out `event:` lines: usage, the stop and errors are read from the
+    data's `type`, as from the names (before, the stream counted no usage and a complete
+    answer ended with the cut-off error)."""
+    for dialect, (golden, _) in NAMED.items():
+        for path in golden:
+            raw = path.read_bytes()
+            named = _named_through(dialect, raw, [], fast=False)
+            bare = _named_through(dialect, _bare(raw), [], fast=False)
+            assert bare[1:] == named[1:], path
+            events = [e.data for e in sse.Decoder().feed(bare[0])]  # type: ignore[arg-type]
+            assert events == [e.data for e in sse.Decoder().feed(named[0])], path  # type: ignore[arg-type]

@@ -109,6 +109,50 @@ def _plain_usage(chunk: bytes) -> bool:
     return chunk.count(b'"usage"') == plain
 
 
+def _kind(event: sse.Event) -> str | None:
+    """An Anthropic or Responses event's kind: its `event:` name, or for a server that leaves
+    the line out its data's `type` (read from the front when it comes first, as every server
+    writes it; decoded otherwise)."""
+    if event.event is not None:
+        return event.event
+    data = event.data
+    if data.startswith(b'{"type":"'):
+        end = data.find(b'"', 9)
+        if end > 0 and b"\\" not in data[9:end]:
+            return data[9:end].decode("utf-8", "replace")
+    value = _load(data)
+    kind = value.get("type") if value is not None else None
+    return kind if isinstance(kind, str) else None
+
+
+def _named_events(chunk: bytes, touched: frozenset[bytes]) -> int:
+    """How many events `chunk` is when it is whole events that `feed` gives back unchanged
+    (found by a scan, not a decode): each an `event: <name>` line, one `data: {...}` line and
+    a blank line, LF endings, the name ASCII and not in `touched` (the events the translator
+    reads or changes). -1: anything else (a comment, `id:`, a missing `event:` line, CR, a
+    cut event), for the caller to decode and `feed` event by event."""
+    if not chunk.startswith(b"event: ") or not chunk.endswith(b"\n\n") or b"\r" in chunk:
+        return -1
+    find, size = chunk.find, len(chunk)
+    events = start = 0
+    while start < size:
+        eol = find(b"\n", start)  # the event line's end
+        name = chunk[start + 7 : eol]
+        if (
+            not chunk.startswith(b"event: ", start)
+            or name in touched
+            or not name.isascii()
+            or not chunk.startswith(b"data: {", eol + 1)
+        ):
+            return -1
+        end = find(b"\n", eol + 8)  # the data line's end
+        if end < 0 or not chunk.startswith(b"\n", end + 1):
+            return -1
+        events += 1
+        start = end + 2
+    return events
+
+
 class ChatStream:
     """Chunks pass through; the usage chunk is read for billing and removed when the client
     did not ask for it (the gateway always asks the upstream)."""
@@ -216,9 +260,10 @@ class MessagesStream:
             return b""
         if event.data[:1] not in b"{":  # neither JSON nor empty (a keep-alive)
             return self.error(UNDECODABLE)
-        if event.event in ("message_start", "message_delta"):
+        kind = _kind(event)
+        if kind in ("message_start", "message_delta"):
             data = _load(event.data) or {}
-            if event.event == "message_start":
+            if kind == "message_start":
                 message = data.get("message")
                 usage = message.get("usage") if isinstance(message, dict) else None
                 self.usage = common.usage_from_messages(usage)
@@ -226,14 +271,22 @@ class MessagesStream:
                 common.update_from_message_delta(self.usage, data.get("usage"))
                 delta = data.get("delta")
                 self._stopped = isinstance(delta, dict) and bool(delta.get("stop_reason"))
-        elif event.event == "content_block_start":
+        elif kind == "content_block_start":
             return sse.encode(event.event, _complete_block_start(event.data))
-        elif event.event == "message_stop":
+        elif kind == "message_stop":
             self._done = True
-        elif event.event == "error":
+        elif kind == "error":
             self._done = True
             self.failed = _message(event.data, "error", "message")
         return sse.encode(event.event, event.data)
+
+    def pass_through(self, chunk: bytes) -> bytes | None:
+        """`chunk` itself when it is whole events that `feed` gives back unchanged (the
+        deltas, `content_block_stop`, `ping`), found by a scan; None: anything else, for the
+        caller to decode and `feed` event by event (relay.chunk_translator)."""
+        if self._done or _named_events(chunk, _MESSAGES_TOUCHED) < 0:
+            return None
+        return chunk
 
     def finish(self) -> bytes:
         """`message_stop` if the upstream left it out after its stop reason; cut off before
@@ -269,21 +322,35 @@ class ResponsesStream:
             return b""
         if event.data[:1] not in b"{":  # neither JSON nor empty (a keep-alive)
             return self.error(UNDECODABLE)
-        if event.event in _RESPONSE_ENDS:
+        kind = _kind(event)
+        if kind in _RESPONSE_ENDS:
             data = _load(event.data) or {}
             response = data.get("response")
             usage = response.get("usage") if isinstance(response, dict) else None
             self.usage = common.usage_from_responses(usage)
             self._done = True
-            if event.event == "response.failed":
+            if kind == "response.failed":
                 error = response.get("error") if isinstance(response, dict) else None
                 message = error.get("message") if isinstance(error, dict) else None
                 self.failed = str(message or "the upstream's response failed")
-        elif event.event == "error":
+        elif kind == "error":
             self._done = True
             self.failed = _message(event.data, "message")
         self._seq += 1
         return sse.encode(event.event, event.data)
+
+    def pass_through(self, chunk: bytes) -> bytes | None:
+        """`chunk` itself when it is whole events that `feed` gives back unchanged (every
+        event but the response's end and `error`: the deltas, items, parts), counted for the
+        error event's sequence number, found by a scan; None: anything else, for the caller
+        to decode and `feed` event by event (relay.chunk_translator)."""
+        if self._done:
+            return None
+        events = _named_events(chunk, _RESPONSES_TOUCHED)
+        if events < 0:
+            return None
+        self._seq += events
+        return chunk
 
     def finish(self) -> bytes:
         """Nothing after the response's last event; cut off before it, the error event."""
@@ -296,6 +363,11 @@ class ResponsesStream:
 
 
 _RESPONSE_ENDS = frozenset(("response.completed", "response.incomplete", "response.failed"))
+_RESPONSES_TOUCHED = frozenset(e.encode() for e in (*_RESPONSE_ENDS, "error"))
+_MESSAGES_TOUCHED = frozenset(
+    (b"message_start", b"message_delta", b"message_stop", b"content_block_start", b"error")
+)
+"""The events whose data the identity streams read or change: decoded, never passed."""
 
 
 _BLOCK_START_FIELDS: dict[str, dict[str, object]] = {
