@@ -13,7 +13,11 @@ kind of event (the deltas passed; message_start, message_delta, message_stop, co
 without its fields, response.completed/incomplete/failed with usage and error events decoded;
 servers that leave out `event:` lines, `event:` names that disagree with the data's `type`,
 comments, `id:` lines, multi-line data, CRLF, a non-ASCII name, data that is not JSON), cut
-into reads at random places and cut off at a random byte.
+into reads at random places and cut off at a random byte. And the translated fast path of
+Messages and Responses clients on a Chat server (stream_readers.ChatReader.pass_through):
+the same property over the Chat streams, with chunks that are more than text (several
+choices, tool calls, a finish reason beside text, content that is not a string, errors that
+carry `choices`).
 """
 
 from __future__ import annotations
@@ -318,3 +322,72 @@ def test_servers_without_event_lines_are_read_by_the_datas_type() -> None:
             assert bare[1:] == named[1:], path
             events = [e.data for e in sse.Decoder().feed(bare[0])]  # type: ignore[arg-type]
             assert events == [e.data for e in sse.Decoder().feed(named[0])], path  # type: ignore[arg-type]
+
+
+CROSS_PIECES = [
+    *PIECES,
+    _chunk(b'{"content":"\\u00e9t\\u00e9 \\"quoted\\"\\n"}'),
+    _chunk(b'{"content":"x","tool_calls":[{"index":0,"id":"c1","function":{"name":"f"}}]}'),
+    _chunk(b'{"tool_calls":[{"index":0,"function":{"arguments":"{}"}}]}'),
+    _chunk(b'{"content":7}'),
+    _chunk(b'{"content":"x"}').replace(b'"finish_reason":null', b'"finish_reason":"length"'),
+    _chunk(b'{"refusal":"no"}'),
+    _chunk(b'{"content":"x"}', b',"object":"error","message":"bad"'),
+    _chunk(b"[]"),
+    b'data: {"id":"c","choices":[{"index":0,"delta":{"content":"a"}},'
+    b'{"index":1,"delta":{"content":"b"}}]}\n\n',
+    b'data: {"id":"c","choices":[{"index":0,"delta":{"content":"a"}}],"usage":{}}\n\n',
+    b'data: {"id":"c","choices":[7]}\n\n',
+    b'data: {"broken\n\n',
+]
+
+
+def _cross_through(client: Dialect, raw: bytes, cuts: list[int], fast: bool) -> tuple[object, ...]:
+    translator = registry.get(client, Dialect.CHAT).stream(SCTX)
+    decoder = sse.Decoder()
+    if fast:
+        assert hasattr(translator, "pass_through")
+        translate = relay.chunk_translator(translator, decoder)
+    else:
+        feed = translator.feed
+        translate = lambda chunk: b"".join([feed(e) for e in decoder.feed(chunk)])  # noqa: E731
+    out = b""
+    last = 0
+    for cut in [*sorted(c for c in cuts if c <= len(raw)), len(raw)]:
+        out += translate(raw[last:cut])
+        last = cut
+    out += b"".join(translator.feed(e) for e in decoder.close())
+    out += translator.finish()
+    return out, translator.usage, translator.failed
+
+
+def test_every_pair_of_chat_chunks_translated() -> None:
+    for client in (Dialect.MESSAGES, Dialect.RESPONSES):
+        for first in CROSS_PIECES:
+            for second in [b"", *CROSS_PIECES]:
+                raw = first + second
+                for cuts in ([], [len(first)]):
+                    fast = _cross_through(client, raw, cuts, fast=True)
+                    assert fast == _cross_through(client, raw, cuts, fast=False), raw
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.sampled_from([Dialect.MESSAGES, Dialect.RESPONSES]),
+    st.one_of(
+        st.sampled_from(GOLDEN).map(Path.read_bytes),
+        st.lists(st.sampled_from(CROSS_PIECES), max_size=12).map(b"".join),
+    ),
+    st.lists(st.integers(0, 3000), max_size=12),
+    st.sampled_from(["anywhere", "on borders", "every event"]),
+)
+def test_translated_chat_streams_same_bytes_usage_and_failure_as_decoding_every_event(
+    client: Dialect, raw: bytes, cuts: list[int], reads: str
+) -> None:
+    if reads != "anywhere":
+        borders = [i + 2 for i in range(len(raw)) if raw.startswith(b"\n\n", i)]
+        if reads == "every event":
+            cuts = borders
+        elif borders:
+            cuts = [borders[c % len(borders)] for c in cuts]
+    assert _cross_through(client, raw, cuts, True) == _cross_through(client, raw, cuts, False)

@@ -68,6 +68,13 @@ def _event(name: str, data: Json) -> bytes:
     return b"event: " + name.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
 
 
+_TEXT_HEAD = (
+    b'event: content_block_delta\ndata: {"type":"content_block_delta","index":%d,'
+    b'"delta":{"type":"text_delta","text":'
+)
+"""A text delta event up to its text, as `_event` writes it (orjson, compact, in this order)."""
+
+
 class MessagesWriter:
     """Encodes Anthropic stream events with content blocks numbered from 0."""
 
@@ -81,6 +88,7 @@ class MessagesWriter:
         self._block = -1
         self._open: str | None = None  # "text" or "tool"
         self._tools: dict[object, int] = {}  # reader's key -> block index
+        self._text_head = b""  # the open text block's delta event up to the text
 
     def start(self, upstream_id: object = None, model: object = None) -> bytes:
         """`message_start`, once."""
@@ -108,17 +116,11 @@ class MessagesWriter:
         )
 
     def text(self, text: str) -> bytes:
-        out = b""
-        if self._open != "text":
-            out = self._open_block("text", {"type": "text", "text": ""})
-        return out + _event(
-            "content_block_delta",
-            {
-                "type": "content_block_delta",
-                "index": self._block,
-                "delta": {"type": "text_delta", "text": text},
-            },
-        )
+        if self._open == "text":  # the bulk of a stream: one orjson.dumps of the text
+            return self._text_head + orjson.dumps(text) + b"}}\n\n"
+        out = self._open_block("text", {"type": "text", "text": ""})
+        self._text_head = _TEXT_HEAD % self._block
+        return out + self._text_head + orjson.dumps(text) + b"}}\n\n"
 
     def has_tool(self, key: object) -> bool:
         return key in self._tools

@@ -102,6 +102,14 @@ def call_item(
     return item
 
 
+_TEXT_HEAD = (
+    b'event: response.output_text.delta\ndata: {"type":"response.output_text.delta",'
+    b'"item_id":%b,"output_index":%d,"content_index":0,"delta":'
+)
+_TEXT_TAIL = b',"logprobs":[],"sequence_number":'
+"""A text delta event around its text and number, as `_event` writes it (orjson, compact)."""
+
+
 class ResponsesWriter:
     """Encodes numbered Responses events; `finish()` closes open items and sends
     `response.completed` (or `response.incomplete`) with usage, once."""
@@ -122,6 +130,7 @@ class ResponsesWriter:
         self._chunks: list[str] = []  # its text so far
         self._calls: dict[object, Json] = {}  # reader's key -> function_call item
         self._open_calls: list[Json] = []
+        self._text_head = b""  # the open message's text delta event up to the text
 
     def _event(self, data: Json) -> bytes:
         data["sequence_number"] = self._seq
@@ -148,22 +157,11 @@ class ResponsesWriter:
         )
 
     def text(self, text: str) -> bytes:
-        out = b""
-        if self._text is None:
-            out = self._open_text()
-        item = self._text
-        assert item is not None
+        out = b"" if self._text is not None else self._open_text()
         self._chunks.append(text)
-        return out + self._event(
-            {
-                "type": "response.output_text.delta",
-                "item_id": item["id"],
-                "output_index": len(self._output) - 1,
-                "content_index": 0,
-                "delta": text,
-                "logprobs": [],
-            }
-        )
+        seq = self._seq
+        self._seq = seq + 1
+        return b"%b%b%b%d}\n\n" % (out + self._text_head, orjson.dumps(text), _TEXT_TAIL, seq)
 
     def _open_text(self) -> bytes:
         item = message_item(self.ctx, [], "in_progress", self._messages)
@@ -171,6 +169,7 @@ class ResponsesWriter:
         self._text = item
         self._output.append(item)
         index = len(self._output) - 1
+        self._text_head = _TEXT_HEAD % (orjson.dumps(item["id"]), index)
         part = {"type": "output_text", "text": "", "annotations": []}
         return self._event(
             {"type": "response.output_item.added", "output_index": index, "item": dict(item)}

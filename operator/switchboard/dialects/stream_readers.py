@@ -130,6 +130,8 @@ class ChatReader(_Reader):
             delta = choice.get("delta") or {}
             text = delta.get("content")
             if text:
+                if not isinstance(text, str):  # the writers keep and join it
+                    raise TypeError(f"the delta's content is {type(text).__name__}, not text")
                 out += w.text(text)
             elif delta.get("refusal"):
                 self._refused = True
@@ -149,6 +151,59 @@ class ChatReader(_Reader):
                 stop = common.FINISH_TO_STOP.get(choice["finish_reason"], "end_turn")
                 self._stop("refusal" if stop == "end_turn" and self._refused else stop)
         return out
+
+    def pass_through(self, chunk: bytes) -> bytes | None:
+        """The client's bytes for a read of whole plain text chunks (the bulk of a Chat
+        stream: one choice whose delta has a `content` string, no tool call, no finish
+        reason, no usage object, not an error), what `feed` gives for them: one orjson decode
+        per chunk and the writer's `text`, with no sse.Event and no decoder buffer. None:
+        anything else, before any state has changed, for the caller to decode and `feed`
+        event by event (relay.chunk_translator)."""
+        if self._done or not chunk.startswith(b"data: {") or b"\r" in chunk:
+            return None
+        view = memoryview(chunk)
+        find, size = chunk.find, len(chunk)
+        chunks: list[tuple[dict[str, Any], str]] = []
+        start = 0
+        while start < size:
+            end = find(b"\n", start)
+            if (
+                end < 0
+                or not chunk.startswith(b"\n", end + 1)
+                or not chunk.startswith(b"data: {", start)
+            ):
+                return None
+            try:
+                value = orjson.loads(view[start + 6 : end])
+            except orjson.JSONDecodeError:
+                return None
+            text = _plain_text(value)
+            if text is None:
+                return None
+            chunks.append((value, text))
+            start = end + 2
+        w = self._w
+        if len(chunks) == 1:
+            first, text = chunks[0]
+            return w.start(first.get("id"), first.get("model")) + w.text(text)
+        return b"".join([w.start(v.get("id"), v.get("model")) + w.text(t) for v, t in chunks])
+
+
+def _plain_text(chunk: Any) -> str | None:
+    """The text of a Chat chunk that is nothing but text (see ChatReader.pass_through)."""
+    if not isinstance(chunk, dict) or chunk.get("object") == "error":
+        return None
+    choices = chunk.get("choices")
+    if type(choices) is not list or len(choices) != 1 or isinstance(chunk.get("usage"), dict):
+        return None
+    choice = choices[0]
+    if not isinstance(choice, dict) or choice.get("finish_reason"):
+        return None
+    delta = choice.get("delta")
+    if not isinstance(delta, dict) or delta.get("tool_calls"):
+        return None
+    text = delta.get("content")
+    return text if type(text) is str and text else None
 
 
 class MessagesReader(_Reader):
