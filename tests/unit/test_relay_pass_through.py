@@ -339,6 +339,8 @@ CROSS_PIECES = [
     b'data: {"id":"c","choices":[{"index":0,"delta":{"content":"a"}}],"usage":{}}\n\n',
     b'data: {"id":"c","choices":[7]}\n\n',
     b'data: {"broken\n\n',
+    # JSON across lines: valid JSON, but the second line is no `data:` field
+    b'data: {"id":"c",\n"choices":[{"index":0,"delta":{"content":"x"}}]}\n\n',
 ]
 
 

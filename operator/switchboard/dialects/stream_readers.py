@@ -161,8 +161,18 @@ class ChatReader(_Reader):
         event by event (relay.chunk_translator)."""
         if self._done or not chunk.startswith(b"data: {") or b"\r" in chunk:
             return None
-        view = memoryview(chunk)
         find, size = chunk.find, len(chunk)
+        if find(b"\n") == size - 2 and chunk[-1] == 10:  # one chunk, the usual read
+            try:
+                value = orjson.loads(chunk[6:-2])
+            except orjson.JSONDecodeError:
+                return None
+            text = _plain_text(value)
+            if text is None:
+                return None
+            w = self._w
+            return w.start(value.get("id"), value.get("model")) + w.text(text)
+        view = memoryview(chunk)
         chunks: list[tuple[dict[str, Any], str]] = []
         start = 0
         while start < size:
@@ -183,9 +193,6 @@ class ChatReader(_Reader):
             chunks.append((value, text))
             start = end + 2
         w = self._w
-        if len(chunks) == 1:
-            first, text = chunks[0]
-            return w.start(first.get("id"), first.get("model")) + w.text(text)
         return b"".join([w.start(v.get("id"), v.get("model")) + w.text(t) for v, t in chunks])
 
 
