@@ -9,7 +9,8 @@ decode and a `feed` per event), on text deltas shaped as a real server writes th
 bench upstream's chunk, bench/upstream_fast.py; Messages and Responses: Anthropic's and
 OpenAI's event lines). `1/read`: one event per read (a server that writes each token at once,
 the common case); `4/read`: four events per read (reads that coalesced under load). µs per
-event: timeit, the best of 5 runs of 20,000 events, in a fresh process. With `--ab`, base
+event: CPU time (the machine is shared), the best of 5 runs of 20,000 events, in a fresh
+process. With `--ab`, base
 (`--ab DIR`: a checkout whose `operator/` is put first on PYTHONPATH) and this checkout take
 turns (A, B, B, A, ...), `--rounds` rounds each, and the medians are printed side by side.
 """
@@ -22,6 +23,7 @@ import os
 import statistics
 import subprocess
 import sys
+import time
 import timeit
 from pathlib import Path
 
@@ -89,7 +91,7 @@ def measure() -> dict[str, float]:
                 for _ in range(EVENTS // n):
                     translate(read)
 
-            best = min(timeit.repeat(run, number=1, repeat=5))
+            best = min(timeit.repeat(run, timer=time.process_time, number=1, repeat=5))
             results[f"{name}, {per_read}/read"] = best / EVENTS * 1e6
     return results
 
