@@ -180,6 +180,10 @@ MESSAGES_PIECES = [
     _typed("content_block_delta", b',"index":0').replace(b"\n", b"\r\n"),
     b"event: ping\n\n",
     b'event: content_block_delta\ndata: {"text":"a\rdata: b"}\n\n',
+    # without `event:`: a type written with an escape, a type after another field, no quote
+    _event(None, b'{"type":"message\\u005fdelta","usage":{"output_tokens":70}}'),
+    _event(None, b'{"index":0,"type":"message_delta","usage":{"output_tokens":80}}'),
+    _event(None, b'{"type":"message_delta'),
 ]
 
 RESPONSES_NAMED = _variants(
@@ -219,6 +223,9 @@ RESPONSES_PIECES = [
     _typed("response.output_text.delta", b"").replace(b"\n", b"\r\n"),
     b'event: response.output_text.delta\ndata: {"type":\ndata: "x"}\n\n',
     b'event: response.output_text.delta\ndata: {"delta":"a\rdata: b"}\n\n',
+    _event(None, b'{"type":"response.\\u0063ompleted","response":{"usage":{"input_tokens":9}}}'),
+    _event(None, b'{"sequence_number":1,"type":"error","message":"late type"}'),
+    _event(None, b'{"type":"error'),
 ]
 
 NAMED = {
@@ -258,10 +265,11 @@ def test_plain_messages_and_responses_events_are_passed_on_as_they_came() -> Non
     ]:
         translator = STREAMS[dialect](SCTX)
         translate = relay.chunk_translator(translator, sse.Decoder())
-        for read in [delta, delta + delta + delta]:
+        bare = delta.split(b"\n", 1)[1]  # a server that leaves out `event:` lines
+        for read in [delta, delta + delta + delta, bare, bare + delta]:
             assert translate(read) is read  # nothing decoded, joined or copied
         assert translator.pass_through(delta + touched) is None  # usage: decoded
-        assert translator.pass_through(delta.split(b"\n", 1)[1]) is None  # no `event:`
+        assert translator.pass_through(bare + touched.split(b"\n", 1)[1]) is None
 
 
 def test_every_pair_of_messages_and_responses_events() -> None:

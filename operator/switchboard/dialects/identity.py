@@ -125,28 +125,33 @@ def _kind(event: sse.Event) -> str | None:
     return kind if isinstance(kind, str) else None
 
 
-def _named_events(chunk: bytes, touched: frozenset[bytes]) -> int:
+def _plain_events(chunk: bytes, touched: frozenset[bytes]) -> int:
     """How many events `chunk` is when it is whole events that `feed` gives back unchanged
-    (found by a scan, not a decode): each an `event: <name>` line, one `data: {...}` line and
-    a blank line, LF endings, the name ASCII and not in `touched` (the events the translator
-    reads or changes). -1: anything else (a comment, `id:`, a missing `event:` line, CR, a
-    cut event), for the caller to decode and `feed` event by event."""
-    if not chunk.startswith(b"event: ") or not chunk.endswith(b"\n\n") or b"\r" in chunk:
+    (found by a scan, not a decode), -1 otherwise (a comment, `id:`, multi-line data, CR, a
+    cut event: for the caller to decode and `feed` event by event). Each event is one
+    `data: {...}` line and a blank line, LF endings, after an `event: <name>` line (an ASCII
+    name), or without it, its data beginning `{"type":"<name>"` (`_kind`); the name not in
+    `touched` (the events the translator reads or changes)."""
+    if not chunk.endswith(b"\n\n") or b"\r" in chunk:
         return -1
-    find, size = chunk.find, len(chunk)
+    find, starts, size = chunk.find, chunk.startswith, len(chunk)
     events = start = 0
     while start < size:
-        eol = find(b"\n", start)  # the event line's end
-        name = chunk[start + 7 : eol]
-        if (
-            not chunk.startswith(b"event: ", start)
-            or name in touched
-            or not name.isascii()
-            or not chunk.startswith(b"data: {", eol + 1)
-        ):
+        if starts(b"event: ", start):
+            eol = find(b"\n", start)  # the event line's end
+            name = chunk[start + 7 : eol]
+            if name in touched or not name.isascii() or not starts(b"data: {", eol + 1):
+                return -1
+            end = find(b"\n", eol + 8)  # the data line's end
+        elif starts(b'data: {"type":"', start):  # a server that leaves out `event:` lines
+            end = find(b"\n", start)
+            quote = find(b'"', start + 15, end)
+            name = chunk[start + 15 : quote]
+            if quote < 0 or name in touched or b"\\" in name:
+                return -1
+        else:
             return -1
-        end = find(b"\n", eol + 8)  # the data line's end
-        if end < 0 or not chunk.startswith(b"\n", end + 1):
+        if end < 0 or not starts(b"\n", end + 1):
             return -1
         events += 1
         start = end + 2
@@ -282,9 +287,10 @@ class MessagesStream:
 
     def pass_through(self, chunk: bytes) -> bytes | None:
         """`chunk` itself when it is whole events that `feed` gives back unchanged (the
-        deltas, `content_block_stop`, `ping`), found by a scan; None: anything else, for the
-        caller to decode and `feed` event by event (relay.chunk_translator)."""
-        if self._done or _named_events(chunk, _MESSAGES_TOUCHED) < 0:
+        deltas, `content_block_stop`, `ping`), found by a scan (`_plain_events`); None:
+        anything else, for the caller to decode and `feed` event by event
+        (relay.chunk_translator)."""
+        if self._done or _plain_events(chunk, _MESSAGES_TOUCHED) < 0:
             return None
         return chunk
 
@@ -342,11 +348,11 @@ class ResponsesStream:
     def pass_through(self, chunk: bytes) -> bytes | None:
         """`chunk` itself when it is whole events that `feed` gives back unchanged (every
         event but the response's end and `error`: the deltas, items, parts), counted for the
-        error event's sequence number, found by a scan; None: anything else, for the caller
-        to decode and `feed` event by event (relay.chunk_translator)."""
+        error event's sequence number, found by a scan (`_plain_events`); None: anything
+        else, for the caller to decode and `feed` event by event (relay.chunk_translator)."""
         if self._done:
             return None
-        events = _named_events(chunk, _RESPONSES_TOUCHED)
+        events = _plain_events(chunk, _RESPONSES_TOUCHED)
         if events < 0:
             return None
         self._seq += events
