@@ -64,6 +64,8 @@ PAIRS = {  # name: (client, upstream, head, one event)
     "responses <- chat": ("responses", "chat", CHAT_HEAD, CHAT),
     "messages <- messages": ("messages", "messages", MESSAGES_HEAD, MESSAGES),
     "responses <- responses": ("responses", "responses", RESPONSES_HEAD, RESPONSES),
+    "chat <- messages": ("chat", "messages", MESSAGES_HEAD, MESSAGES),
+    "chat <- responses": ("chat", "responses", RESPONSES_HEAD, RESPONSES),
 }
 EVENTS = 20_000
 
