@@ -172,7 +172,6 @@ class ChatReader(_Reader):
                 return None
             w = self._w
             return w.start(value.get("id"), value.get("model")) + w.text(text)
-        view = memoryview(chunk)
         chunks: list[tuple[dict[str, Any], str]] = []
         start = 0
         while start < size:
@@ -184,7 +183,7 @@ class ChatReader(_Reader):
             ):
                 return None
             try:
-                value = orjson.loads(view[start + 6 : end])
+                value = orjson.loads(chunk[start + 6 : end])
             except orjson.JSONDecodeError:
                 return None
             text = _plain_text(value)
