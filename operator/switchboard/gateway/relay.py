@@ -130,9 +130,10 @@ class HoldBack:
 def chunk_translator(translator: registry.Stream, decoder: sse.Decoder) -> Callable[[bytes], bytes]:
     """Upstream bytes -> the client's bytes (events cut by a chunk border wait for the next).
 
-    A translator with `pass_through` (a Chat client on a Chat server) is offered each chunk
-    that starts on an event border first, and passes it on as it came when nothing in it needs
-    touching; only the rest is decoded and fed event by event."""
+    A translator with `pass_through` (every same-dialect pair, and Messages and Responses
+    clients on a Chat server) is offered each chunk that starts on an event border first, and
+    gives the client's bytes for it from a scan (same dialect: the chunk itself) when nothing
+    in it needs decoding; only the rest is decoded and fed event by event."""
     feed, decode = translator.feed, decoder.feed
     pass_through: Callable[[bytes], bytes | None] | None = getattr(translator, "pass_through", None)
     if pass_through is None:
