@@ -5,9 +5,11 @@ passes and the next is refused; count-only charges never refuse; corrections (`a
 scans by prefix; expiry. On Redis: three store instances (three replicas) reserving 300 times
 concurrently against one limit admit exactly the limit; far from a limit, leases admit most
 requests without a script call, never past the limit, and Redis holds exactly what was used
-once they are given back; leases are renewed before they end; counters carry their expiry; a
-flushed script is loaded again; the store down raises StoreDown at once and the limiter counts
-locally (fail open) until Redis is back; counters survive a Redis restart with persistence.
+once they are given back; leases are renewed before they end; the remaining-quota headers of
+leased requests are as of the lease's grant, never above what Redis has left; counters carry
+their expiry; a flushed script is loaded again; the store down raises StoreDown at once and
+the limiter counts locally (fail open) until Redis is back; counters survive a Redis restart
+with persistence.
 """
 
 from __future__ import annotations
@@ -171,6 +173,41 @@ async def test_leases_are_renewed_before_they_end(redis_server: RedisServer) -> 
         await asyncio.sleep(0.005)
     await store.close()
     assert misses <= 1, misses  # (at most one renewal slower than a quarter second)
+
+
+async def test_leased_headers_are_as_of_the_grant_never_above_what_redis_has_left(
+    redis_server: RedisServer,
+) -> None:
+    """Requests admitted from a lease carry the remaining budget as of the lease's grant, the
+    whole lease counted as used: the counter in Redis then, never more than Redis has left
+    (before: the grant's base plus this replica's use, which counts the unused lease as free)."""
+    prefix = f"h{time.monotonic_ns()}:"
+    store = RedisStore(RedisSettings(redis_server.url, prefix=prefix))
+    limiter = lim.Limiter(store)
+    rule = rc.BudgetRule(counter="team-a/cfg/a/budgets/0", usd=1000, window="day", time_zone="UTC")
+    rules = lim.KeyRules("cfg/a", (), (rule,))
+    est = lim.Estimate("p", "p:m", 1, 0, rc.Price(input=10_000))  # $0.01 a request
+    await limiter.reserve(rules, est)  # the first asks Redis, then leases
+
+    async def leased() -> bool:
+        return bool(store.leases)
+
+    await eventually(leased)
+
+    async def as_of_the_grant() -> bool:  # (again if the lease ended meanwhile: a slow machine)
+        lease = next(iter(store.leases.values()))
+        tickets = [limiter.admit(rules, est) for _ in range(3)]
+        counter = await _read_after(redis_server, prefix, lease.key)
+        assert store.leases.get(lease.key) is lease and lease.open
+        assert lease.granted == pytest.approx(LEASE_REQUESTS * 0.01)
+        for t in tickets:
+            assert t is not None
+            remaining = float(t.headers["x-switchboard-budget-remaining-usd"])
+            assert remaining == pytest.approx(1000 - counter, abs=1e-6)  # the lease counted
+        return True
+
+    await eventually(as_of_the_grant)
+    await store.close()
 
 
 async def _leased(store: RedisStore, keys: list[str]) -> bool:

@@ -77,10 +77,8 @@ class Metrics:
             ["key", "limit"],
             registry=r,
         )
-        self.key_requests = Counter(
-            "switchboard_key_requests", "Requests of keys with limits, by key.", ["key"], registry=r
-        )
-        # Tokens and cost by key, for every key (limits or not): RequestStats below.
+        # Requests of keys with limits (switchboard_key_requests), and tokens and cost by key
+        # for every key (limits or not): plain dicts in RequestStats below.
         self.limit_store_down = Gauge(
             "switchboard_limit_store_down",
             "1 while the shared limit store does not answer (limits are counted in-process).",
@@ -109,7 +107,8 @@ class Metrics:
 
 class RequestStats:
     """The series every request touches (requests, latency, time to first token, tokens,
-    cost), kept as plain dicts and turned into Prometheus samples at scrape time.
+    cost, and the requests of keys with limits), kept as plain dicts and turned into
+    Prometheus samples at scrape time.
 
     prometheus_client's own objects take a lock and walk the buckets in Python on every
     observation; this is one dict update per series. Everything runs on the event loop's
@@ -125,10 +124,15 @@ class RequestStats:
         """By (provider, model): tokens of each of KINDS, then USD."""
         self.key_usage: dict[str, list[float]] = {}
         """By key name (names come from the config: bounded): the same five numbers."""
+        self.key_requests: dict[str, int] = {}
+        """Requests of keys with limits, by key name (counted when the limits settle)."""
 
     def request(self, surface: str, provider: str, model: str, status: int) -> None:
         key = (surface, provider, model, status)
         self.requests[key] = self.requests.get(key, 0) + 1
+
+    def key_request(self, key: str) -> None:
+        self.key_requests[key] = self.key_requests.get(key, 0) + 1
 
     @staticmethod
     def observe(histograms: dict[str, list[float]], surface: str, seconds: float) -> None:
@@ -222,6 +226,14 @@ class RequestStats:
             if row[4]:
                 key_cost.add_metric([key], row[4])
         yield key_cost
+        key_requests = CounterMetricFamily(
+            "switchboard_key_requests",
+            "Requests of keys with limits, by key.",
+            labels=["key"],
+        )
+        for key, count in self.key_requests.items():
+            key_requests.add_metric([key], count)
+        yield key_requests
 
     @staticmethod
     def _histogram(name: str, doc: str, data: dict[str, list[float]]) -> HistogramMetricFamily:

@@ -89,11 +89,15 @@ def build(settings: LimitsSettings, metrics: Metrics) -> lim.Limiter:
     )
 
 
+_OUTPUT_FIELDS = ("max_tokens", "max_completion_tokens", "max_output_tokens")
+
+
 def _requested_output(body: Json) -> int | None:
-    for name in ("max_tokens", "max_completion_tokens", "max_output_tokens"):
-        value = body.get(name)
-        if isinstance(value, int) and value > 0:
-            return value
+    for name in _OUTPUT_FIELDS:
+        if name in body:
+            value = body[name]
+            if isinstance(value, int) and value > 0:
+                return value
     return None
 
 
@@ -104,7 +108,7 @@ def estimate(surface: Dialect, body: Json, route: Route, prompt: int) -> lim.Est
     meta = target.meta
     asked = _requested_output(body)
     if meta is not None:
-        output = min(asked or meta.max_tokens, meta.max_tokens)
+        output = meta.max_tokens if asked is None or asked > meta.max_tokens else asked
     else:
         output = asked or DEFAULT_OUTPUT_TOKENS
     return lim.Estimate(
@@ -142,4 +146,6 @@ def settle(
         usage = None  # cut before the upstream's usage arrived: keep the reservation
     limiter.settle(ticket, provider, ref, usage, cost, reached=cancelled)
     # Tokens and cost by key are counted for every key by the accounting (metrics.RequestStats).
-    metrics.child(metrics.key_requests, ticket.rules.key).inc()
+    counts = metrics.stats.key_requests  # (RequestStats.key_request, inlined: every request)
+    key = ticket.rules.key
+    counts[key] = counts.get(key, 0) + 1

@@ -128,6 +128,11 @@ class _Plan:
     tpm_headers: list[tuple[int, float, str]]
     usd_headers: list[tuple[int, float, str, str]]
     """Refusing budgets: (index, limit, the limit's header text, the window's reset time)."""
+    leased: dict[str, str] | None = None
+    """The headers of requests admitted from leases (`Limiter.admit`), shared by them (never
+    changed once made): valid while the leases' stamp and the second stay those below."""
+    leased_stamp: int = 0
+    leased_second: int = 0
 
     def charges(self, amounts: list[float]) -> list[Charge]:
         return list(map(Charge, self.keys, amounts, self.limits, self.expires))
@@ -187,7 +192,11 @@ class Limiter:
         self._plans: dict[tuple[int, str, str], _Plan] = {}
         self._spans: dict[tuple[str, str], windows.Span] = {}
         self._take = getattr(store, "take", None)
-        """The store's synchronous fast path (RedisStore: its leases), if it has one."""
+        """The store's synchronous fast path (RedisStore: its leases), if it has one ..."""
+        self._ceilings: Callable[[list[str]], list[float]] = getattr(
+            store, "ceilings", lambda keys: [0.0] * len(keys)
+        )
+        """... and the counters' values as of its leases' grant."""
         self._resets: dict[tuple[float, str], str] = {}
 
     def charges(self, rules: KeyRules, est: Estimate, now: float) -> list[_Held]:
@@ -311,14 +320,33 @@ class Limiter:
         if take is None or self.store_down:
             return None
         now = self.clock()
-        plan = self._plan(rules, est.provider, est.ref, now)
-        amounts = self._amounts(plan, est)
+        plan = self._plans.get((id(rules), est.provider, est.ref))
+        if plan is None or plan.rules is not rules or not plan.start <= now < plan.until:
+            plan = self._plan(rules, est.provider, est.ref, now)
+        amounts = plan.amounts.copy()  # as _amounts(), inlined: this runs for every request
+        if plan.tpm:
+            tokens = float(est.input_tokens + est.output_tokens)
+            for i, _ in plan.tpm:
+                amounts[i] = tokens
+        if plan.usd:
+            cost = est.cost
+            for i in plan.usd:
+                amounts[i] = cost
         if not amounts:
             return Ticket(rules, est, plan, amounts, self.store, {})
-        values = take(plan.keys, amounts, plan.limits, plan.expires)
-        if values is None:
+        stamp = take(plan.keys, amounts, plan.limits, plan.expires)
+        if stamp is None:
             return None
-        return Ticket(rules, est, plan, amounts, self.store, self._headers(plan, values, now))
+        # The remaining figures are as of the leases' grant (their whole share counted as
+        # used): one headers dict per plan, made again when a lease or the second changes.
+        second = int(now)
+        headers = plan.leased
+        if headers is None or stamp != plan.leased_stamp or second != plan.leased_second:
+            values = self._ceilings(plan.keys)
+            headers = plan.leased = self._headers(plan, values, now)
+            plan.leased_stamp = stamp
+            plan.leased_second = second
+        return Ticket(rules, est, plan, amounts, self.store, headers)
 
     async def reserve(self, rules: KeyRules, est: Estimate) -> Ticket:
         """Reserve the request or raise LimitError (429 naming the key and the limit)."""
@@ -379,30 +407,36 @@ class Limiter:
         deltas = plan.release.copy()  # the in-flight slots; the request counts stay
         est = ticket.estimate
         same = provider == est.provider and ref == est.ref
-        if usage is not None or not reached:  # else: cancelled unseen, the reservation stays
+        if same and usage is not None:  # the common case, first: served by the reserved target
+            amounts = ticket.amounts
+            keys = plan.keys
+            expires = plan.expires
+            if plan.tpm:
+                counted = usage.input_tokens + usage.output_tokens + usage.cache_write_tokens
+                for i, rule in plan.tpm:
+                    actual = float(
+                        counted + usage.cache_read_tokens if rule.count_cache_reads else counted
+                    )
+                    if actual != amounts[i]:
+                        deltas.append((keys[i], actual - amounts[i], expires[i]))
+            for i in plan.usd:
+                if cost != amounts[i]:
+                    deltas.append((keys[i], cost - amounts[i], expires[i]))
+        elif usage is not None or not reached:  # else: cancelled unseen, the reservation stays
+            # Served by a fallback (a rule that does not cover it gets 0), or no usage (0).
             amounts = ticket.amounts
             keys = plan.keys
             entries = plan.entries
             for i, rule in plan.tpm:
-                if usage is None:
-                    actual = 0.0
-                elif same:  # the plan holds only rules that cover the estimate's target
-                    actual = float(tokens(rule, usage))
-                else:
-                    actual = self._used(
-                        TPM, rule=rule, provider=provider, ref=ref, usage=usage, cost=cost
-                    )
+                actual = self._used(
+                    TPM, rule=rule, provider=provider, ref=ref, usage=usage, cost=cost
+                )
                 if actual != amounts[i]:
                     deltas.append((keys[i], actual - amounts[i], plan.expires[i]))
             for i in plan.usd:
-                if usage is None:
-                    actual = 0.0
-                elif same:
-                    actual = cost
-                else:
-                    actual = self._used(
-                        USD, rule=entries[i][2], provider=provider, ref=ref, usage=usage, cost=cost
-                    )
+                actual = self._used(
+                    USD, rule=entries[i][2], provider=provider, ref=ref, usage=usage, cost=cost
+                )
                 if actual != amounts[i]:
                     deltas.append((keys[i], actual - amounts[i], plan.expires[i]))
         if usage is not None and not same:

@@ -29,7 +29,9 @@ process if `on_store_down` is `open`); settlements made meanwhile are lost.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -132,10 +134,15 @@ class Lease:
 
     key: str
     granted: float
-    base: float
-    """The counter in Redis before the grant (for the remaining-quota headers)."""
+    ceiling: float
+    """The counter in Redis just after the grant (this lease counted whole, the unused part
+    of the lease it replaced given back): the remaining-quota headers of the requests admitted
+    from it say `limit - ceiling`, as of the grant."""
     expires: float
     deadline: float
+    serial: int
+    """Increases with each lease this replica opens (`take()` returns the sum over a request's
+    leases: the limiter's header texts stay valid while it does not change)."""
     used: float = 0.0
     renew_at: float = 0.0
     """From then on a reservation on this lease asks for the next one (`RENEW_SECONDS`)."""
@@ -143,20 +150,30 @@ class Lease:
     unlimited: bool = False
     """A count-only counter (a budget that reports): nothing to protect, so nothing granted;
     this replica counts locally and adds what it used when the lease is given back."""
+    cap: float = math.inf
+    """What `used` may reach: `granted` (infinite when unlimited) ..."""
+    half: float = math.inf
+    """... and past which a reservation asks for the next lease: half of it."""
+
+
+_serials = itertools.count(1)
 
 
 def _lease(
-    key: str, granted: float, base: float, expires: float, now: float, *, unlimited: bool = False
+    key: str, granted: float, ceiling: float, expires: float, now: float, *, unlimited: bool = False
 ) -> Lease:
     deadline = now + LEASE_SECONDS
     return Lease(
         key,
         granted,
-        base,
+        ceiling,
         expires,
         deadline,
+        next(_serials),
         renew_at=deadline - RENEW_SECONDS,
         unlimited=unlimited,
+        cap=math.inf if unlimited else granted,
+        half=math.inf if unlimited else granted / 2,
     )
 
 
@@ -224,14 +241,15 @@ class RedisStore:
         if now < self._down_until:
             raise StoreDown("redis is down (retrying shortly)")
         if self.settings.leases and charges:
-            local = self.take(
-                [c.key for c in charges],
+            keys = [c.key for c in charges]
+            taken = self.take(
+                keys,
                 [c.amount for c in charges],
                 [c.limit for c in charges],
                 [c.expires for c in charges],
             )
-            if local is not None:
-                return -1, local
+            if taken is not None:
+                return -1, self.ceilings(keys)
         future: asyncio.Future[tuple[int, list[float]]] = asyncio.get_running_loop().create_future()
         self._reserves.append((list(charges), future))
         self._kick()
@@ -246,37 +264,39 @@ class RedisStore:
         amounts: Sequence[float],
         limits: Sequence[float | None],
         expires: Sequence[float],
-    ) -> list[float] | None:
-        """The synchronous fast path: the counters' values if every amount fits in an open
-        lease of this replica (taken), None when `reserve()` must ask Redis. The arguments
-        are the charges' fields, entry i of each list one charge."""
+    ) -> int | None:
+        """The synchronous fast path: if every amount fits in an open lease of this replica,
+        take them and return the sum of those leases' serials (a stamp: it grows when one of
+        them is replaced by a newer lease); None when `reserve()` must ask Redis. The
+        arguments are the charges' fields, entry i of each list one charge."""
         now = time.monotonic()
         if not self.settings.leases or now < self._down_until:
             return None
         leases = self.leases
-        out: list[float] = []
+        stamp = 0
         renew = False
-        for i, key in enumerate(keys):
+        for key, amount in zip(keys, amounts, strict=True):
             lease = leases.get(key)
-            amount = amounts[i]
-            if (
-                lease is None
-                or now >= lease.deadline
-                or (lease.used + amount > lease.granted and not lease.unlimited)
-            ):
-                for j in range(i):  # undo what this reservation took so far
-                    leases[keys[j]].used -= amounts[j]
+            if lease is None or now >= lease.deadline or lease.used + amount > lease.cap:
+                for k, a in zip(keys, amounts, strict=True):  # undo what was taken so far
+                    if k == key:
+                        break
+                    leases[k].used -= a
                 if lease is not None and now >= lease.deadline:
                     self._give_back(lease)
                 return None
             used = lease.used = lease.used + amount
-            out.append(lease.base + used)
-            renew = (
-                renew or now >= lease.renew_at or (used * 2 > lease.granted and not lease.unlimited)
-            )
+            stamp += lease.serial
+            if used > lease.half or now >= lease.renew_at:
+                renew = True
         if renew:  # half spent or near its end: ask for the next lease before this one ends
             self._want(list(map(Charge, keys, amounts, limits, expires)))
-        return out
+        return stamp
+
+    def ceilings(self, keys: Sequence[str]) -> list[float]:
+        """The `ceiling` of this replica's lease of each counter (`take()` found them all)."""
+        leases = self.leases
+        return [leases[key].ceiling for key in keys]
 
     def _want(self, charges: Sequence[Charge]) -> None:
         now = time.monotonic()
@@ -504,11 +524,14 @@ class RedisStore:
             grant, base = float(result[0]), float(result[1])
             if grant <= 0:
                 continue
+            ceiling = base + grant
             old = self.leases.get(key)
             if old is not None:
+                if old.open:
+                    ceiling -= old.granted - old.used  # given back now
                 self._give_back(old)
             expires = wanted[key][2]
-            self.leases[key] = _lease(key, grant, base, expires, now)
+            self.leases[key] = _lease(key, grant, ceiling, expires, now)
         self._sweep_soon()
 
     def _sweep_soon(self) -> None:
