@@ -329,7 +329,12 @@ class Limiter:
             for i, _ in plan.tpm:
                 amounts[i] = tokens
         if plan.usd:
-            cost = est.cost
+            p = est.price  # est.cost, inlined
+            cost = (
+                0.0
+                if p is None
+                else (est.input_tokens * p.input + est.output_tokens * p.output) / 1_000_000
+            )
             for i in plan.usd:
                 amounts[i] = cost
         if not amounts:
