@@ -340,7 +340,7 @@ class RedisStore:
             self._kick()
 
     def add(self, deltas: Sequence[tuple[str, float, float]]) -> None:
-        if time.monotonic() < self._down_until:
+        if self._down_until and time.monotonic() < self._down_until:  # 0: never down
             self.lost_adds += len(deltas)
             return
         leases = self.leases
