@@ -4,10 +4,12 @@ docs/performance.md.
 One bench upstream, one redis-server and one `switchboard gateway --limits-redis-url` serving
 both keys of bench/run.py's manifests: `bench` (no rules: limits off) and `limited` (requests,
 tokens, in-flight and budget counters, never reached: limits on). wrk runs of 64 clients
-alternate off, on, off, on ... LIMITS_AB_ROUNDS times (default 5) of BENCH_SECONDS (default 5)
-each, so both sides see the same noise of a shared machine; printed: medians of req/s and of the
-gateway process's CPU time per request (from /proc, less sensitive to what else runs), and the
-medians of the per-round on/off ratios of both (each round's two runs ran back to back).
+alternate off, on, on, off, off, on ... (odd rounds reversed, so that a load rising or falling
+during a round favours neither side) LIMITS_AB_ROUNDS times (default 5) of BENCH_SECONDS
+(default 5) each, so both sides see the same noise of a shared machine; printed: medians of
+req/s and of the gateway process's CPU time per request (from /proc, less sensitive to what
+else runs), and the medians of the per-round on/off ratios of both (each round's two runs ran
+back to back).
 
 `LIMITS_AB_BASE=<tree>` also starts a second gateway from another checkout (its `operator/` put
 first on PYTHONPATH; same upstream, same Redis, other counters) and interleaves its off and on
@@ -128,9 +130,15 @@ def main() -> int:
                 gateways[prefix] = (gw.pid, url)
                 wrk(url, off, 8, 2)
                 wrk(url, on, 8, 2)
-            for _ in range(ROUNDS):
-                for prefix, (pid, url) in gateways.items():
-                    for side, script in (("off", off), ("on", on)):
+            for i in range(ROUNDS):
+                # Odd rounds in the reverse order: on before off, the other gateway first.
+                order = list(gateways.items())
+                sides = [("off", off), ("on", on)]
+                if i % 2:
+                    order.reverse()
+                    sides.reverse()
+                for prefix, (pid, url) in order:
+                    for side, script in sides:
                         before = cpu_seconds(pid)
                         got = wrk(url, script, 64, SECONDS)
                         used = cpu_seconds(pid) - before
