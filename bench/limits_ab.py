@@ -9,7 +9,8 @@ during a round favours neither side) LIMITS_AB_ROUNDS times (default 5) of BENCH
 (default 5) each, so both sides see the same noise of a shared machine; printed: medians of
 req/s and of the gateway process's CPU time per request (from /proc, less sensitive to what
 else runs), and the medians of the per-round on/off ratios of both (each round's two runs ran
-back to back).
+back to back) and of their differences of CPU per request (`on_minus_off_cpu_us`: what
+limits add to a request).
 
 `LIMITS_AB_BASE=<tree>` also starts a second gateway from another checkout (its `operator/` put
 first on PYTHONPATH; same upstream, same Redis, other counters) and interleaves its off and on
@@ -168,6 +169,8 @@ def main() -> int:
         result[f"{prefix}cpu_us_off"] = round(statistics.median(cpu[prefix + "off"]), 1)
         result[f"{prefix}cpu_us_on"] = round(statistics.median(cpu[prefix + "on"]), 1)
         result[f"{prefix}on_over_off_cpu"] = round(statistics.median(us), 3)
+        added = [a - b for a, b in zip(cpu[prefix + "on"], cpu[prefix + "off"], strict=True)]
+        result[f"{prefix}on_minus_off_cpu_us"] = round(statistics.median(added), 1)
     for side in ("off", "on") if PROFILE else ():
         result[f"profile_{side}_rps"] = round(runs[f"profile_{side}"][0])
     result["errors"] = errors
