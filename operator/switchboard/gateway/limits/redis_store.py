@@ -217,6 +217,7 @@ class RedisStore:
                 retry=Retry(NoBackoff(), 0),
                 decode_responses=True,
             )
+        self._leasing = settings.leases
         self._sha: str | None = None
         self._lease_sha: str | None = None
         self.leases: dict[str, Lease] = {}
@@ -270,28 +271,38 @@ class RedisStore:
         them is replaced by a newer lease); None when `reserve()` must ask Redis. The
         arguments are the charges' fields, entry i of each list one charge."""
         now = time.monotonic()
-        if not self.settings.leases or now < self._down_until:
+        if not self._leasing or now < self._down_until:
             return None
         leases = self.leases
         stamp = 0
         renew = False
         for key, amount in zip(keys, amounts, strict=True):
             lease = leases.get(key)
-            if lease is None or now >= lease.deadline or lease.used + amount > lease.cap:
-                for k, a in zip(keys, amounts, strict=True):  # undo what was taken so far
-                    if k == key:
-                        break
-                    leases[k].used -= a
-                if lease is not None and now >= lease.deadline:
-                    self._give_back(lease)
+            if lease is None:
+                self._untake(keys, amounts, key)
                 return None
-            used = lease.used = lease.used + amount
-            stamp += lease.serial
+            used = lease.used + amount
+            # half <= cap and renew_at < deadline: one test in the common case.
             if used > lease.half or now >= lease.renew_at:
+                if used > lease.cap or now >= lease.deadline:
+                    if now >= lease.deadline:
+                        self._give_back(lease)
+                    self._untake(keys, amounts, key)
+                    return None
                 renew = True
+            lease.used = used
+            stamp += lease.serial
         if renew:  # half spent or near its end: ask for the next lease before this one ends
             self._want(list(map(Charge, keys, amounts, limits, expires)))
         return stamp
+
+    def _untake(self, keys: Sequence[str], amounts: Sequence[float], failed: str) -> None:
+        """Undo what `take()` took before the counter `failed` (keys of a request are distinct)."""
+        leases = self.leases
+        for key, amount in zip(keys, amounts, strict=True):
+            if key == failed:
+                return
+            leases[key].used -= amount
 
     def ceilings(self, keys: Sequence[str]) -> list[float]:
         """The `ceiling` of this replica's lease of each counter (`take()` found them all)."""
