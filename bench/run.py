@@ -313,9 +313,10 @@ STREAMGEN = ROOT / ".cache/streamgen"
 def limits_run(work: Path, routing: Path, script: Path, off: Path) -> dict[str, float] | None:
     """64 clients on a key with limits and a budget (never reached), counters on a local
     redis-server, against the same request on a key without limits (`off`) on the same gateway
-    process: rounds alternating off and on (REPEATS + 2), medians of req/s and of the gateway's
-    CPU time per request for both sides. Two runs one after the other move by more than the
-    15 % judged here on a shared machine; interleaved rounds on one process do not."""
+    process: rounds alternating off and on (REPEATS + 2, odd ones on first), medians of req/s and
+    of the gateway's CPU time per request for both sides. Two runs one after the other move by
+    more than the 15 % judged here on a shared machine; interleaved rounds on one process do
+    not."""
     binary = shutil.which("redis-server")
     if binary is None:
         say("skipped: b_64_clients_limits: no redis-server (apt-get install redis-server)")
@@ -347,8 +348,10 @@ def limits_run(work: Path, routing: Path, script: Path, off: Path) -> dict[str, 
             wrk(url, script, 8, 2)
             wrk(url, off, 8, 2)
             runs: dict[str, list[dict[str, float]]] = {"on": [], "off": []}
-            for _ in range(REPEATS + 2):
-                for side, lua_script in (("off", off), ("on", script)):
+            for n in range(REPEATS + 2):
+                # odd rounds on first: a load that rises or falls over the run favours neither
+                sides = (("off", off), ("on", script))
+                for side, lua_script in sides if n % 2 == 0 else sides[::-1]:
                     before = cpu_seconds(proc.pid)
                     got = wrk(url, lua_script, 64, SECONDS)
                     used = cpu_seconds(proc.pid) - before
