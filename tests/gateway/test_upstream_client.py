@@ -22,6 +22,7 @@ from cryptography.x509.oid import NameOID
 
 from switchboard.gateway.upstream import ConnectError, Disconnected, Endpoint, Pool, Settings
 from tests.support.raw_server import listen as serve
+from tests.support.wait import until
 from tests.upstreams.server import free_port
 
 OK = b'HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 11\r\n\r\n{"ok":true}'
@@ -461,3 +462,56 @@ async def test_a_host_name_is_resolved_once_and_a_bad_one_named() -> None:
             Endpoint.build("http://no-such-host.invalid/v1", {}, connect=5, read=1, total=5), b"{}"
         )
     await pool.close()
+
+
+async def test_connections_that_age_out_together_are_closed_a_few_per_loop_turn() -> None:
+    """After a burst, the idle connections reach idle_seconds together: the request that finds
+    them aged gets a new connection at once, and the aged ones close RETIRE_BATCH per event
+    loop turn (closing hundreds in one callback stalled every stream in flight)."""
+    connections = 0
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        while True:
+            try:
+                await _read_request(reader)
+            except (asyncio.IncompleteReadError, ConnectionError):
+                break
+            writer.write(OK)
+            await writer.drain()
+        writer.close()
+
+    n = 3 * Pool.RETIRE_BATCH + 5
+    async with serve(handler) as port:
+        pool = Pool(Settings(idle_seconds=0.2))
+        loop = asyncio.get_running_loop()
+        responses = await asyncio.gather(*(pool.post(endpoint(port), b"{}") for _ in range(n)))
+        for response in responses:
+            assert await response.read() == b'{"ok":true}'
+            response.release()
+        assert pool.idle() == n
+        parked = list(next(iter(pool._hosts.values())).idle)
+        aged = loop.time() + 0.2
+        await until(lambda: _at(loop, aged), "the idle connections pass idle_seconds")
+        host = next(iter(pool._hosts.values()))
+        assert pool._get(host, loop) is None  # what a request asks first: none to reuse
+        assert host.idle == []
+        assert sum(1 for conn in parked if conn.closed) == Pool.RETIRE_BATCH  # in this turn
+        await until(
+            lambda: _done(all(conn.closed for conn in parked)), "every aged connection closes"
+        )
+        response = await pool.post(endpoint(port), b"{}")  # a new connection
+        assert await response.read() == b'{"ok":true}'
+        response.release()
+        assert pool.idle() == 1
+        await pool.close()
+    assert connections == n + 1
+
+
+async def _at(loop: asyncio.AbstractEventLoop, when: float) -> bool:
+    return loop.time() > when
+
+
+async def _done(value: bool) -> bool:
+    return value

@@ -409,10 +409,40 @@ class Pool:
         while idle:
             conn = idle.pop()
             conn.parked = False
-            if conn.idle_since >= oldest and not conn.stale():
+            if conn.idle_since < oldest:
+                # Unused for idle_seconds, and every connection under it longer: all of them
+                # leave the pool, closed a few per event-loop turn (`_retire`).
+                idle.append(conn)
+                self._retire(idle, len(idle))
+                return None
+            if not conn.stale():
                 return conn
             conn.close()  # found unusable before anything was written: a new one instead
         return None
+
+    RETIRE_BATCH = 16
+    """Idle connections closed per event-loop turn when many age out together: after a burst,
+    hundreds of connections parked within a second reach idle_seconds within a second, and
+    closing them all in one callback stalled every stream in flight (and the upstream, which
+    sees as many connections end at once) for milliseconds (docs/performance.md)."""
+
+    def _retire(self, idle: list[Conn], count: int) -> None:
+        """Take the `count` oldest connections off the `idle` list and close them, RETIRE_BATCH
+        now and the rest in later loop turns."""
+        if not count:
+            return
+        old = idle[:count]
+        del idle[:count]
+        for conn in old:
+            conn.parked = False
+        self._close_some(old)
+
+    def _close_some(self, conns: list[Conn]) -> None:
+        batch = self.RETIRE_BATCH
+        for conn in conns[:batch]:
+            conn.close()
+        if len(conns) > batch:
+            asyncio.get_running_loop().call_soon(self._close_some, conns[batch:])
 
     def _put(self, conn: Conn) -> None:
         host = conn.host
@@ -427,10 +457,11 @@ class Pool:
             return
         now = conn.loop.time()
         oldest = now - self.settings.idle_seconds
-        while idle and idle[0].idle_since < oldest:
-            stale = idle.pop(0)
-            stale.parked = False
-            stale.close()
+        if idle and idle[0].idle_since < oldest:  # the oldest first: those unused too long
+            aged = 1
+            while aged < len(idle) and idle[aged].idle_since < oldest:
+                aged += 1
+            self._retire(idle, aged)
         conn.idle_since = now
         conn.parked = True
         idle.append(conn)
