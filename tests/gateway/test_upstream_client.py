@@ -493,13 +493,13 @@ async def test_connections_that_age_out_together_are_closed_a_few_per_loop_turn(
         assert pool.idle() == n
         parked = list(next(iter(pool._hosts.values())).idle)
         aged = loop.time() + 0.2
-        await until(lambda: _at(loop, aged), "the idle connections pass idle_seconds")
+        await until(lambda: _true(loop.time() > aged), "the idle connections pass idle_seconds")
         host = next(iter(pool._hosts.values()))
         assert pool._get(host, loop) is None  # what a request asks first: none to reuse
         assert host.idle == []
         assert sum(1 for conn in parked if conn.closed) == Pool.RETIRE_BATCH  # in this turn
         await until(
-            lambda: _done(all(conn.closed for conn in parked)), "every aged connection closes"
+            lambda: _true(all(conn.closed for conn in parked)), "every aged connection closes"
         )
         response = await pool.post(endpoint(port), b"{}")  # a new connection
         assert await response.read() == b'{"ok":true}'
@@ -509,9 +509,5 @@ async def test_connections_that_age_out_together_are_closed_a_few_per_loop_turn(
     assert connections == n + 1
 
 
-async def _at(loop: asyncio.AbstractEventLoop, when: float) -> bool:
-    return loop.time() > when
-
-
-async def _done(value: bool) -> bool:
+async def _true(value: bool) -> bool:
     return value

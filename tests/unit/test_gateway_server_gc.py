@@ -8,17 +8,15 @@ goes").
 
 from __future__ import annotations
 
-import asyncio
 import gc
 
-import aiohttp
 from aiohttp import web
 
-from switchboard.gateway import server
+from tests.support.gateway_server import get_json, serving
 
 
 async def _ok(_: web.Request) -> web.Response:
-    return web.Response(text="ok")
+    return web.json_response("ok")
 
 
 async def test_startup_objects_are_frozen_once_serving() -> None:
@@ -26,31 +24,9 @@ async def test_startup_objects_are_frozen_once_serving() -> None:
     assert gc.get_freeze_count() == 0
     app = web.Application()
     app.router.add_get("/", _ok)
-    sock = server.listen("127.0.0.1", 0)
-    port = sock.getsockname()[1]
-    serving = asyncio.create_task(
-        server._main(
-            app,
-            sock=sock,
-            metrics_app=None,
-            metrics_sock=None,
-            limits=server.Limits(),
-            on_refused=None,
-        )
-    )
     try:
-        async with aiohttp.ClientSession() as session:
-            async with asyncio.timeout(30):
-                while True:  # until it answers
-                    try:
-                        async with session.get(f"http://127.0.0.1:{port}/") as response:
-                            assert await response.text() == "ok"
-                            break
-                    except aiohttp.ClientConnectionError:
-                        await asyncio.sleep(0.01)
-        assert gc.get_freeze_count() > 0
+        async with serving(app) as port:
+            assert await get_json(port) == "ok"
+            assert gc.get_freeze_count() > 0
     finally:
-        serving.cancel()
-        await asyncio.gather(serving, return_exceptions=True)
         gc.unfreeze()
-        sock.close()

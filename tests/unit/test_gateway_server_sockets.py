@@ -12,13 +12,11 @@ from __future__ import annotations
 import asyncio
 import socket
 
-import aiohttp
 import pytest
 import uvloop
 from aiohttp import web
 
-from switchboard.gateway import server
-from tests.support.wait import until
+from tests.support.gateway_server import get_json, serving
 
 
 async def _options(request: web.Request) -> web.Response:
@@ -32,33 +30,9 @@ async def _options(request: web.Request) -> web.Response:
 async def _serve_and_ask() -> dict[str, int]:
     app = web.Application()
     app.router.add_get("/", _options)
-    sock = server.listen("127.0.0.1", 0)
-    port = sock.getsockname()[1]
-    serving = asyncio.create_task(
-        server._main(
-            app,
-            sock=sock,
-            metrics_app=None,
-            metrics_sock=None,
-            limits=server.Limits(),
-            on_refused=None,
-        )
-    )
-    try:
-        async with aiohttp.ClientSession() as session:
-
-            async def options() -> object:
-                async with session.get(f"http://127.0.0.1:{port}/") as response:
-                    return await response.json()
-
-            got: dict[str, int] = await until(
-                options, "the server answers", retry=(aiohttp.ClientError,)
-            )
-            return got
-    finally:
-        serving.cancel()
-        await asyncio.gather(serving, return_exceptions=True)
-        sock.close()
+    async with serving(app) as port:
+        got: dict[str, int] = await get_json(port)
+        return got
 
 
 @pytest.mark.parametrize("loop", ["uvloop", "asyncio"])

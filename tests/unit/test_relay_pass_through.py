@@ -73,8 +73,12 @@ def _ctx(include_usage: bool) -> Ctx:
     return Ctx("up", "p:up", 128, True, include_usage, "r", 1)
 
 
-def _through(raw: bytes, cuts: list[int], include_usage: bool, fast: bool) -> tuple[object, ...]:
-    translator = identity.ChatStream(_ctx(include_usage))
+def _feed_reads(
+    translator: registry.Stream, raw: bytes, cuts: list[int], fast: bool
+) -> tuple[object, ...]:
+    """`raw` cut at `cuts` into reads, through the relay's chunk_translator (`fast`: offered to
+    `pass_through` first) or decoded and fed event by event: the client's bytes, the usage and
+    the failure."""
     decoder = sse.Decoder()
     if fast:
         translate = relay.chunk_translator(translator, decoder)
@@ -89,6 +93,10 @@ def _through(raw: bytes, cuts: list[int], include_usage: bool, fast: bool) -> tu
     out += b"".join(translator.feed(e) for e in decoder.close())
     out += translator.finish()
     return out, translator.usage, translator.failed
+
+
+def _through(raw: bytes, cuts: list[int], include_usage: bool, fast: bool) -> tuple[object, ...]:
+    return _feed_reads(identity.ChatStream(_ctx(include_usage)), raw, cuts, fast)
 
 
 def test_plain_chunks_are_passed_on_as_they_came() -> None:
@@ -241,21 +249,7 @@ STREAMS: dict[Dialect, type[identity.MessagesStream | identity.ResponsesStream]]
 
 def _named_through(dialect: Dialect, raw: bytes, cuts: list[int], fast: bool) -> tuple[object, ...]:
     assert registry.get(dialect, dialect).stream is STREAMS[dialect]
-    translator = STREAMS[dialect](SCTX)
-    decoder = sse.Decoder()
-    if fast:
-        translate = relay.chunk_translator(translator, decoder)
-    else:
-        feed = translator.feed
-        translate = lambda chunk: b"".join([feed(e) for e in decoder.feed(chunk)])  # noqa: E731
-    out = b""
-    last = 0
-    for cut in [*sorted(c for c in cuts if c <= len(raw)), len(raw)]:
-        out += translate(raw[last:cut])
-        last = cut
-    out += b"".join(translator.feed(e) for e in decoder.close())
-    out += translator.finish()
-    return out, translator.usage, translator.failed
+    return _feed_reads(STREAMS[dialect](SCTX), raw, cuts, fast)
 
 
 def test_plain_messages_and_responses_events_are_passed_on_as_they_came() -> None:
@@ -354,21 +348,8 @@ CROSS_PIECES = [
 
 def _cross_through(client: Dialect, raw: bytes, cuts: list[int], fast: bool) -> tuple[object, ...]:
     translator = registry.get(client, Dialect.CHAT).stream(SCTX)
-    decoder = sse.Decoder()
-    if fast:
-        assert hasattr(translator, "pass_through")
-        translate = relay.chunk_translator(translator, decoder)
-    else:
-        feed = translator.feed
-        translate = lambda chunk: b"".join([feed(e) for e in decoder.feed(chunk)])  # noqa: E731
-    out = b""
-    last = 0
-    for cut in [*sorted(c for c in cuts if c <= len(raw)), len(raw)]:
-        out += translate(raw[last:cut])
-        last = cut
-    out += b"".join(translator.feed(e) for e in decoder.close())
-    out += translator.finish()
-    return out, translator.usage, translator.failed
+    assert not fast or hasattr(translator, "pass_through")
+    return _feed_reads(translator, raw, cuts, fast)
 
 
 def test_every_pair_of_chat_chunks_translated() -> None:
