@@ -125,14 +125,11 @@ class RequestStats:
         self.key_usage: dict[str, list[float]] = {}
         """By key name (names come from the config: bounded): the same five numbers."""
         self.key_requests: dict[str, int] = {}
-        """Requests of keys with limits, by key name (counted when the limits settle)."""
+        """Requests of keys with limits, by key name (counted by limits.gate.settle)."""
 
     def request(self, surface: str, provider: str, model: str, status: int) -> None:
         key = (surface, provider, model, status)
         self.requests[key] = self.requests.get(key, 0) + 1
-
-    def key_request(self, key: str) -> None:
-        self.key_requests[key] = self.key_requests.get(key, 0) + 1
 
     @staticmethod
     def observe(histograms: dict[str, list[float]], surface: str, seconds: float) -> None:

@@ -407,14 +407,13 @@ class Pool:
             return None
         oldest = loop.time() - self.settings.idle_seconds
         while idle:
-            conn = idle.pop()
-            conn.parked = False
-            if conn.idle_since < oldest:
-                # Unused for idle_seconds, and every connection under it longer: all of them
+            if idle[-1].idle_since < oldest:
+                # The newest unused for idle_seconds, so every one under it too: all of them
                 # leave the pool, closed a few per event-loop turn (`_retire`).
-                idle.append(conn)
                 self._retire(idle, len(idle))
                 return None
+            conn = idle.pop()
+            conn.parked = False
             if not conn.stale():
                 return conn
             conn.close()  # found unusable before anything was written: a new one instead
@@ -429,8 +428,6 @@ class Pool:
     def _retire(self, idle: list[Conn], count: int) -> None:
         """Take the `count` oldest connections off the `idle` list and close them, RETIRE_BATCH
         now and the rest in later loop turns."""
-        if not count:
-            return
         old = idle[:count]
         del idle[:count]
         for conn in old:

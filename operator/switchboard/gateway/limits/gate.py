@@ -146,6 +146,6 @@ def settle(
         usage = None  # cut before the upstream's usage arrived: keep the reservation
     limiter.settle(ticket, provider, ref, usage, cost, reached=cancelled)
     # Tokens and cost by key are counted for every key by the accounting (metrics.RequestStats).
-    counts = metrics.stats.key_requests  # (RequestStats.key_request, inlined: every request)
+    counts = metrics.stats.key_requests
     key = ticket.rules.key
     counts[key] = counts.get(key, 0) + 1
