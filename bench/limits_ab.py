@@ -114,9 +114,11 @@ def main() -> int:
         wait_for_port(redis_port)
         upstream = [PY, str(ROOT / "bench/upstream_fast.py"), "--port", str(upstream_port)]
         with contextlib.ExitStack() as stack:
-            stack.enter_context(
+            up = stack.enter_context(
                 process(upstream, f"http://127.0.0.1:{upstream_port}/", work / "up.log")
             )
+            assert up is not None, "the bench upstream did not start"
+            others = {"redis": redis.pid, "upstream": up.pid}
             gateways: dict[str, tuple[int, str]] = {}
             for prefix, tree in trees.items():
                 port = free_port()
@@ -141,12 +143,15 @@ def main() -> int:
                 for prefix, (pid, url) in order:
                     for side, script in sides:
                         before = cpu_seconds(pid)
+                        theirs = {name: cpu_seconds(p) for name, p in others.items()}
                         got = wrk(url, script, 64, SECONDS)
                         used = cpu_seconds(pid) - before
+                        count = max(1.0, got["rps"] * SECONDS)
                         runs.setdefault(prefix + side, []).append(got["rps"])
-                        cpu.setdefault(prefix + side, []).append(
-                            used / max(1.0, got["rps"] * SECONDS) * 1e6
-                        )
+                        cpu.setdefault(prefix + side, []).append(used / count * 1e6)
+                        for name, p in others.items():
+                            spent = cpu_seconds(p) - theirs[name]
+                            cpu.setdefault(f"{name}:{prefix}{side}", []).append(spent / count * 1e6)
                         errors += int(got["errors"])
             if PROFILE:  # one extra run per side of this tree's gateway
                 pid, url = gateways[""]
@@ -171,6 +176,10 @@ def main() -> int:
         result[f"{prefix}on_over_off_cpu"] = round(statistics.median(us), 3)
         added = [a - b for a, b in zip(cpu[prefix + "on"], cpu[prefix + "off"], strict=True)]
         result[f"{prefix}on_minus_off_cpu_us"] = round(statistics.median(added), 1)
+        for name in ("redis", "upstream"):  # what the others spent per request, medians
+            for side in ("off", "on"):
+                spent = statistics.median(cpu[f"{name}:{prefix}{side}"])
+                result[f"{name}_{prefix}cpu_us_{side}"] = round(spent, 1)
     for side in ("off", "on") if PROFILE else ():
         result[f"profile_{side}_rps"] = round(runs[f"profile_{side}"][0])
     result["errors"] = errors

@@ -26,6 +26,7 @@ from switchboard.gateway.limits import limiter as lim
 from switchboard.gateway.limits.redis_store import (
     LEASE_REQUESTS,
     LEASE_SECONDS,
+    Claim,
     RedisSettings,
     RedisStore,
 )
@@ -159,14 +160,15 @@ async def test_leases_are_renewed_before_they_end(redis_server: RedisServer) -> 
     store = RedisStore(RedisSettings(redis_server.url, prefix=f"r{time.monotonic_ns()}:"))
     key, live = f"{PREFIX}*/limits/0/rpm@m1", f"{PREFIX}*/limits/0#live"
     charges = [Charge(key, 1, 1e9, LATER), Charge(live, 1, 1e9, LATER)]
-    keys, amounts = [c.key for c in charges], [c.amount for c in charges]
-    limits, expires = [c.limit for c in charges], [c.expires for c in charges]
+    amounts = [c.amount for c in charges]
+    keys = [c.key for c in charges]
+    claim = Claim(keys, [c.limit for c in charges], [c.expires for c in charges])
     assert (await store.reserve(charges))[0] == -1  # the first asks Redis, then leases
     await eventually(lambda: _leased(store, keys))
     misses = 0
     end = time.monotonic() + 3.5 * LEASE_SECONDS
     while time.monotonic() < end:
-        if store.take(keys, amounts, limits, expires) is None:
+        if store.take(claim, amounts) is None:
             misses += 1
             assert (await store.reserve(charges))[0] == -1
         store.add([(live, -1.0, LATER)])

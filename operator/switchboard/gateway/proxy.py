@@ -156,22 +156,17 @@ class Proxy:
             )
         finally:
             if out.ticket is not None:
-                self._settle(out)
+                assert self.limiter is not None
+                gate.settle(
+                    self.limiter,
+                    self.metrics,
+                    out.ticket,
+                    out.target,
+                    usage=out.usage,
+                    cost=out.cost,
+                    cancelled=out.status == 499 and out.attempts > 0,
+                )
             self.accounting.record(out, time.perf_counter() - started)
-
-    def _settle(self, out: Outcome) -> None:
-        assert out.ticket is not None and self.limiter is not None
-        target = out.target
-        gate.settle(
-            self.limiter,
-            self.metrics,
-            out.ticket,
-            provider=target.provider if target else "",
-            ref=target.ref if target else "",
-            usage=out.usage,
-            cost=out.cost,
-            cancelled=out.status == 499 and out.attempts > 0,
-        )
 
     async def _handle(
         self, request: web.Request, surface: Dialect, out: Outcome, started: float

@@ -20,7 +20,7 @@ from switchboard.gateway.limits import limiter as lim
 from switchboard.gateway.limits.redis_store import RedisSettings, RedisStore
 from switchboard.gateway.limits.store import MemoryStore
 from switchboard.gateway.metrics import Metrics
-from switchboard.gateway.table import Route
+from switchboard.gateway.table import Route, Target
 
 DEFAULT_OUTPUT_TOKENS = 4096
 """Output reserved for a model of a provider without listed models, when the request sets none."""
@@ -89,16 +89,10 @@ def build(settings: LimitsSettings, metrics: Metrics) -> lim.Limiter:
     )
 
 
-_OUTPUT_FIELDS = ("max_tokens", "max_completion_tokens", "max_output_tokens")
-
-
-def _requested_output(body: Json) -> int | None:
-    for name in _OUTPUT_FIELDS:
-        if name in body:
-            value = body[name]
-            if isinstance(value, int) and value > 0:
-                return value
-    return None
+_CHAT_OUTPUT: tuple[str, ...] = ("max_tokens", "max_completion_tokens")
+_RESPONSES_OUTPUT: tuple[str, ...] = ("max_output_tokens",)
+_MESSAGES_OUTPUT: tuple[str, ...] = ("max_tokens",)
+"""The fields of each API that limit a request's output, in the order they are read."""
 
 
 def estimate(surface: Dialect, body: Json, route: Route, prompt: int) -> lim.Estimate:
@@ -106,7 +100,16 @@ def estimate(surface: Dialect, body: Json, route: Route, prompt: int) -> lim.Est
     inspect.estimate_prompt_tokens (computed once per request, shared with resolve.plan)."""
     target = route.chain[0]
     meta = target.meta
-    asked = _requested_output(body)
+    asked = None
+    if surface is Dialect.CHAT:
+        names = _CHAT_OUTPUT
+    else:
+        names = _RESPONSES_OUTPUT if surface is Dialect.RESPONSES else _MESSAGES_OUTPUT
+    for name in names:
+        value = body.get(name)
+        if type(value) is int and value > 0:  # (not a bool)
+            asked = value
+            break
     if meta is not None:
         output = meta.max_tokens if asked is None or asked > meta.max_tokens else asked
     else:
@@ -133,18 +136,21 @@ def settle(
     limiter: lim.Limiter,
     metrics: Metrics,
     ticket: lim.Ticket,
+    target: Target | None,
     *,
-    provider: str,
-    ref: str,
     usage: Usage | None,
     cost: float,
     cancelled: bool,
 ) -> None:
-    """`cancelled`: the client went away after the request reached an upstream (its usage, if
+    """`target`: the candidate that served or was tried last (None: none was tried).
+    `cancelled`: the client went away after the request reached an upstream (its usage, if
     the upstream sent none yet, is unknown: the reservation is kept as spent)."""
     if cancelled and (usage is None or not usage.output_tokens):
         usage = None  # cut before the upstream's usage arrived: keep the reservation
-    limiter.settle(ticket, provider, ref, usage, cost, reached=cancelled)
+    if target is None:
+        limiter.settle(ticket, "", "", usage, cost, reached=cancelled)
+    else:
+        limiter.settle(ticket, target.provider, target.ref, usage, cost, reached=cancelled)
     # Tokens and cost by key are counted for every key by the accounting (metrics.RequestStats).
     counts = metrics.stats.key_requests
     key = ticket.rules.key

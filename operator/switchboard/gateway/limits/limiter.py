@@ -27,6 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from switchboard.dialects.types import Usage
+from switchboard.gateway.limits.redis_store import Claim, Lease
 from switchboard.gateway.limits.store import LIVE, Charge, MemoryStore, Store, StoreDown
 from switchboard.routing import config as rc
 from switchboard.routing import windows
@@ -122,16 +123,21 @@ class _Plan:
     usd: list[int]
     """... and budget entries (their amount: its cost)."""
     release: list[_Delta]
-    """What settling gives back of the in-flight slots."""
+    """What settling gives back of the in-flight slots ..."""
+    inflight: list[int]
+    """... and their entries."""
     rpm_headers: list[tuple[int, float, str]]
     """Limited requests-per-minute entries: (index, limit, the limit's header text)."""
     tpm_headers: list[tuple[int, float, str]]
     usd_headers: list[tuple[int, float, str, str]]
     """Refusing budgets: (index, limit, the limit's header text, the window's reset time)."""
+    claim: Claim
+    """The plan's counters as the store's fast path takes them (`RedisStore.take`)."""
     leased: dict[str, str] | None = None
     """The headers of requests admitted from leases (`Limiter.admit`), shared by them (never
-    changed once made): valid while the leases' stamp and the second stay those below."""
-    leased_stamp: int = 0
+    changed once made): valid while the leases (the same list) and the second stay those
+    below."""
+    leased_for: list[Lease] | None = None
     leased_second: int = 0
 
     def charges(self, amounts: list[float]) -> list[Charge]:
@@ -149,6 +155,9 @@ class Ticket:
     """What was added to each counter of the plan."""
     store: Store | MemoryStore
     headers: dict[str, str]
+    leases: list[Lease] | None = None
+    """Admitted from these leases of this replica (entry i: counter i of the plan), which
+    settling adjusts directly while they are open; None: reserved in the store."""
     settled: bool = False
 
 
@@ -191,12 +200,10 @@ class Limiter:
         self.store_down = False
         self._plans: dict[tuple[int, str, str], _Plan] = {}
         self._spans: dict[tuple[str, str], windows.Span] = {}
-        self._take = getattr(store, "take", None)
-        """The store's synchronous fast path (RedisStore: its leases), if it has one ..."""
-        self._ceilings: Callable[[list[str]], list[float]] = getattr(
-            store, "ceilings", lambda keys: [0.0] * len(keys)
+        self._take: Callable[[Claim, list[float]], list[Lease] | None] | None = getattr(
+            store, "take", None
         )
-        """... and the counters' values as of its leases' grant."""
+        """The store's synchronous fast path (RedisStore: its leases), if it has one."""
         self._resets: dict[tuple[float, str], str] = {}
 
     def charges(self, rules: KeyRules, est: Estimate, now: float) -> list[_Held]:
@@ -257,6 +264,7 @@ class Limiter:
         tpm: list[tuple[int, rc.RateRule]] = []
         usd: list[int] = []
         release: list[_Delta] = []
+        inflight: list[int] = []
         rpm_headers: list[tuple[int, float, str]] = []
         tpm_headers: list[tuple[int, float, str]] = []
         usd_headers: list[tuple[int, float, str, str]] = []
@@ -264,6 +272,7 @@ class Limiter:
             amounts.append(1.0 if kind in (RPM, INFLIGHT) else 0.0)
             if kind == INFLIGHT:
                 release.append((key, -1.0, expires))
+                inflight.append(i)
             elif kind == TPM:
                 assert isinstance(counted, rc.RateRule)
                 tpm.append((i, counted))
@@ -279,21 +288,26 @@ class Limiter:
                 usd_headers.append((i, limit, f"{limit:.2f}", resets[i]))
         if len(self._plans) > 10_000:  # bounded: keys x targets; rebuilt when dropped
             self._plans.clear()
+        keys = [e[0] for e in entries]
+        limits = [e[3] for e in entries]
+        expiries = [e[4] for e in entries]
         plan = _Plan(
             rules,
             minute.start,
             valid_until,
             entries,
-            [e[0] for e in entries],
+            keys,
             amounts,
-            [e[3] for e in entries],
-            [e[4] for e in entries],
+            limits,
+            expiries,
             tpm,
             usd,
             release,
+            inflight,
             rpm_headers,
             tpm_headers,
             usd_headers,
+            Claim(keys, limits, expiries),
         )
         self._plans[(id(rules), provider, ref)] = plan
         return plan
@@ -339,19 +353,19 @@ class Limiter:
                 amounts[i] = cost
         if not amounts:
             return Ticket(rules, est, plan, amounts, self.store, {})
-        stamp = take(plan.keys, amounts, plan.limits, plan.expires)
-        if stamp is None:
+        leases = take(plan.claim, amounts)
+        if leases is None:
             return None
         # The remaining figures are as of the leases' grant (their whole share counted as
         # used): one headers dict per plan, made again when a lease or the second changes.
         second = int(now)
         headers = plan.leased
-        if headers is None or stamp != plan.leased_stamp or second != plan.leased_second:
-            values = self._ceilings(plan.keys)
+        if headers is None or leases is not plan.leased_for or second != plan.leased_second:
+            values = [lease.ceiling for lease in leases]
             headers = plan.leased = self._headers(plan, values, now)
-            plan.leased_stamp = stamp
+            plan.leased_for = leases
             plan.leased_second = second
-        return Ticket(rules, est, plan, amounts, self.store, headers)
+        return Ticket(rules, est, plan, amounts, self.store, headers, leases)
 
     async def reserve(self, rules: KeyRules, est: Estimate) -> Ticket:
         """Reserve the request or raise LimitError (429 naming the key and the limit)."""
@@ -409,9 +423,46 @@ class Limiter:
             return
         ticket.settled = True
         plan = ticket.plan
-        deltas = plan.release.copy()  # the in-flight slots; the request counts stay
         est = ticket.estimate
         same = provider == est.provider and ref == est.ref
+        leases = ticket.leases
+        if leases is not None and same and usage is not None:
+            # The common case, first: admitted from this replica's leases and served by the
+            # reserved target. The corrections go into the leases (Redis learns them when a
+            # lease is given back); a lease given back since goes through the store.
+            amounts = ticket.amounts
+            keys = plan.keys
+            late: list[_Delta] = []
+            for i in plan.inflight:  # the slots; the request counts stay
+                lease = leases[i]
+                if lease.open:
+                    lease.used -= 1.0
+                else:
+                    late.append((keys[i], -1.0, plan.expires[i]))
+            if plan.tpm:
+                counted = usage.input_tokens + usage.output_tokens + usage.cache_write_tokens
+                for i, rule in plan.tpm:
+                    change = (
+                        counted + usage.cache_read_tokens if rule.count_cache_reads else counted
+                    ) - amounts[i]
+                    if change:
+                        lease = leases[i]
+                        if lease.open:
+                            lease.used += change
+                        else:
+                            late.append((keys[i], change, plan.expires[i]))
+            for i in plan.usd:
+                change = cost - amounts[i]
+                if change:
+                    lease = leases[i]
+                    if lease.open:
+                        lease.used += change
+                    else:
+                        late.append((keys[i], change, plan.expires[i]))
+            if late:
+                self._add(ticket, late)
+            return
+        deltas = plan.release.copy()  # the in-flight slots; the request counts stay
         if same and usage is not None:  # the common case, first: served by the reserved target
             amounts = ticket.amounts
             keys = plan.keys
@@ -457,10 +508,13 @@ class Limiter:
                 if actual:
                     deltas.append((h.charge.key, actual, h.charge.expires))
         if deltas:
-            try:
-                ticket.store.add(deltas)
-            except StoreDown:
-                self.local.add(deltas)
+            self._add(ticket, deltas)
+
+    def _add(self, ticket: Ticket, deltas: list[_Delta]) -> None:
+        try:
+            ticket.store.add(deltas)
+        except StoreDown:
+            self.local.add(deltas)
 
     @staticmethod
     def _used(

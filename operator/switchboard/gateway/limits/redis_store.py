@@ -29,7 +29,6 @@ process if `on_store_down` is `open`); settlements made meanwhile are lost.
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
 import math
 import time
@@ -127,7 +126,7 @@ RENEW_SECONDS = LEASE_SECONDS / 4
 under steady load reservations never fall back to a round trip when a lease ends."""
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)
 class Lease:
     """A share of one counter held by this replica: `granted` is already counted in Redis;
     `used` is what this replica's requests hold of it (reservations, then settlements)."""
@@ -140,9 +139,6 @@ class Lease:
     from it say `limit - ceiling`, as of the grant."""
     expires: float
     deadline: float
-    serial: int
-    """Increases with each lease this replica opens (`take()` returns the sum over a request's
-    leases: the limiter's header texts stay valid while it does not change)."""
     used: float = 0.0
     renew_at: float = 0.0
     """From then on a reservation on this lease asks for the next one (`RENEW_SECONDS`)."""
@@ -156,9 +152,6 @@ class Lease:
     """... and past which a reservation asks for the next lease: half of it."""
 
 
-_serials = itertools.count(1)
-
-
 def _lease(
     key: str, granted: float, ceiling: float, expires: float, now: float, *, unlimited: bool = False
 ) -> Lease:
@@ -169,12 +162,33 @@ def _lease(
         ceiling,
         expires,
         deadline,
-        next(_serials),
         renew_at=deadline - RENEW_SECONDS,
         unlimited=unlimited,
         cap=math.inf if unlimited else granted,
         half=math.inf if unlimited else granted / 2,
     )
+
+
+@dataclass(slots=True)
+class Claim:
+    """The counters of one kind of request (a limiter's plan), entry i of each list one
+    counter, and the leases `take()` last found for them."""
+
+    keys: list[str]
+    limits: list[float | None]
+    expires: list[float]
+    leases: list[Lease] | None = None
+    """This replica's leases of `keys` as last found (all of them, or None) ..."""
+    renew_at: float = math.inf
+    """... and the earliest `renew_at` among them."""
+
+
+def _untake(leases: Sequence[Lease], amounts: Sequence[float], failed: Lease | None) -> None:
+    """Undo what `take()` took of `leases` before `failed` (all of them if None)."""
+    for lease, amount in zip(leases, amounts, strict=False):
+        if lease is failed:
+            return
+        lease.used -= amount
 
 
 @dataclass(frozen=True)
@@ -242,15 +256,11 @@ class RedisStore:
         if now < self._down_until:
             raise StoreDown("redis is down (retrying shortly)")
         if self.settings.leases and charges:
-            keys = [c.key for c in charges]
-            taken = self.take(
-                keys,
-                [c.amount for c in charges],
-                [c.limit for c in charges],
-                [c.expires for c in charges],
-            )
+            keys, limits = [c.key for c in charges], [c.limit for c in charges]
+            claim = Claim(keys, limits, [c.expires for c in charges])
+            taken = self.take(claim, [c.amount for c in charges])
             if taken is not None:
-                return -1, self.ceilings(keys)
+                return -1, [lease.ceiling for lease in taken]
         future: asyncio.Future[tuple[int, list[float]]] = asyncio.get_running_loop().create_future()
         self._reserves.append((list(charges), future))
         self._kick()
@@ -259,55 +269,60 @@ class RedisStore:
             self._want(charges)
         return refused, values
 
-    def take(
-        self,
-        keys: Sequence[str],
-        amounts: Sequence[float],
-        limits: Sequence[float | None],
-        expires: Sequence[float],
-    ) -> int | None:
+    def take(self, claim: Claim, amounts: Sequence[float]) -> list[Lease] | None:
         """The synchronous fast path: if every amount fits in an open lease of this replica,
-        take them and return the sum of those leases' serials (a stamp: it grows when one of
-        them is replaced by a newer lease); None when `reserve()` must ask Redis. The
-        arguments are the charges' fields, entry i of each list one charge."""
+        take them and return those leases (entry i the lease of `claim.keys[i]`; the same list
+        while none of them is replaced: the limiter's header texts stay valid while it does
+        not change, and settling adds to them directly); None when `reserve()` must ask Redis."""
         now = time.monotonic()
-        if not self._leasing or now < self._down_until:
+        if now < self._down_until or not self._leasing:  # _down_until: 0 while never down
             return None
-        leases = self.leases
-        stamp = 0
+        leases = claim.leases
+        if leases is None or now >= claim.renew_at:
+            return self._take_found(claim, amounts, now)
         renew = False
-        for key, amount in zip(keys, amounts, strict=True):
-            lease = leases.get(key)
+        for lease, amount in zip(leases, amounts, strict=True):
+            used = lease.used + amount
+            # half <= cap, and both are -inf once the lease is given back: one test mostly.
+            if used > lease.half:
+                if used > lease.cap:
+                    _untake(leases, amounts, lease)
+                    return self._take_found(claim, amounts, now)
+                renew = True
+            lease.used = used
+        if renew:  # half spent: ask for the next lease before this one runs out
+            self._want(list(map(Charge, claim.keys, amounts, claim.limits, claim.expires)))
+        return leases
+
+    def _take_found(self, claim: Claim, amounts: Sequence[float], now: float) -> list[Lease] | None:
+        """`take()` with the leases looked up again (the claim has none yet, one of them was
+        replaced or given back, or one is in its last `RENEW_SECONDS`)."""
+        found = self.leases
+        leases: list[Lease] = []
+        renew = False
+        for key, amount in zip(claim.keys, amounts, strict=True):
+            lease = found.get(key)
             if lease is None:
-                self._untake(keys, amounts, key)
+                _untake(leases, amounts, None)
+                claim.leases = None
                 return None
             used = lease.used + amount
-            # half <= cap and renew_at < deadline: one test in the common case.
             if used > lease.half or now >= lease.renew_at:
                 if used > lease.cap or now >= lease.deadline:
                     if now >= lease.deadline:
                         self._give_back(lease)
-                    self._untake(keys, amounts, key)
+                    _untake(leases, amounts, None)
+                    claim.leases = None
                     return None
                 renew = True
             lease.used = used
-            stamp += lease.serial
+            leases.append(lease)
         if renew:  # half spent or near its end: ask for the next lease before this one ends
-            self._want(list(map(Charge, keys, amounts, limits, expires)))
-        return stamp
-
-    def _untake(self, keys: Sequence[str], amounts: Sequence[float], failed: str) -> None:
-        """Undo what `take()` took before the counter `failed` (keys of a request are distinct)."""
-        leases = self.leases
-        for key, amount in zip(keys, amounts, strict=True):
-            if key == failed:
-                return
-            leases[key].used -= amount
-
-    def ceilings(self, keys: Sequence[str]) -> list[float]:
-        """The `ceiling` of this replica's lease of each counter (`take()` found them all)."""
-        leases = self.leases
-        return [leases[key].ceiling for key in keys]
+            self._want(list(map(Charge, claim.keys, amounts, claim.limits, claim.expires)))
+        if claim.leases != leases:  # (Lease compares by identity)
+            claim.leases = leases  # a new list only when a lease changed: see take()
+        claim.renew_at = min(lease.renew_at for lease in leases) if leases else math.inf
+        return claim.leases
 
     def _want(self, charges: Sequence[Charge]) -> None:
         now = time.monotonic()
@@ -343,6 +358,7 @@ class RedisStore:
         if not lease.open:
             return
         lease.open = False
+        lease.half = lease.cap = -math.inf  # take() on a claim holding it looks again
         if self.leases.get(lease.key) is lease:
             del self.leases[lease.key]
         unused = lease.granted - lease.used
