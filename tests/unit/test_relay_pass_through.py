@@ -11,7 +11,8 @@ feeding every event, `finish()` included. The same property for Anthropic Messag
 Responses streams: every golden upstream stream of the dialect and streams built from every
 kind of event (the deltas passed; message_start, message_delta, message_stop, content_block_start
 without its fields, response.completed/incomplete/failed with usage and error events decoded;
-servers that leave out `event:` lines, `event:` names that disagree with the data's `type`,
+servers that leave out `event:` lines (the client's events named all the same), `event:`
+names that disagree with the data's `type` (the type names the client's event),
 comments, `id:` lines, multi-line data, CRLF, a non-ASCII name, data that is not JSON), cut
 into reads at random places and cut off at a random byte. And the translated fast path of
 Messages and Responses clients on a Chat server (stream_readers.ChatReader.pass_through):
@@ -174,9 +175,20 @@ MESSAGES_NAMED = _variants(
 )
 MESSAGES_PIECES = [
     *MESSAGES_NAMED,
-    # The name decides (as in `feed`), not the data's type: a mismatch either way.
+    # The data's type decides and names the client's event (identity.kind), not the name: a
+    # mismatch either way, a type after another field, a name with a quote or an escape.
     _event(b"content_block_delta", b'{"type":"message_delta","usage":{"output_tokens":50}}'),
     _event(b"message_delta", b'{"type":"content_block_delta","usage":{"output_tokens":60}}'),
+    _event(b"ping", b'{"index":0,"type":"message_delta","usage":{"output_tokens":90}}'),
+    _event(b"content_block_delta", b'{"index":0,"type":"content_block_delta"}'),
+    _event(b'content_block"delta', b'{"type":"content_block"delta"}'),
+    _event(b"content_block\\", b'{"type":"content_block\\","x":1}'),
+    _event(b"content_block_delta", b'{"type": "content_block_delta","index":0}'),
+    _event(None, b'{"type": "content_block_delta","index":0}'),
+    _event(None, b'{"type": "message_delta","usage":{"output_tokens":30}}'),
+    _event(b"content_block_delta", b'{"type":"message\\nstop"}'),
+    _event(None, b'{"type":""}'),
+    _event(b"ping", b'{"type":7}'),
     _event(b"content_block_delta", b"[not an object]"),
     _event(b"content_block_delta", b'{"broken'),
     _event(b"\xc3\xa9v\xc3\xa9nement", b'{"type":"x"}'),
@@ -222,6 +234,10 @@ RESPONSES_NAMED = _variants(
 RESPONSES_PIECES = [
     *RESPONSES_NAMED,
     _event(b"response.output_text.delta", b'{"type":"response.completed","response":{}}'),
+    _event(b"response.created", b'{"item_id":"i","type":"response.output_text.delta"}'),
+    _event(b"response.output_text.delta", b'{"type": "response.output_text.delta"}'),
+    _event(None, b'{"type": "response.output_text.delta","delta":"s"}'),
+    _event(b"response.output_text.delta", b'{"type":"response.refusal.delta"}'),
     _event(b"response.completed", b'{"type":"response.output_text.delta","delta":"x"}'),
     _event(b"response.output_text.delta", b"[1]"),
     _event(b"response.\xff.delta", b'{"type":"x"}'),
@@ -259,11 +275,21 @@ def test_plain_messages_and_responses_events_are_passed_on_as_they_came() -> Non
     ]:
         translator = STREAMS[dialect](SCTX)
         translate = relay.chunk_translator(translator, sse.Decoder())
-        bare = delta.split(b"\n", 1)[1]  # a server that leaves out `event:` lines
-        for read in [delta, delta + delta + delta, bare, bare + delta]:
+        for read in [delta, delta + delta + delta]:
             assert translate(read) is read  # nothing decoded, joined or copied
+        bare = delta.split(b"\n", 1)[1]  # a server that leaves out `event:` lines
+        # the client gets each event named by its data's type, still without a decode
+        assert translate(bare) == delta
+        assert translate(bare + delta + bare) == delta * 3
         assert translator.pass_through(delta + touched) is None  # usage: decoded
         assert translator.pass_through(bare + touched.split(b"\n", 1)[1]) is None
+        spaced = delta.replace(b'{"type":"', b'{"type": "', 1)  # a Python server
+        assert translate(spaced) is spaced
+        assert translate(spaced.split(b"\n", 1)[1]) == spaced
+        # a name that is not the data's type: decoded (`identity.kind`: the type names it)
+        renamed = b"event: ping\n" + delta.split(b"\n", 1)[1]
+        assert translator.pass_through(renamed) is None
+        assert translate(renamed) == delta
 
 
 def test_every_pair_of_messages_and_responses_events() -> None:
@@ -315,15 +341,29 @@ def _bare(raw: bytes) -> bytes:
 def test_servers_without_event_lines_are_read_by_the_datas_type() -> None:
     """A server that leaves out `event:` lines: usage, the stop and errors are read from the
     data's `type`, as from the names (before, the stream counted no usage and a complete
-    answer ended with the cut-off error)."""
+    answer ended with the cut-off error), and the client gets the very bytes of a server that
+    names its events (before, the events went out without names, and the anthropic SDKs
+    dropped every one of them)."""
     for dialect, (golden, _) in NAMED.items():
         for path in golden:
             raw = path.read_bytes()
             named = _named_through(dialect, raw, [], fast=False)
-            bare = _named_through(dialect, _bare(raw), [], fast=False)
-            assert bare[1:] == named[1:], path
-            events = [e.data for e in sse.Decoder().feed(bare[0])]  # type: ignore[arg-type]
-            assert events == [e.data for e in sse.Decoder().feed(named[0])], path  # type: ignore[arg-type]
+            for fast in (False, True):
+                assert _named_through(dialect, _bare(raw), [], fast) == named, path
+
+
+def test_every_event_the_client_gets_is_named_by_its_data_type() -> None:
+    """Whatever names the upstream wrote or left out, each event the client gets has an
+    `event:` line, the same as its data's `type` (when the data has one)."""
+    for dialect, (golden, pieces) in NAMED.items():
+        for raw in [*(p.read_bytes() for p in golden), *pieces]:
+            for upstream in (raw, _bare(raw)):
+                for fast in (False, True):
+                    out = _named_through(dialect, upstream, [], fast)[0]
+                    for event in sse.Decoder().feed(out):  # type: ignore[arg-type]
+                        typed = identity.kind(sse.Event(None, event.data))
+                        if typed is not None:
+                            assert event.event == typed, (upstream, out)
 
 
 CROSS_PIECES = [

@@ -109,53 +109,91 @@ def _plain_usage(chunk: bytes) -> bool:
     return chunk.count(b'"usage"') == plain
 
 
-def _kind(event: sse.Event) -> str | None:
-    """An Anthropic or Responses event's kind: its `event:` name, or for a server that leaves
-    the line out its data's `type` (read from the front when it comes first, as every server
-    writes it; decoded otherwise)."""
-    if event.event is not None:
-        return event.event
+_TYPE_FRONT = (b'{"type":"', b'{"type": "')
+"""How Anthropic's and OpenAI's events (and the servers that copy them) begin their data:
+the `type` first, written compactly or with a space (Python servers)."""
+
+
+def kind(event: sse.Event) -> str | None:
+    """An Anthropic or Responses event's kind: its data's `type`, or the `event:` name when the
+    data has none (None: neither). The data decides, not the name: the SDKs dispatch on it once
+    an event is through (the anthropic SDKs and openai-node let only named events through,
+    then build the event from its data; openai-python and Codex read the data only), and so do
+    the translators (stream_readers). The type is read from the front when it comes first, as
+    every server writes it; decoded otherwise. A type with a line break is no name."""
     data = event.data
-    if data.startswith(b'{"type":"'):
-        end = data.find(b'"', 9)
-        if end > 0 and b"\\" not in data[9:end]:
-            return data[9:end].decode("utf-8", "replace")
+    for front in _TYPE_FRONT:
+        if data.startswith(front):
+            at = len(front)
+            end = data.find(b'"', at)
+            if end > 0 and b"\\" not in data[at:end]:
+                return data[at:end].decode("utf-8", "replace")
+            break
     value = _load(data)
-    kind = value.get("type") if value is not None else None
-    return kind if isinstance(kind, str) else None
+    typed = value.get("type") if value is not None else None
+    if isinstance(typed, str) and "\n" not in typed and "\r" not in typed:
+        return typed
+    return event.event
 
 
 def _plain_events(chunk: bytes, touched: frozenset[bytes]) -> int:
     """How many events `chunk` is when it is whole events that `feed` gives back unchanged
-    (found by a scan, not a decode), -1 otherwise (a comment, `id:`, multi-line data, CR, a
-    cut event: for the caller to decode and `feed` event by event). Each event is one
-    `data: {...}` line and a blank line, LF endings, after an `event: <name>` line (an ASCII
-    name), or without it, its data beginning `{"type":"<name>"` (`_kind`); the name not in
-    `touched` (the events the translator reads or changes)."""
+    (found by a scan, not a decode); -2 when it is such events but some come without their
+    `event:` line (`_named` writes it); -1 otherwise (a comment, `id:`, multi-line data, CR, a
+    cut event, a name that is not its data's type: for the caller to decode and `feed` event
+    by event). Each event is one `data: {"type":"<type>"...}` line (or `{"type": "`) and a
+    blank line, LF endings, after an `event: <type>` line (an ASCII name, the same as the
+    data's type: `kind`) or without one; the type not in `touched` (the events the translator
+    reads or changes) and written without an escape."""
     if not chunk.endswith(b"\n\n") or b"\r" in chunk:
         return -1
     find, starts, size = chunk.find, chunk.startswith, len(chunk)
     events = start = 0
+    bare = False
     while start < size:
         if starts(b"event: ", start):
-            eol = find(b"\n", start)  # the event line's end
-            name = chunk[start + 7 : eol]
-            if name in touched or not name.isascii() or not starts(b"data: {", eol + 1):
-                return -1
-            end = find(b"\n", eol + 8)  # the data line's end
-        elif starts(b'data: {"type":"', start):  # a server that leaves out `event:` lines
-            end = find(b"\n", start)
-            quote = find(b'"', start + 15, end)
-            name = chunk[start + 15 : quote]
-            if quote < 0 or name in touched or b"\\" in name:
+            eol = find(b"\n", start)  # the event line's end (the chunk ends with one)
+            at = eol + 16  # the type's first byte in `data: {"type":"`
+            if not starts(b'data: {"type":"', eol + 1):
+                if not starts(b'data: {"type": "', eol + 1):
+                    return -1
+                at += 1
+            quote = find(b'"', at)
+            name = chunk[at:quote]
+            if name != chunk[start + 7 : eol] or not name.isascii():
                 return -1
         else:
+            at = start + 15
+            if not starts(b'data: {"type":"', start):
+                if not starts(b'data: {"type": "', start):
+                    return -1
+                at += 1
+            quote = find(b'"', at)
+            name = chunk[at:quote]
+            bare = True
+        end = find(b"\n", at)  # the data line's end
+        if quote < 0 or quote > end or name in touched or b"\\" in name:
             return -1
-        if end < 0 or not starts(b"\n", end + 1):
+        if not starts(b"\n", end + 1):
             return -1
         events += 1
         start = end + 2
-    return events
+    return -2 if bare else events
+
+
+def _named(chunk: bytes) -> bytes:
+    """A chunk that `_plain_events` passed (-2) with each event's `event: <type>` line written
+    where the server left it out, as `feed` writes it."""
+    out: list[bytes] = []
+    start, find, size = 0, chunk.find, len(chunk)
+    while start < size:
+        end = find(b"\n\n", start) + 2
+        if chunk.startswith(b"data: ", start):
+            at = find(b'"', start + 14) + 1  # after `data: {"type":` and its quote
+            out.append(b"event: " + chunk[at : find(b'"', at)] + b"\n")
+        out.append(chunk[start:end])
+        start = end
+    return b"".join(out)
 
 
 class ChatStream:
@@ -265,10 +303,10 @@ class MessagesStream:
             return b""
         if event.data[:1] not in b"{":  # neither JSON nor empty (a keep-alive)
             return self.error(UNDECODABLE)
-        kind = _kind(event)
-        if kind in ("message_start", "message_delta"):
+        name = kind(event)  # the data's type: the client's event is named by it
+        if name in ("message_start", "message_delta"):
             data = _load(event.data) or {}
-            if kind == "message_start":
+            if name == "message_start":
                 message = data.get("message")
                 usage = message.get("usage") if isinstance(message, dict) else None
                 self.usage = common.usage_from_messages(usage)
@@ -276,22 +314,25 @@ class MessagesStream:
                 common.update_from_message_delta(self.usage, data.get("usage"))
                 delta = data.get("delta")
                 self._stopped = isinstance(delta, dict) and bool(delta.get("stop_reason"))
-        elif kind == "content_block_start":
-            return sse.encode(event.event, _complete_block_start(event.data))
-        elif kind == "message_stop":
+        elif name == "content_block_start":
+            return sse.encode(name, _complete_block_start(event.data))
+        elif name == "message_stop":
             self._done = True
-        elif kind == "error":
+        elif name == "error":
             self._done = True
             self.failed = _message(event.data, "error", "message")
-        return sse.encode(event.event, event.data)
+        return sse.encode(name, event.data)
 
     def pass_through(self, chunk: bytes) -> bytes | None:
         """`chunk` itself when it is whole events that `feed` gives back unchanged (the
         deltas, `content_block_stop`, `ping`), found by a scan (`_plain_events`); None:
         anything else, for the caller to decode and `feed` event by event
         (relay.chunk_translator)."""
-        if self._done or _plain_events(chunk, _MESSAGES_TOUCHED) < 0:
+        if self._done:
             return None
+        events = _plain_events(chunk, _MESSAGES_TOUCHED)
+        if events < 0:
+            return _named(chunk) if events == -2 else None
         return chunk
 
     def finish(self) -> bytes:
@@ -328,22 +369,22 @@ class ResponsesStream:
             return b""
         if event.data[:1] not in b"{":  # neither JSON nor empty (a keep-alive)
             return self.error(UNDECODABLE)
-        kind = _kind(event)
-        if kind in _RESPONSE_ENDS:
+        name = kind(event)
+        if name in _RESPONSE_ENDS:
             data = _load(event.data) or {}
             response = data.get("response")
             usage = response.get("usage") if isinstance(response, dict) else None
             self.usage = common.usage_from_responses(usage)
             self._done = True
-            if kind == "response.failed":
+            if name == "response.failed":
                 error = response.get("error") if isinstance(response, dict) else None
                 message = error.get("message") if isinstance(error, dict) else None
                 self.failed = str(message or "the upstream's response failed")
-        elif kind == "error":
+        elif name == "error":
             self._done = True
             self.failed = _message(event.data, "message")
         self._seq += 1
-        return sse.encode(event.event, event.data)
+        return sse.encode(name, event.data)
 
     def pass_through(self, chunk: bytes) -> bytes | None:
         """`chunk` itself when it is whole events that `feed` gives back unchanged (every
@@ -353,6 +394,9 @@ class ResponsesStream:
         if self._done:
             return None
         events = _plain_events(chunk, _RESPONSES_TOUCHED)
+        if events == -2:
+            self._seq += chunk.count(b"\n\n")
+            return _named(chunk)
         if events < 0:
             return None
         self._seq += events
