@@ -136,63 +136,89 @@ def kind(event: sse.Event) -> str | None:
     return event.event
 
 
-def _plain_events(chunk: bytes, touched: frozenset[bytes]) -> int:
-    """How many events `chunk` is when it is whole events that `feed` gives back unchanged
-    (found by a scan, not a decode); -2 when it is such events but some come without their
-    `event:` line (`_named` writes it); -1 otherwise (a comment, `id:`, multi-line data, CR, a
-    cut event, a name that is not its data's type: for the caller to decode and `feed` event
-    by event). Each event is one `data: {"type":"<type>"...}` line (or `{"type": "`) and a
-    blank line, LF endings, after an `event: <type>` line (an ASCII name, the same as the
-    data's type: `kind`) or without one; the type not in `touched` (the events the translator
-    reads or changes) and written without an escape."""
+def _plain(names: list[str]) -> dict[bytes, bytes]:
+    """The events of a dialect that its identity stream passes as they came (it neither reads
+    nor changes them), each name to the bytes a well-formed event of it goes on with after
+    `event: <name>`: `data: {"type":"<name>"` (`_SPACED`: with a space after the colon). A name
+    outside them (the events the stream reads, a name it does not know, an escape) is
+    decoded."""
+    lines = {n.encode(): b'\ndata: {"type":"' + n.encode() + b'"' for n in names}
+    _SPACED.update({line: line.replace(b'":"', b'": "', 1) for line in lines.values()})
+    return lines
+
+
+_SPACED: dict[bytes, bytes] = {}
+"""`_plain`'s lines as Python servers write them (`{"type": "`), looked up on a miss."""
+
+
+def _plain_events(chunk: bytes, plain: dict[bytes, bytes]) -> int:
+    """How many events `chunk` is when it is whole, named events that `feed` gives back
+    unchanged (found by a scan, not a decode), -1 otherwise (for `_bare_events`, then the
+    decode). Each event is an `event: <name>` line, one `data: {"type":"<name>"...}` line (the
+    same name: `kind`) and a blank line, LF endings, the name one of `plain`'s (`_plain`). The
+    relay's hot path: per event two finds, a slice, a dict lookup and two prefix checks."""
     if not chunk.endswith(b"\n\n") or b"\r" in chunk:
         return -1
     find, starts, size = chunk.find, chunk.startswith, len(chunk)
     events = start = 0
-    bare = False
     while start < size:
-        if starts(b"event: ", start):
-            eol = find(b"\n", start)  # the event line's end (the chunk ends with one)
-            at = eol + 16  # the type's first byte in `data: {"type":"`
-            if not starts(b'data: {"type":"', eol + 1):
-                if not starts(b'data: {"type": "', eol + 1):
-                    return -1
-                at += 1
-            quote = find(b'"', at)
-            name = chunk[at:quote]
-            if name != chunk[start + 7 : eol] or not name.isascii():
-                return -1
-        else:
-            at = start + 15
-            if not starts(b'data: {"type":"', start):
-                if not starts(b'data: {"type": "', start):
-                    return -1
-                at += 1
-            quote = find(b'"', at)
-            name = chunk[at:quote]
-            bare = True
-        end = find(b"\n", at)  # the data line's end
-        if quote < 0 or quote > end or name in touched or b"\\" in name:
+        if not starts(b"event: ", start):
             return -1
+        eol = find(b"\n", start)  # the event line's end (the chunk ends with one)
+        name = chunk[start + 7 : eol]
+        line = plain.get(name)
+        if line is None:
+            return -1
+        if not starts(line, eol):
+            line = _SPACED[line]
+            if not starts(line, eol):
+                return -1
+        end = find(b"\n", eol + len(line))  # the data line's end
         if not starts(b"\n", end + 1):
             return -1
         events += 1
         start = end + 2
-    return -2 if bare else events
+    return events
 
 
-def _named(chunk: bytes) -> bytes:
-    """A chunk that `_plain_events` passed (-2) with each event's `event: <type>` line written
-    where the server left it out, as `feed` writes it."""
+def _bare_events(chunk: bytes, plain: dict[bytes, bytes]) -> bytes | None:
+    """`chunk` with an `event: <type>` line written before each event that has none, as `feed`
+    writes it, when it is whole events that `feed` otherwise gives back unchanged: named ones
+    as `_plain_events` takes them, and unnamed `data: {"type":"<name>"...}` lines (a server
+    that leaves out `event:` lines), the name one of `plain`'s. None: anything else."""
+    if not chunk.endswith(b"\n\n") or b"\r" in chunk:
+        return None
+    find, starts, size = chunk.find, chunk.startswith, len(chunk)
     out: list[bytes] = []
-    start, find, size = 0, chunk.find, len(chunk)
+    start = 0
     while start < size:
-        end = find(b"\n\n", start) + 2
-        if chunk.startswith(b"data: ", start):
-            at = find(b'"', start + 14) + 1  # after `data: {"type":` and its quote
-            out.append(b"event: " + chunk[at : find(b'"', at)] + b"\n")
-        out.append(chunk[start:end])
-        start = end
+        if starts(b"event: ", start):
+            eol = find(b"\n", start)
+            name = chunk[start + 7 : eol]
+            line = plain.get(name)
+            if line is None:
+                return None
+            if not starts(line, eol):
+                line = _SPACED[line]
+                if not starts(line, eol):
+                    return None
+            end = find(b"\n", eol + len(line))
+        else:
+            at = start + 15  # the type's first byte in `data: {"type":"`
+            if not starts(b'data: {"type":"', start):
+                if not starts(b'data: {"type": "', start):
+                    return None
+                at += 1
+            quote = find(b'"', at)
+            name = chunk[at:quote]
+            if name not in plain:
+                return None
+            out.append(b"event: " + name + b"\n")
+            end = find(b"\n", quote)
+        if not starts(b"\n", end + 1):
+            return None
+        out.append(chunk[start : end + 2])
+        start = end + 2
     return b"".join(out)
 
 
@@ -330,9 +356,8 @@ class MessagesStream:
         (relay.chunk_translator)."""
         if self._done:
             return None
-        events = _plain_events(chunk, _MESSAGES_TOUCHED)
-        if events < 0:
-            return _named(chunk) if events == -2 else None
+        if _plain_events(chunk, _MESSAGES_PLAIN) < 0:
+            return _bare_events(chunk, _MESSAGES_PLAIN)
         return chunk
 
     def finish(self) -> bytes:
@@ -393,12 +418,12 @@ class ResponsesStream:
         else, for the caller to decode and `feed` event by event (relay.chunk_translator)."""
         if self._done:
             return None
-        events = _plain_events(chunk, _RESPONSES_TOUCHED)
-        if events == -2:
-            self._seq += chunk.count(b"\n\n")
-            return _named(chunk)
+        events = _plain_events(chunk, _RESPONSES_PLAIN)
         if events < 0:
-            return None
+            named = _bare_events(chunk, _RESPONSES_PLAIN)
+            if named is not None:
+                self._seq += named.count(b"\n\n")
+            return named
         self._seq += events
         return chunk
 
@@ -413,11 +438,39 @@ class ResponsesStream:
 
 
 _RESPONSE_ENDS = frozenset(("response.completed", "response.incomplete", "response.failed"))
-_RESPONSES_TOUCHED = frozenset(e.encode() for e in (*_RESPONSE_ENDS, "error"))
-_MESSAGES_TOUCHED = frozenset(
-    (b"message_start", b"message_delta", b"message_stop", b"content_block_start", b"error")
+_MESSAGES_PLAIN = _plain(["content_block_delta", "content_block_stop", "ping"])
+_RESPONSES_PLAIN = _plain(
+    [
+        f"response.{name}"
+        for name in [
+            "created",
+            "in_progress",
+            "queued",
+            "output_item.added",
+            "output_item.done",
+            "content_part.added",
+            "content_part.done",
+            "output_text.delta",
+            "output_text.done",
+            "output_text.annotation.added",
+            "function_call_arguments.delta",
+            "function_call_arguments.done",
+            "custom_tool_call_input.delta",
+            "custom_tool_call_input.done",
+            "refusal.delta",
+            "refusal.done",
+            "reasoning_summary_part.added",
+            "reasoning_summary_part.done",
+            "reasoning_summary_text.delta",
+            "reasoning_summary_text.done",
+            "reasoning_text.delta",
+            "reasoning_text.done",
+        ]
+    ]
 )
-"""The events whose data the identity streams read or change: decoded, never passed."""
+"""The events the identity streams pass as they came: every other one (message_start,
+message_delta, message_stop, content_block_start, the response's end, error: read or changed;
+a name not listed) is decoded and fed."""
 
 
 _BLOCK_START_FIELDS: dict[str, dict[str, object]] = {
