@@ -18,7 +18,13 @@ into reads at random places and cut off at a random byte. And the translated fas
 Messages and Responses clients on a Chat server (stream_readers.ChatReader.pass_through):
 the same property over the Chat streams, with chunks that are more than text (several
 choices, tool calls, a finish reason beside text, content that is not a string, errors that
-carry `choices`).
+carry `choices`). And the readers' fast path for the text deltas of Anthropic and Responses
+upstreams (stream_readers.MessagesReader.pass_through, ResponsesReader.pass_through), for
+every client of another dialect: the same property over those dialects' streams (golden,
+golden without `event:` lines, built from every kind of event and of delta: texts that are
+not strings, missing, escaped or empty, other delta types, a duplicate `type`, another name,
+spaced JSON, two `event:` lines), with and without the client's stop sequences (enforced by
+the gateway for a Responses upstream).
 """
 
 from __future__ import annotations
@@ -422,3 +428,136 @@ def test_translated_chat_streams_same_bytes_usage_and_failure_as_decoding_every_
         elif borders:
             cuts = [borders[c % len(borders)] for c in cuts]
     assert _cross_through(client, raw, cuts, True) == _cross_through(client, raw, cuts, False)
+
+
+def _delta(text: bytes, name: bytes | None = b"content_block_delta") -> bytes:
+    return _event(
+        name,
+        b'{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":'
+        + text
+        + b"}}",
+    )
+
+
+def _rdelta(delta: bytes, name: bytes | None = b"response.output_text.delta") -> bytes:
+    return _event(
+        name,
+        b'{"type":"response.output_text.delta","item_id":"i","output_index":0,'
+        b'"content_index":0,"delta":' + delta + b',"sequence_number":4}',
+    )
+
+
+READER_PIECES = {
+    Dialect.MESSAGES: [
+        *MESSAGES_PIECES,
+        _delta(b'"tok "'),
+        _delta(b'"tok "', None),
+        _delta(b'"\\u00e9t\\u00e9 \\"q\\"\\n"'),
+        _delta(b'""'),
+        _delta(b"7"),
+        _delta(b"null"),
+        _delta(b'"x"', b"ping"),
+        _delta(b'"x"').replace(b'"type":"content_block_delta"', b'"type": "content_block_delta"'),
+        _delta(b'"x"').replace(b',"text":"x"', b""),
+        _delta(b'"x"').replace(b'"text_delta"', b'"thinking_delta"'),
+        _delta(b'"x"').replace(b"}}\n", b',"type":"ping"}\n'),
+        _event(b"content_block_delta", b'{"type":"content_block_delta","delta":[1]}'),
+        _event(b"content_block_delta", b'{"type":"content_block_delta","delta":null}'),
+        _event(b"content_block_delta", b'{"type":"content_block_delta_x","delta":{}}'),
+        _event(b"content_block_delta", b'{"type":"content_block_delta"'),
+        b"event: content_block_delta\nevent: content_block_delta\n" + _delta(b'"x"', None),
+    ],
+    Dialect.RESPONSES: [
+        *RESPONSES_PIECES,
+        _rdelta(b'"tok "'),
+        _rdelta(b'"tok "', None),
+        _rdelta(b'"\\u00e9t\\u00e9 \\"STOP"'),
+        _rdelta(b'"ST"'),
+        _rdelta(b'"OP and more"'),
+        _rdelta(b'""'),
+        _rdelta(b"7"),
+        _rdelta(b'"x"', b"response.refusal.delta"),
+        _rdelta(b'"x"').replace(b'{"type":"', b'{"type": "'),
+        _rdelta(b'"x"').replace(b',"delta":"x"', b""),
+        _rdelta(b'"x"').replace(b"4}\n", b'4,"type":"response.completed"}\n'),
+        _event(b"response.output_text.delta", b'{"type":"response.output_text.delta_x"}'),
+        _event(b"response.output_text.delta", b'{"type":"response.output_text.delta"'),
+    ],
+}
+READER_PAIRS = [
+    (Dialect.CHAT, Dialect.MESSAGES),
+    (Dialect.RESPONSES, Dialect.MESSAGES),
+    (Dialect.CHAT, Dialect.RESPONSES),
+    (Dialect.MESSAGES, Dialect.RESPONSES),
+]
+
+
+def _reader_through(
+    pair: tuple[Dialect, Dialect], raw: bytes, cuts: list[int], *, fast: bool, stops: bool
+) -> tuple[object, ...]:
+    client, upstream = pair
+    ctx = Ctx("up", "p:up", 128, True, True, "r", 1, stop=("STOP",) if stops else None)
+    translator = registry.get(client, upstream).stream(ctx)
+    assert hasattr(translator, "pass_through")
+    return _feed_reads(translator, raw, cuts, fast)
+
+
+def test_text_deltas_of_messages_and_responses_upstreams_skip_the_decoder() -> None:
+    """A read of text deltas gives the writer's text chunks without an sse.Event: the same
+    bytes as decoding, and None for anything else, before any state changed."""
+    for client, upstream in READER_PAIRS:
+        pieces = READER_PIECES[upstream]
+        delta, named = pieces[-16 if upstream is Dialect.MESSAGES else -13], pieces[0]
+        translator = registry.get(client, upstream).stream(SCTX)
+        assert translator.pass_through(delta) not in (None, b"")  # type: ignore[union-attr]
+        assert translator.pass_through(delta * 3) is not None  # type: ignore[union-attr]
+        assert translator.pass_through(delta + named) is None  # type: ignore[union-attr]
+
+
+def test_every_pair_of_events_through_the_reader_fast_paths() -> None:
+    for client, upstream in READER_PAIRS:
+        for first in READER_PIECES[upstream]:
+            for second in [b"", *READER_PIECES[upstream]]:
+                raw = first + second
+                for cuts in ([], [len(first)]):
+                    for stops in (False, True) if upstream is Dialect.RESPONSES else (False,):
+                        pair = (client, upstream)
+                        fast = _reader_through(pair, raw, cuts, fast=True, stops=stops)
+                        slow = _reader_through(pair, raw, cuts, fast=False, stops=stops)
+                        assert fast == slow, (client, upstream, raw)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.sampled_from(READER_PAIRS),
+    st.data(),
+    st.lists(st.integers(0, 6000), max_size=12),
+    st.sampled_from(["anywhere", "on borders", "every event"]),
+    st.one_of(st.none(), st.integers(0, 6000)),
+)
+def test_reader_fast_paths_same_bytes_usage_and_failure_as_decoding_every_event(
+    pair: tuple[Dialect, Dialect],
+    data: st.DataObject,
+    cuts: list[int],
+    reads: str,
+    cut_off: int | None,
+) -> None:
+    upstream = pair[1]
+    stops = data.draw(st.booleans())  # the client's stop sequences, enforced by the gateway
+    raw = data.draw(
+        st.one_of(
+            st.sampled_from(NAMED[upstream][0]).map(Path.read_bytes),
+            st.sampled_from(NAMED[upstream][0]).map(lambda p: _bare(p.read_bytes())),
+            st.lists(st.sampled_from(READER_PIECES[upstream]), max_size=14).map(b"".join),
+        )
+    )
+    if cut_off is not None:
+        raw = raw[:cut_off]
+    if reads != "anywhere":
+        borders = [i + 2 for i in range(len(raw)) if raw.startswith(b"\n\n", i)]
+        if reads == "every event":
+            cuts = borders
+        elif borders:
+            cuts = [borders[c % len(borders)] for c in cuts]
+    fast = _reader_through(pair, raw, cuts, fast=True, stops=stops)
+    assert fast == _reader_through(pair, raw, cuts, fast=False, stops=stops)

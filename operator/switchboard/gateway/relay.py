@@ -121,8 +121,8 @@ class HoldBack:
 def chunk_translator(translator: registry.Stream, decoder: sse.Decoder) -> Callable[[bytes], bytes]:
     """Upstream bytes -> the client's bytes (events cut by a chunk border wait for the next).
 
-    A translator with `pass_through` (every same-dialect pair, and Messages and Responses
-    clients on a Chat server) is offered each chunk that starts on an event border first, and
+    A translator with `pass_through` (every pair: same dialect, and the readers' text
+    deltas, stream_readers) is offered each chunk that starts on an event border first, and
     gives the client's bytes for it from a scan (same dialect: the chunk itself) when nothing
     in it needs decoding; only the rest is decoded and fed event by event."""
     feed, decode = translator.feed, decoder.feed
