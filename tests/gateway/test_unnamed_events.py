@@ -10,7 +10,8 @@ write or cut into 7-byte writes (the relay's pass-through and its decode path); 
 stream without `event:` lines. The anthropic SDK's stream gets the text, the stop reason and
 the usage (it drops an event without a name: `anthropic._streaming.Stream.__stream__` skips
 `sse.event is None`, and before, the gateway passed such events on as they came); the openai
-SDK gets the Responses text and usage; every event the client gets is named by its data's
+SDK gets the Responses text and usage, and as a Chat client the translated text and usage of
+both upstreams; every event the client gets is named by its data's
 `type` (docs/translation.md).
 """
 
@@ -189,6 +190,29 @@ def test_openai_sdk_reads_a_responses_stream_without_event_lines(
     assert events[-1].type == "response.completed"
     usage = events[-1].response.usage
     assert usage is not None and (usage.input_tokens, usage.output_tokens) == (12, 7)
+
+
+@pytest.mark.parametrize("provider", ["anth", "resp"])
+@pytest.mark.parametrize("model", MODELS[:2])
+def test_chat_client_on_an_upstream_without_event_lines(
+    gateway: Gateway, provider: str, model: str
+) -> None:
+    """The translated stream (the readers' text-delta fast path and the decode path)."""
+    client = openai.OpenAI(base_url=f"{gateway.url}/v1", api_key=KEY, max_retries=0)
+    chunks = list(
+        client.chat.completions.create(
+            model=f"{provider}:{model}",
+            messages=[{"role": "user", "content": "hi"}],
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == TEXT
+    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "stop"
+    usage = chunks[-1].usage
+    assert usage is not None
+    assert (usage.prompt_tokens, usage.completion_tokens) == (INPUT_TOKENS, OUTPUT_TOKENS)
 
 
 ASK = {
