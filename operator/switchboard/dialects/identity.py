@@ -1,6 +1,7 @@
 """Same dialect on both sides: the body passes through with the model, the output limit and the
 stream's usage option rewritten, and usage is read on the way back (cheaply: only the events
-that carry it are parsed)."""
+that carry it are parsed). Anthropic and Responses events go out named by their data's `type`
+(`kind`), whatever `event:` line the upstream wrote or left out."""
 
 from __future__ import annotations
 
@@ -351,9 +352,10 @@ class MessagesStream:
 
     def pass_through(self, chunk: bytes) -> bytes | None:
         """`chunk` itself when it is whole events that `feed` gives back unchanged (the
-        deltas, `content_block_stop`, `ping`), found by a scan (`_plain_events`); None:
-        anything else, for the caller to decode and `feed` event by event
-        (relay.chunk_translator)."""
+        deltas, `content_block_stop`, `ping`, each named as its data's type), found by a
+        scan (`_plain_events`); the same with the `event:` lines a server left out written
+        in (`_bare_events`); None: anything else, for the caller to decode and `feed` event
+        by event (relay.chunk_translator)."""
         if self._done:
             return None
         if _plain_events(chunk, _MESSAGES_PLAIN) < 0:
@@ -412,10 +414,12 @@ class ResponsesStream:
         return sse.encode(name, event.data)
 
     def pass_through(self, chunk: bytes) -> bytes | None:
-        """`chunk` itself when it is whole events that `feed` gives back unchanged (every
-        event but the response's end and `error`: the deltas, items, parts), counted for the
-        error event's sequence number, found by a scan (`_plain_events`); None: anything
-        else, for the caller to decode and `feed` event by event (relay.chunk_translator)."""
+        """`chunk` itself when it is whole events that `feed` gives back unchanged (the
+        deltas, items, parts of `_RESPONSES_PLAIN`, each named as its data's type), counted
+        for the error event's sequence number, found by a scan (`_plain_events`); the same
+        with the `event:` lines a server left out written in (`_bare_events`); None:
+        anything else, for the caller to decode and `feed` event by event
+        (relay.chunk_translator)."""
         if self._done:
             return None
         events = _plain_events(chunk, _RESPONSES_PLAIN)
