@@ -7,7 +7,8 @@ What the gateway runs per upstream read once a stream is past its hold-back:
 `relay.chunk_translator` (a same-dialect pass-through, the translators' fast path, or the SSE
 decode and a `feed` per event), on text deltas shaped as a real server writes them (Chat: the
 bench upstream's chunk, bench/upstream_fast.py; Messages and Responses: Anthropic's and
-OpenAI's event lines). `1/read`: one event per read (a server that writes each token at once,
+OpenAI's event lines, and the same without `event:` lines, as some compatible servers write
+them). `1/read`: one event per read (a server that writes each token at once,
 the common case); `4/read`: four events per read (reads that coalesced under load). µs per
 event: CPU time (the machine is shared), the best of 5 runs of 20,000 events, in a fresh
 process. With `--ab`, base
@@ -64,6 +65,18 @@ PAIRS = {  # name: (client, upstream, head, one event)
     "responses <- chat": ("responses", "chat", CHAT_HEAD, CHAT),
     "messages <- messages": ("messages", "messages", MESSAGES_HEAD, MESSAGES),
     "responses <- responses": ("responses", "responses", RESPONSES_HEAD, RESPONSES),
+    "messages <- messages without event: lines": (
+        "messages",
+        "messages",
+        MESSAGES_HEAD,
+        MESSAGES.split(b"\n", 1)[1],
+    ),
+    "responses <- responses without event: lines": (
+        "responses",
+        "responses",
+        RESPONSES_HEAD,
+        RESPONSES.split(b"\n", 1)[1],
+    ),
     "chat <- messages": ("chat", "messages", MESSAGES_HEAD, MESSAGES),
     "chat <- responses": ("chat", "responses", RESPONSES_HEAD, RESPONSES),
 }

@@ -11,13 +11,20 @@ feeding every event, `finish()` included. The same property for Anthropic Messag
 Responses streams: every golden upstream stream of the dialect and streams built from every
 kind of event (the deltas passed; message_start, message_delta, message_stop, content_block_start
 without its fields, response.completed/incomplete/failed with usage and error events decoded;
-servers that leave out `event:` lines, `event:` names that disagree with the data's `type`,
+servers that leave out `event:` lines (the client's events named all the same), `event:`
+names that disagree with the data's `type` (the type names the client's event),
 comments, `id:` lines, multi-line data, CRLF, a non-ASCII name, data that is not JSON), cut
 into reads at random places and cut off at a random byte. And the translated fast path of
 Messages and Responses clients on a Chat server (stream_readers.ChatReader.pass_through):
 the same property over the Chat streams, with chunks that are more than text (several
 choices, tool calls, a finish reason beside text, content that is not a string, errors that
-carry `choices`).
+carry `choices`). And the readers' fast path for the text deltas of Anthropic and Responses
+upstreams (stream_readers.MessagesReader.pass_through, ResponsesReader.pass_through), for
+every client of another dialect: the same property over those dialects' streams (golden,
+golden without `event:` lines, built from every kind of event and of delta: texts that are
+not strings, missing, escaped or empty, other delta types, a duplicate `type`, another name,
+spaced JSON, two `event:` lines), with and without the client's stop sequences (enforced by
+the gateway for a Responses upstream).
 """
 
 from __future__ import annotations
@@ -174,9 +181,20 @@ MESSAGES_NAMED = _variants(
 )
 MESSAGES_PIECES = [
     *MESSAGES_NAMED,
-    # The name decides (as in `feed`), not the data's type: a mismatch either way.
+    # The data's type decides and names the client's event (identity.kind), not the name: a
+    # mismatch either way, a type after another field, a name with a quote or an escape.
     _event(b"content_block_delta", b'{"type":"message_delta","usage":{"output_tokens":50}}'),
     _event(b"message_delta", b'{"type":"content_block_delta","usage":{"output_tokens":60}}'),
+    _event(b"ping", b'{"index":0,"type":"message_delta","usage":{"output_tokens":90}}'),
+    _event(b"content_block_delta", b'{"index":0,"type":"content_block_delta"}'),
+    _event(b'content_block"delta', b'{"type":"content_block"delta"}'),
+    _event(b"content_block\\", b'{"type":"content_block\\","x":1}'),
+    _event(b"content_block_delta", b'{"type": "content_block_delta","index":0}'),
+    _event(None, b'{"type": "content_block_delta","index":0}'),
+    _event(None, b'{"type": "message_delta","usage":{"output_tokens":30}}'),
+    _event(b"content_block_delta", b'{"type":"message\\nstop"}'),
+    _event(None, b'{"type":""}'),
+    _event(b"ping", b'{"type":7}'),
     _event(b"content_block_delta", b"[not an object]"),
     _event(b"content_block_delta", b'{"broken'),
     _event(b"\xc3\xa9v\xc3\xa9nement", b'{"type":"x"}'),
@@ -222,6 +240,10 @@ RESPONSES_NAMED = _variants(
 RESPONSES_PIECES = [
     *RESPONSES_NAMED,
     _event(b"response.output_text.delta", b'{"type":"response.completed","response":{}}'),
+    _event(b"response.created", b'{"item_id":"i","type":"response.output_text.delta"}'),
+    _event(b"response.output_text.delta", b'{"type": "response.output_text.delta"}'),
+    _event(None, b'{"type": "response.output_text.delta","delta":"s"}'),
+    _event(b"response.output_text.delta", b'{"type":"response.refusal.delta"}'),
     _event(b"response.completed", b'{"type":"response.output_text.delta","delta":"x"}'),
     _event(b"response.output_text.delta", b"[1]"),
     _event(b"response.\xff.delta", b'{"type":"x"}'),
@@ -259,11 +281,21 @@ def test_plain_messages_and_responses_events_are_passed_on_as_they_came() -> Non
     ]:
         translator = STREAMS[dialect](SCTX)
         translate = relay.chunk_translator(translator, sse.Decoder())
-        bare = delta.split(b"\n", 1)[1]  # a server that leaves out `event:` lines
-        for read in [delta, delta + delta + delta, bare, bare + delta]:
+        for read in [delta, delta + delta + delta]:
             assert translate(read) is read  # nothing decoded, joined or copied
+        bare = delta.split(b"\n", 1)[1]  # a server that leaves out `event:` lines
+        # the client gets each event named by its data's type, still without a decode
+        assert translate(bare) == delta
+        assert translate(bare + delta + bare) == delta * 3
         assert translator.pass_through(delta + touched) is None  # usage: decoded
         assert translator.pass_through(bare + touched.split(b"\n", 1)[1]) is None
+        spaced = delta.replace(b'{"type":"', b'{"type": "', 1)  # a Python server
+        assert translate(spaced) is spaced
+        assert translate(spaced.split(b"\n", 1)[1]) == spaced
+        # a name that is not the data's type: decoded (`identity.kind`: the type names it)
+        renamed = b"event: ping\n" + delta.split(b"\n", 1)[1]
+        assert translator.pass_through(renamed) is None
+        assert translate(renamed) == delta
 
 
 def test_every_pair_of_messages_and_responses_events() -> None:
@@ -315,15 +347,29 @@ def _bare(raw: bytes) -> bytes:
 def test_servers_without_event_lines_are_read_by_the_datas_type() -> None:
     """A server that leaves out `event:` lines: usage, the stop and errors are read from the
     data's `type`, as from the names (before, the stream counted no usage and a complete
-    answer ended with the cut-off error)."""
+    answer ended with the cut-off error), and the client gets the very bytes of a server that
+    names its events (before, the events went out without names, and the anthropic SDKs
+    dropped every one of them)."""
     for dialect, (golden, _) in NAMED.items():
         for path in golden:
             raw = path.read_bytes()
             named = _named_through(dialect, raw, [], fast=False)
-            bare = _named_through(dialect, _bare(raw), [], fast=False)
-            assert bare[1:] == named[1:], path
-            events = [e.data for e in sse.Decoder().feed(bare[0])]  # type: ignore[arg-type]
-            assert events == [e.data for e in sse.Decoder().feed(named[0])], path  # type: ignore[arg-type]
+            for fast in (False, True):
+                assert _named_through(dialect, _bare(raw), [], fast) == named, path
+
+
+def test_every_event_the_client_gets_is_named_by_its_data_type() -> None:
+    """Whatever names the upstream wrote or left out, each event the client gets has an
+    `event:` line, the same as its data's `type` (when the data has one)."""
+    for dialect, (golden, pieces) in NAMED.items():
+        for raw in [*(p.read_bytes() for p in golden), *pieces]:
+            for upstream in (raw, _bare(raw)):
+                for fast in (False, True):
+                    out = _named_through(dialect, upstream, [], fast)[0]
+                    for event in sse.Decoder().feed(out):  # type: ignore[arg-type]
+                        typed = identity.kind(sse.Event(None, event.data))
+                        if typed is not None:
+                            assert event.event == typed, (upstream, out)
 
 
 CROSS_PIECES = [
@@ -382,3 +428,136 @@ def test_translated_chat_streams_same_bytes_usage_and_failure_as_decoding_every_
         elif borders:
             cuts = [borders[c % len(borders)] for c in cuts]
     assert _cross_through(client, raw, cuts, True) == _cross_through(client, raw, cuts, False)
+
+
+def _delta(text: bytes, name: bytes | None = b"content_block_delta") -> bytes:
+    return _event(
+        name,
+        b'{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":'
+        + text
+        + b"}}",
+    )
+
+
+def _rdelta(delta: bytes, name: bytes | None = b"response.output_text.delta") -> bytes:
+    return _event(
+        name,
+        b'{"type":"response.output_text.delta","item_id":"i","output_index":0,'
+        b'"content_index":0,"delta":' + delta + b',"sequence_number":4}',
+    )
+
+
+READER_PIECES = {
+    Dialect.MESSAGES: [
+        *MESSAGES_PIECES,
+        _delta(b'"tok "'),
+        _delta(b'"tok "', None),
+        _delta(b'"\\u00e9t\\u00e9 \\"q\\"\\n"'),
+        _delta(b'""'),
+        _delta(b"7"),
+        _delta(b"null"),
+        _delta(b'"x"', b"ping"),
+        _delta(b'"x"').replace(b'"type":"content_block_delta"', b'"type": "content_block_delta"'),
+        _delta(b'"x"').replace(b',"text":"x"', b""),
+        _delta(b'"x"').replace(b'"text_delta"', b'"thinking_delta"'),
+        _delta(b'"x"').replace(b"}}\n", b',"type":"ping"}\n'),
+        _event(b"content_block_delta", b'{"type":"content_block_delta","delta":[1]}'),
+        _event(b"content_block_delta", b'{"type":"content_block_delta","delta":null}'),
+        _event(b"content_block_delta", b'{"type":"content_block_delta_x","delta":{}}'),
+        _event(b"content_block_delta", b'{"type":"content_block_delta"'),
+        b"event: content_block_delta\nevent: content_block_delta\n" + _delta(b'"x"', None),
+    ],
+    Dialect.RESPONSES: [
+        *RESPONSES_PIECES,
+        _rdelta(b'"tok "'),
+        _rdelta(b'"tok "', None),
+        _rdelta(b'"\\u00e9t\\u00e9 \\"STOP"'),
+        _rdelta(b'"ST"'),
+        _rdelta(b'"OP and more"'),
+        _rdelta(b'""'),
+        _rdelta(b"7"),
+        _rdelta(b'"x"', b"response.refusal.delta"),
+        _rdelta(b'"x"').replace(b'{"type":"', b'{"type": "'),
+        _rdelta(b'"x"').replace(b',"delta":"x"', b""),
+        _rdelta(b'"x"').replace(b"4}\n", b'4,"type":"response.completed"}\n'),
+        _event(b"response.output_text.delta", b'{"type":"response.output_text.delta_x"}'),
+        _event(b"response.output_text.delta", b'{"type":"response.output_text.delta"'),
+    ],
+}
+READER_PAIRS = [
+    (Dialect.CHAT, Dialect.MESSAGES),
+    (Dialect.RESPONSES, Dialect.MESSAGES),
+    (Dialect.CHAT, Dialect.RESPONSES),
+    (Dialect.MESSAGES, Dialect.RESPONSES),
+]
+
+
+def _reader_through(
+    pair: tuple[Dialect, Dialect], raw: bytes, cuts: list[int], *, fast: bool, stops: bool
+) -> tuple[object, ...]:
+    client, upstream = pair
+    ctx = Ctx("up", "p:up", 128, True, True, "r", 1, stop=("STOP",) if stops else None)
+    translator = registry.get(client, upstream).stream(ctx)
+    assert hasattr(translator, "pass_through")
+    return _feed_reads(translator, raw, cuts, fast)
+
+
+def test_text_deltas_of_messages_and_responses_upstreams_skip_the_decoder() -> None:
+    """A read of text deltas gives the writer's text chunks without an sse.Event: the same
+    bytes as decoding, and None for anything else, before any state changed."""
+    for client, upstream in READER_PAIRS:
+        pieces = READER_PIECES[upstream]
+        delta, named = pieces[-16 if upstream is Dialect.MESSAGES else -13], pieces[0]
+        translator = registry.get(client, upstream).stream(SCTX)
+        assert translator.pass_through(delta) not in (None, b"")  # type: ignore[union-attr]
+        assert translator.pass_through(delta * 3) is not None  # type: ignore[union-attr]
+        assert translator.pass_through(delta + named) is None  # type: ignore[union-attr]
+
+
+def test_every_pair_of_events_through_the_reader_fast_paths() -> None:
+    for client, upstream in READER_PAIRS:
+        for first in READER_PIECES[upstream]:
+            for second in [b"", *READER_PIECES[upstream]]:
+                raw = first + second
+                for cuts in ([], [len(first)]):
+                    for stops in (False, True) if upstream is Dialect.RESPONSES else (False,):
+                        pair = (client, upstream)
+                        fast = _reader_through(pair, raw, cuts, fast=True, stops=stops)
+                        slow = _reader_through(pair, raw, cuts, fast=False, stops=stops)
+                        assert fast == slow, (client, upstream, raw)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.sampled_from(READER_PAIRS),
+    st.data(),
+    st.lists(st.integers(0, 6000), max_size=12),
+    st.sampled_from(["anywhere", "on borders", "every event"]),
+    st.one_of(st.none(), st.integers(0, 6000)),
+)
+def test_reader_fast_paths_same_bytes_usage_and_failure_as_decoding_every_event(
+    pair: tuple[Dialect, Dialect],
+    data: st.DataObject,
+    cuts: list[int],
+    reads: str,
+    cut_off: int | None,
+) -> None:
+    upstream = pair[1]
+    stops = data.draw(st.booleans())  # the client's stop sequences, enforced by the gateway
+    raw = data.draw(
+        st.one_of(
+            st.sampled_from(NAMED[upstream][0]).map(Path.read_bytes),
+            st.sampled_from(NAMED[upstream][0]).map(lambda p: _bare(p.read_bytes())),
+            st.lists(st.sampled_from(READER_PIECES[upstream]), max_size=14).map(b"".join),
+        )
+    )
+    if cut_off is not None:
+        raw = raw[:cut_off]
+    if reads != "anywhere":
+        borders = [i + 2 for i in range(len(raw)) if raw.startswith(b"\n\n", i)]
+        if reads == "every event":
+            cuts = borders
+        elif borders:
+            cuts = [borders[c % len(borders)] for c in cuts]
+    fast = _reader_through(pair, raw, cuts, fast=True, stops=stops)
+    assert fast == _reader_through(pair, raw, cuts, fast=False, stops=stops)

@@ -1,6 +1,7 @@
 """Same dialect on both sides: the body passes through with the model, the output limit and the
 stream's usage option rewritten, and usage is read on the way back (cheaply: only the events
-that carry it are parsed)."""
+that carry it are parsed). Anthropic and Responses events go out named by their data's `type`
+(`kind`), whatever `event:` line the upstream wrote or left out."""
 
 from __future__ import annotations
 
@@ -109,53 +110,117 @@ def _plain_usage(chunk: bytes) -> bool:
     return chunk.count(b'"usage"') == plain
 
 
-def _kind(event: sse.Event) -> str | None:
-    """An Anthropic or Responses event's kind: its `event:` name, or for a server that leaves
-    the line out its data's `type` (read from the front when it comes first, as every server
-    writes it; decoded otherwise)."""
-    if event.event is not None:
-        return event.event
+_TYPE_FRONT = (b'{"type":"', b'{"type": "')
+"""How Anthropic's and OpenAI's events (and the servers that copy them) begin their data:
+the `type` first, written compactly or with a space (Python servers)."""
+
+
+def kind(event: sse.Event) -> str | None:
+    """An Anthropic or Responses event's kind: its data's `type`, or the `event:` name when the
+    data has none (None: neither). The data decides, not the name: the SDKs dispatch on it once
+    an event is through (the anthropic SDKs and openai-node let only named events through,
+    then build the event from its data; openai-python and Codex read the data only), and so do
+    the translators (stream_readers). The type is read from the front when it comes first, as
+    every server writes it; decoded otherwise. A type with a line break is no name."""
     data = event.data
-    if data.startswith(b'{"type":"'):
-        end = data.find(b'"', 9)
-        if end > 0 and b"\\" not in data[9:end]:
-            return data[9:end].decode("utf-8", "replace")
+    for front in _TYPE_FRONT:
+        if data.startswith(front):
+            at = len(front)
+            end = data.find(b'"', at)
+            if end > 0 and b"\\" not in data[at:end]:
+                return data[at:end].decode("utf-8", "replace")
+            break
     value = _load(data)
-    kind = value.get("type") if value is not None else None
-    return kind if isinstance(kind, str) else None
+    typed = value.get("type") if value is not None else None
+    if isinstance(typed, str) and "\n" not in typed and "\r" not in typed:
+        return typed
+    return event.event
 
 
-def _plain_events(chunk: bytes, touched: frozenset[bytes]) -> int:
-    """How many events `chunk` is when it is whole events that `feed` gives back unchanged
-    (found by a scan, not a decode), -1 otherwise (a comment, `id:`, multi-line data, CR, a
-    cut event: for the caller to decode and `feed` event by event). Each event is one
-    `data: {...}` line and a blank line, LF endings, after an `event: <name>` line (an ASCII
-    name), or without it, its data beginning `{"type":"<name>"` (`_kind`); the name not in
-    `touched` (the events the translator reads or changes)."""
+def _plain(names: list[str]) -> dict[bytes, bytes]:
+    """The events of a dialect that its identity stream passes as they came (it neither reads
+    nor changes them), each name to the bytes a well-formed event of it goes on with after
+    `event: <name>`: `data: {"type":"<name>"` (`_SPACED`: with a space after the colon). A name
+    outside them (the events the stream reads, a name it does not know, an escape) is
+    decoded."""
+    lines = {n.encode(): b'\ndata: {"type":"' + n.encode() + b'"' for n in names}
+    _SPACED.update({line: line.replace(b'":"', b'": "', 1) for line in lines.values()})
+    return lines
+
+
+_SPACED: dict[bytes, bytes] = {}
+"""`_plain`'s lines as Python servers write them (`{"type": "`), looked up on a miss."""
+
+
+def _plain_events(chunk: bytes, plain: dict[bytes, bytes]) -> int:
+    """How many events `chunk` is when it is whole, named events that `feed` gives back
+    unchanged (found by a scan, not a decode), -1 otherwise (for `_bare_events`, then the
+    decode). Each event is an `event: <name>` line, one `data: {"type":"<name>"...}` line (the
+    same name: `kind`) and a blank line, LF endings, the name one of `plain`'s (`_plain`). The
+    relay's hot path: per event two finds, a slice, a dict lookup and two prefix checks."""
     if not chunk.endswith(b"\n\n") or b"\r" in chunk:
         return -1
     find, starts, size = chunk.find, chunk.startswith, len(chunk)
     events = start = 0
     while start < size:
-        if starts(b"event: ", start):
-            eol = find(b"\n", start)  # the event line's end
-            name = chunk[start + 7 : eol]
-            if name in touched or not name.isascii() or not starts(b"data: {", eol + 1):
-                return -1
-            end = find(b"\n", eol + 8)  # the data line's end
-        elif starts(b'data: {"type":"', start):  # a server that leaves out `event:` lines
-            end = find(b"\n", start)
-            quote = find(b'"', start + 15, end)
-            name = chunk[start + 15 : quote]
-            if quote < 0 or name in touched or b"\\" in name:
-                return -1
-        else:
+        if not starts(b"event: ", start):
             return -1
-        if end < 0 or not starts(b"\n", end + 1):
+        eol = find(b"\n", start)  # the event line's end (the chunk ends with one)
+        name = chunk[start + 7 : eol]
+        line = plain.get(name)
+        if line is None:
+            return -1
+        if not starts(line, eol):
+            line = _SPACED[line]
+            if not starts(line, eol):
+                return -1
+        end = find(b"\n", eol + len(line))  # the data line's end
+        if not starts(b"\n", end + 1):
             return -1
         events += 1
         start = end + 2
     return events
+
+
+def _bare_events(chunk: bytes, plain: dict[bytes, bytes]) -> bytes | None:
+    """`chunk` with an `event: <type>` line written before each event that has none, as `feed`
+    writes it, when it is whole events that `feed` otherwise gives back unchanged: named ones
+    as `_plain_events` takes them, and unnamed `data: {"type":"<name>"...}` lines (a server
+    that leaves out `event:` lines), the name one of `plain`'s. None: anything else."""
+    if not chunk.endswith(b"\n\n") or b"\r" in chunk:
+        return None
+    find, starts, size = chunk.find, chunk.startswith, len(chunk)
+    out: list[bytes] = []
+    start = 0
+    while start < size:
+        if starts(b"event: ", start):
+            eol = find(b"\n", start)
+            name = chunk[start + 7 : eol]
+            line = plain.get(name)
+            if line is None:
+                return None
+            if not starts(line, eol):
+                line = _SPACED[line]
+                if not starts(line, eol):
+                    return None
+            end = find(b"\n", eol + len(line))
+        else:
+            at = start + 15  # the type's first byte in `data: {"type":"`
+            if not starts(b'data: {"type":"', start):
+                if not starts(b'data: {"type": "', start):
+                    return None
+                at += 1
+            quote = find(b'"', at)
+            name = chunk[at:quote]
+            if name not in plain:
+                return None
+            out.append(b"event: " + name + b"\n")
+            end = find(b"\n", quote)
+        if not starts(b"\n", end + 1):
+            return None
+        out.append(chunk[start : end + 2])
+        start = end + 2
+    return b"".join(out)
 
 
 class ChatStream:
@@ -265,10 +330,10 @@ class MessagesStream:
             return b""
         if event.data[:1] not in b"{":  # neither JSON nor empty (a keep-alive)
             return self.error(UNDECODABLE)
-        kind = _kind(event)
-        if kind in ("message_start", "message_delta"):
+        name = kind(event)  # the data's type: the client's event is named by it
+        if name in ("message_start", "message_delta"):
             data = _load(event.data) or {}
-            if kind == "message_start":
+            if name == "message_start":
                 message = data.get("message")
                 usage = message.get("usage") if isinstance(message, dict) else None
                 self.usage = common.usage_from_messages(usage)
@@ -276,22 +341,25 @@ class MessagesStream:
                 common.update_from_message_delta(self.usage, data.get("usage"))
                 delta = data.get("delta")
                 self._stopped = isinstance(delta, dict) and bool(delta.get("stop_reason"))
-        elif kind == "content_block_start":
-            return sse.encode(event.event, _complete_block_start(event.data))
-        elif kind == "message_stop":
+        elif name == "content_block_start":
+            return sse.encode(name, _complete_block_start(event.data))
+        elif name == "message_stop":
             self._done = True
-        elif kind == "error":
+        elif name == "error":
             self._done = True
             self.failed = _message(event.data, "error", "message")
-        return sse.encode(event.event, event.data)
+        return sse.encode(name, event.data)
 
     def pass_through(self, chunk: bytes) -> bytes | None:
         """`chunk` itself when it is whole events that `feed` gives back unchanged (the
-        deltas, `content_block_stop`, `ping`), found by a scan (`_plain_events`); None:
-        anything else, for the caller to decode and `feed` event by event
-        (relay.chunk_translator)."""
-        if self._done or _plain_events(chunk, _MESSAGES_TOUCHED) < 0:
+        deltas, `content_block_stop`, `ping`, each named as its data's type), found by a
+        scan (`_plain_events`); the same with the `event:` lines a server left out written
+        in (`_bare_events`); None: anything else, for the caller to decode and `feed` event
+        by event (relay.chunk_translator)."""
+        if self._done:
             return None
+        if _plain_events(chunk, _MESSAGES_PLAIN) < 0:
+            return _bare_events(chunk, _MESSAGES_PLAIN)
         return chunk
 
     def finish(self) -> bytes:
@@ -328,33 +396,38 @@ class ResponsesStream:
             return b""
         if event.data[:1] not in b"{":  # neither JSON nor empty (a keep-alive)
             return self.error(UNDECODABLE)
-        kind = _kind(event)
-        if kind in _RESPONSE_ENDS:
+        name = kind(event)
+        if name in _RESPONSE_ENDS:
             data = _load(event.data) or {}
             response = data.get("response")
             usage = response.get("usage") if isinstance(response, dict) else None
             self.usage = common.usage_from_responses(usage)
             self._done = True
-            if kind == "response.failed":
+            if name == "response.failed":
                 error = response.get("error") if isinstance(response, dict) else None
                 message = error.get("message") if isinstance(error, dict) else None
                 self.failed = str(message or "the upstream's response failed")
-        elif kind == "error":
+        elif name == "error":
             self._done = True
             self.failed = _message(event.data, "message")
         self._seq += 1
-        return sse.encode(event.event, event.data)
+        return sse.encode(name, event.data)
 
     def pass_through(self, chunk: bytes) -> bytes | None:
-        """`chunk` itself when it is whole events that `feed` gives back unchanged (every
-        event but the response's end and `error`: the deltas, items, parts), counted for the
-        error event's sequence number, found by a scan (`_plain_events`); None: anything
-        else, for the caller to decode and `feed` event by event (relay.chunk_translator)."""
+        """`chunk` itself when it is whole events that `feed` gives back unchanged (the
+        deltas, items, parts of `_RESPONSES_PLAIN`, each named as its data's type), counted
+        for the error event's sequence number, found by a scan (`_plain_events`); the same
+        with the `event:` lines a server left out written in (`_bare_events`); None:
+        anything else, for the caller to decode and `feed` event by event
+        (relay.chunk_translator)."""
         if self._done:
             return None
-        events = _plain_events(chunk, _RESPONSES_TOUCHED)
+        events = _plain_events(chunk, _RESPONSES_PLAIN)
         if events < 0:
-            return None
+            named = _bare_events(chunk, _RESPONSES_PLAIN)
+            if named is not None:
+                self._seq += named.count(b"\n\n")
+            return named
         self._seq += events
         return chunk
 
@@ -369,11 +442,39 @@ class ResponsesStream:
 
 
 _RESPONSE_ENDS = frozenset(("response.completed", "response.incomplete", "response.failed"))
-_RESPONSES_TOUCHED = frozenset(e.encode() for e in (*_RESPONSE_ENDS, "error"))
-_MESSAGES_TOUCHED = frozenset(
-    (b"message_start", b"message_delta", b"message_stop", b"content_block_start", b"error")
+_MESSAGES_PLAIN = _plain(["content_block_delta", "content_block_stop", "ping"])
+_RESPONSES_PLAIN = _plain(
+    [
+        f"response.{name}"
+        for name in [
+            "created",
+            "in_progress",
+            "queued",
+            "output_item.added",
+            "output_item.done",
+            "content_part.added",
+            "content_part.done",
+            "output_text.delta",
+            "output_text.done",
+            "output_text.annotation.added",
+            "function_call_arguments.delta",
+            "function_call_arguments.done",
+            "custom_tool_call_input.delta",
+            "custom_tool_call_input.done",
+            "refusal.delta",
+            "refusal.done",
+            "reasoning_summary_part.added",
+            "reasoning_summary_part.done",
+            "reasoning_summary_text.delta",
+            "reasoning_summary_text.done",
+            "reasoning_text.delta",
+            "reasoning_text.done",
+        ]
+    ]
 )
-"""The events whose data the identity streams read or change: decoded, never passed."""
+"""The events the identity streams pass as they came: every other one (message_start,
+message_delta, message_stop, content_block_start, the response's end, error: read or changed;
+a name not listed) is decoded and fed."""
 
 
 _BLOCK_START_FIELDS: dict[str, dict[str, object]] = {

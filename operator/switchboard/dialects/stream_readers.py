@@ -98,6 +98,14 @@ def _load(data: bytes) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
+def _string(text: object, what: str) -> str:
+    """Text for the writers, which keep and join it: anything else is a malformed event (the
+    ResponsesWriter failed at the end of the stream on a number)."""
+    if type(text) is not str:
+        raise TypeError(f"the {what} is {type(text).__name__}, not text")
+    return text
+
+
 def _error_message(error: Any) -> str:
     message = error.get("message") if isinstance(error, dict) else error
     return str(message or "upstream error")[:512]  # shown to the client: cut
@@ -212,6 +220,40 @@ def _plain_text(chunk: Any) -> str | None:
     return text if type(text) is str and text else None
 
 
+def _delta_events(chunk: bytes, fronts: tuple[bytes, bytes]) -> list[Any] | None:
+    """The decoded data of each event of `chunk` when it is whole events whose one data line
+    begins with one of `fronts` (`data: {"type":"<a text delta's type>"`, compact or spaced),
+    after an `event:` line or none (the readers go by the data's type, never the name), LF
+    endings: what the decoder would give `feed`, one orjson decode each and no sse.Event.
+    None: anything else (another event, a comment, `id:`, multi-line data, CR, a cut event,
+    data that is not JSON), for the caller to decode and `feed` event by event."""
+    if not chunk.endswith(b"\n\n") or b"\r" in chunk:
+        return None
+    find, starts, size = chunk.find, chunk.startswith, len(chunk)
+    out: list[Any] = []
+    start = 0
+    while start < size:
+        at = find(b"\n", start) + 1 if starts(b"event: ", start) else start
+        if not starts(fronts[0], at) and not starts(fronts[1], at):
+            return None
+        end = find(b"\n", at)  # the data line's end
+        if not starts(b"\n", end + 1):
+            return None
+        try:
+            out.append(orjson.loads(chunk[at + 6 : end]))
+        except orjson.JSONDecodeError:
+            return None
+        start = end + 2
+    return out
+
+
+_MESSAGES_TEXT = (b'data: {"type":"content_block_delta"', b'data: {"type": "content_block_delta"')
+_RESPONSES_TEXT = (
+    b'data: {"type":"response.output_text.delta"',
+    b'data: {"type": "response.output_text.delta"',
+)
+
+
 class MessagesReader(_Reader):
     """Upstream Anthropic Messages events (ended by `message_stop`)."""
 
@@ -226,7 +268,7 @@ class MessagesReader(_Reader):
         if kind == "content_block_delta":
             delta = data.get("delta") or {}
             if delta.get("type") == "text_delta":
-                return w.text(delta.get("text", ""))
+                return w.text(_string(delta.get("text", ""), "text_delta's text"))
             if delta.get("type") == "input_json_delta":
                 return w.tool_delta(data.get("index", 0), delta.get("partial_json", ""))
             return b""
@@ -255,6 +297,29 @@ class MessagesReader(_Reader):
         if kind == "error":
             return self.error(_error_message(data.get("error")))
         return b""
+
+    def pass_through(self, chunk: bytes) -> bytes | None:
+        """The client's bytes for a read of whole text deltas (`content_block_delta` with a
+        `text_delta` and a string text, the bulk of an Anthropic stream), what `feed` gives
+        for them: one orjson decode per event (`_delta_events`) and the writer's `text`, no
+        sse.Event and no decoder buffer. None: anything else, before any state has changed,
+        for the caller to decode and `feed` event by event (relay.chunk_translator)."""
+        if self._done:
+            return None
+        events = _delta_events(chunk, _MESSAGES_TEXT)
+        if events is None:
+            return None
+        texts: list[str] = []
+        for data in events:
+            delta = data.get("delta") if type(data) is dict else None
+            if type(delta) is not dict or data.get("type") != "content_block_delta":
+                return None
+            text = delta.get("text", "")
+            if delta.get("type") != "text_delta" or type(text) is not str:
+                return None
+            texts.append(text)
+        text_of = self._w.text
+        return text_of(texts[0]) if len(texts) == 1 else b"".join([text_of(t) for t in texts])
 
 
 class ResponsesReader(_Reader):
@@ -300,7 +365,7 @@ class ResponsesReader(_Reader):
         kind = data.get("type")
         w = self._w
         if kind == "response.output_text.delta":
-            return self._text(data.get("delta", ""))
+            return self._text(_string(data.get("delta", ""), "output_text delta"))
         if self._cut is not None and kind not in (
             "response.completed",
             "response.incomplete",
@@ -344,6 +409,28 @@ class ResponsesReader(_Reader):
         if kind == "error":
             return self.error(_error_message(data))
         return b""
+
+    def pass_through(self, chunk: bytes) -> bytes | None:
+        """The client's bytes for a read of whole `response.output_text.delta` events with a
+        string delta (the bulk of a Responses stream), what `feed` gives for them: one orjson
+        decode per event (`_delta_events`) and `_text` (the client's stop sequences
+        included), no sse.Event and no decoder buffer. None: anything else, before any state
+        has changed, for the caller to decode and `feed` event by event."""
+        if self._done:
+            return None
+        events = _delta_events(chunk, _RESPONSES_TEXT)
+        if events is None:
+            return None
+        texts: list[str] = []
+        for data in events:
+            if type(data) is not dict or data.get("type") != "response.output_text.delta":
+                return None
+            text = data.get("delta", "")
+            if type(text) is not str:
+                return None
+            texts.append(text)
+        text_of = self._text
+        return text_of(texts[0]) if len(texts) == 1 else b"".join([text_of(t) for t in texts])
 
     def _flush(self) -> bytes:
         """Held-back text that turned out not to begin a stop sequence."""

@@ -13,22 +13,13 @@ import orjson
 from aiohttp import web
 
 from switchboard.dialects import errors as derrors
-from switchboard.dialects import registry, sse
+from switchboard.dialects import identity, registry, sse
 from switchboard.dialects.types import Dialect
 from switchboard.gateway.errors import AttemptFailed, Scrub
 from switchboard.gateway.table import Target
 from switchboard.gateway.upstream import Response
 
 log = logging.getLogger("switchboard.gateway")
-
-
-def _type(data: bytes) -> str:
-    """An event's `type` field, for servers that leave out the `event:` line."""
-    try:
-        value = orjson.loads(data)
-    except orjson.JSONDecodeError:
-        return ""
-    return str(value.get("type") or "") if isinstance(value, dict) else ""
 
 
 _CHAT_CONTENT = ("content", "tool_calls", "reasoning_content", "reasoning", "refusal")
@@ -50,11 +41,11 @@ def _chat_content(event: sse.Event) -> bool:
 
 
 def _messages_content(event: sse.Event) -> bool:
-    return (event.event or _type(event.data)) == "content_block_delta"
+    return identity.kind(event) == "content_block_delta"  # the data's type, as the SDKs read it
 
 
 def _responses_content(event: sse.Event) -> bool:
-    return (event.event or _type(event.data)).endswith(".delta")
+    return (identity.kind(event) or "").endswith(".delta")
 
 
 CONTENT: dict[Dialect, Callable[[sse.Event], bool]] = {
@@ -130,8 +121,8 @@ class HoldBack:
 def chunk_translator(translator: registry.Stream, decoder: sse.Decoder) -> Callable[[bytes], bytes]:
     """Upstream bytes -> the client's bytes (events cut by a chunk border wait for the next).
 
-    A translator with `pass_through` (every same-dialect pair, and Messages and Responses
-    clients on a Chat server) is offered each chunk that starts on an event border first, and
+    A translator with `pass_through` (every pair: same dialect, and the readers' text
+    deltas, stream_readers) is offered each chunk that starts on an event border first, and
     gives the client's bytes for it from a scan (same dialect: the chunk itself) when nothing
     in it needs decoding; only the rest is decoded and fed event by event."""
     feed, decode = translator.feed, decoder.feed
