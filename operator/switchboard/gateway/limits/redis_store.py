@@ -264,6 +264,8 @@ class Lease:
 
 
 _serials = itertools.count(1)
+_AGAIN = object()
+"""The result of a reservation queued again (its script call met NOSCRIPT)."""
 
 
 def _lease(
@@ -639,13 +641,6 @@ class RedisStore:
             if beat and self._beat_sha is None:
                 self._beat_sha = await self.client.script_load(BEAT)
             results, granted = await self._pipeline(reserves, adds, wanted, beat)
-        except NoScriptError:  # the server restarted without our script: load it again
-            self._sha = self._lease_sha = self._beat_sha = None
-            self._reserves[:0] = reserves
-            self._adds[:0] = adds
-            self._wanted.update(wanted)
-            self._beat = self._beat or beat
-            return
         except (RedisError, OSError) as exc:
             self._asked.difference_update(wanted)
             self._down(exc, reserves, adds)
@@ -657,7 +652,7 @@ class RedisStore:
             return
         self._install(wanted, granted)
         for (charges, future), result in zip(reserves, results, strict=True):
-            if future.done():
+            if future.done() or result is _AGAIN:
                 continue
             if isinstance(result, Exception):
                 future.set_exception(StoreDown(f"redis: {result}"))
@@ -674,7 +669,12 @@ class RedisStore:
     ) -> tuple[list[object], list[object]]:
         """Settlements summed per counter, then one script call per Cluster slot reserving
         every request of the batch in order, then one lease call per slot, then the heartbeat
-        when due. Returns one result per reservation, and the lease calls' results."""
+        when due. Returns one result per reservation, and the lease calls' results.
+
+        A script call that Redis no longer knows (NOSCRIPT: it restarted, or its scripts were
+        flushed) is queued again, its script loaded on the next round trip: its reservations
+        (their result `_AGAIN`), its leases, the heartbeat; never the settlements, which are
+        plain commands and were applied."""
         assert self._sha is not None
         me: list[str | int] = [self.replica, self._lapse_ms]
         pipe = self.client.pipeline(transaction=False)
@@ -727,16 +727,26 @@ class RedisStore:
         tail = results[2 * len(summed) : 2 * len(summed) + len(groups)]
         end = len(results) - len(beaten)
         leased = results[2 * len(summed) + len(groups) : end]
-        if any(isinstance(r, NoScriptError) for r in results):
-            raise NoScriptError("NOSCRIPT")
+        if any(isinstance(r, NoScriptError) for r in results[end:]):
+            self._beat_sha = None
+            self._beat = True
         self._beaten(beaten, results[end:])
         granted: list[object] = []
         for keys, answer in zip(lease_groups.values(), leased, strict=True):
+            if isinstance(answer, NoScriptError):
+                self._lease_sha = None
+                self._wanted.update((key, wanted[key]) for key in keys)  # still asked
+                continue
             pairs = answer if isinstance(answer, list) else None
             for j, name in enumerate(keys):
                 granted.append((name, pairs[2 * j : 2 * j + 2] if pairs is not None else None))
         out: list[object] = [None] * len(reserves)
+        again: list[int] = []
         for members, result in zip(groups.values(), tail, strict=True):
+            if isinstance(result, NoScriptError):
+                self._sha = None
+                again += members
+                continue
             if isinstance(result, Exception):
                 for i in members:
                     out[i] = result
@@ -747,6 +757,10 @@ class RedisStore:
                 m = len(reserves[i][0])
                 out[i] = result[pos : pos + m + 1]
                 pos += m + 1
+        if again:  # before those that came meanwhile, in their order
+            self._reserves[:0] = [reserves[i] for i in sorted(again)]
+            for i in again:
+                out[i] = _AGAIN
         return out, granted
 
     def _install(
