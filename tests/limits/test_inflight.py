@@ -145,6 +145,7 @@ async def test_a_killed_replicas_lease_of_slots_comes_back(
     try:
         held = (await other.read([SLOT]))[0]
         assert held >= LEASE_REQUESTS + 3 - 1, held  # a lease counts whole
+        assert (await other.scan("team-a/cfg/"))[SLOT] >= held  # by its counter's name
         _kill(proc)
 
         async def freed() -> bool:
