@@ -6,7 +6,8 @@ killed one's heartbeat lapsed (`RedisSettings.inflight_lapse`, short here); the 
 lease of in-flight slots (the counter read back to 0); a live replica's request held over many
 lapses keeps its slot (the heartbeat), and frees it when settled; a store that closes frees its
 slots at once; after a Redis restart that lost the counts, the settlement of a request reserved
-before it never adds headroom (a negative share counts as 0).
+before it never adds headroom (a negative share counts as 0); the gateway's setting
+(`SWITCHBOARD_LIMITS_INFLIGHT_LAPSE`) is read and checked.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from pathlib import Path
 
 import pytest
 
+from switchboard.gateway.limits.gate import LimitsSettings, build_store
 from switchboard.gateway.limits.redis_store import LEASE_REQUESTS, RedisSettings, RedisStore
 from switchboard.gateway.limits.store import LIVE, Charge, StoreDown
 from tests.support import wait
@@ -240,3 +242,18 @@ async def test_settling_after_a_redis_restart_adds_no_headroom(tmp_path: Path) -
         await first.close()
         await second.close()
         server.stop()
+
+
+async def test_the_lapse_setting(
+    monkeypatch: pytest.MonkeyPatch, redis_server: RedisServer
+) -> None:
+    monkeypatch.setenv("SWITCHBOARD_LIMITS_INFLIGHT_LAPSE", "2.5")
+    store = build_store(LimitsSettings.from_env(redis_url=redis_server.url))
+    assert isinstance(store, RedisStore) and store.settings.inflight_lapse == 2.5
+    await store.close()
+    monkeypatch.delenv("SWITCHBOARD_LIMITS_INFLIGHT_LAPSE")
+    assert LimitsSettings.from_env().inflight_lapse == 10.0
+    for bad in ("0", "-1", "ten", "inf"):
+        monkeypatch.setenv("SWITCHBOARD_LIMITS_INFLIGHT_LAPSE", bad)
+        with pytest.raises(ValueError, match="SWITCHBOARD_LIMITS_INFLIGHT_LAPSE"):
+            LimitsSettings.from_env()
