@@ -5,11 +5,16 @@ total spend (the store's counter and the sum of the answers' x-switchboard-cost-
 the budget by at most one request per replica (docs/limits.md records the measured figures);
 after it is spent every replica refuses; a restarted replica still refuses (the counts live in
 Redis); with Redis stopped the replicas fail open and raise the store alarm metric.
+`maxInFlight: 1` on two replicas: a long request on one keeps the slot over several heartbeat
+lapses (the other refuses, 429); that replica SIGKILLed, the other admits again once the lapse
+(`SWITCHBOARD_LIMITS_INFLIGHT_LAPSE`, short here) has passed (before: after 15 minutes).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import threading
 import time
 from collections.abc import Iterator
 
@@ -25,6 +30,7 @@ from tests.gateway.conftest import (
     render_text,
     start_gateway,
 )
+from tests.support import wait
 from tests.support.redis_server import RedisServer
 
 LABEL = "{switchboard.dev/secret: 'true'}"  # Switchboard reads only opted-in Secrets
@@ -169,3 +175,84 @@ def test_redis_down_fails_open_with_alarm(cluster: tuple[RedisServer, list[Gatew
         assert gw.metric("switchboard_limit_store_errors_total") >= 1
     finally:
         server.start()
+
+
+LAPSE = 2.0
+"""The in-flight lapse of the replicas below (default 10 s)."""
+
+
+def single_slot_manifests(u: Upstreams) -> str:
+    """One key, `maxInFlight: 1` shared; `slow@delay=300` answers after 300 s."""
+    return (
+        "apiVersion: switchboard.dev/v1alpha1\nkind: CustomProvider\nmetadata: {name: anth}\n"
+        f"spec:\n  baseUrl: http://127.0.0.1:{u.anthropic}\n  api: anthropic-messages\n"
+        "  apiKeySecretRef: {name: provider-key, key: key}\n"
+        "  timeouts: {firstToken: 600s}\n"
+        "  models: [{id: m}, {id: 'slow@delay=300'}]\n---\n"
+        "apiVersion: v1\nkind: Secret\n"
+        f"metadata: {{name: provider-key, labels: {LABEL}}}\n"
+        f"stringData: {{key: {PROVIDER_KEY}}}\n---\n"
+        "apiVersion: v1\nkind: Secret\n"
+        f"metadata: {{name: keys, labels: {LABEL}}}\n"
+        f"stringData: {{k: {TOKEN}}}\n"
+        "---\napiVersion: switchboard.dev/v1alpha1\nkind: AccessKeyConfig\n"
+        "metadata: {name: team}\nspec:\n  keys: [{name: k, secretRef: {name: keys, key: k}}]\n"
+        "  allowedProviders: ['*']\n"
+        "  limits: [{scope: shared, maxInFlight: 1}]\n"
+    )
+
+
+def test_a_killed_replicas_in_flight_slot_comes_back_after_the_lapse(
+    upstreams: Upstreams, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    work = tmp_path_factory.mktemp("single-slot")
+    server = RedisServer(work)
+    server.start()
+    config = render_text(single_slot_manifests(upstreams), work)
+    env = {"SWITCHBOARD_LIMITS_INFLIGHT_LAPSE": str(LAPSE)}
+    holder, other = (
+        start_gateway(config, work / f"gw{i}.log", "--limits-redis-url", server.url, env=env)
+        for i in range(2)
+    )
+    headers = {"x-api-key": TOKEN, "anthropic-version": "2023-06-01"}
+
+    def post(gw: Gateway, model: str, timeout: float = 30) -> httpx.Response:
+        body = {"model": model, "max_tokens": 8, "messages": [{"role": "user", "content": "hi"}]}
+        return httpx.post(f"{gw.url}/v1/messages", json=body, headers=headers, timeout=timeout)
+
+    def hold() -> None:
+        """The long request (again while a polling request holds the slot), cut when its
+        replica is killed."""
+        with contextlib.suppress(httpx.HTTPError):
+            while post(holder, "anth:slow@delay=300", timeout=600).status_code == 429:
+                pass
+
+    def refused() -> bool:
+        r = post(other, "anth:m")
+        assert r.status_code in (200, 429), r.text
+        if r.status_code == 429:
+            assert "in flight" in r.json()["error"]["message"], r.text
+        return r.status_code == 429
+
+    slow = threading.Thread(target=hold, daemon=True)
+    try:
+        slow.start()
+        wait.wait_for(refused, "the long request holds the key's one slot")
+        held = time.monotonic()
+
+        def still_held_over_lapses() -> bool:
+            assert refused(), "the live replica's slot was released"
+            return time.monotonic() - held > 3 * LAPSE
+
+        wait.wait_for(still_held_over_lapses, "three lapses", timeout=120)
+        holder.process.proc.kill()  # SIGKILL: no settlement, no close
+        holder.process.proc.wait()
+        killed = time.monotonic()
+        wait.wait_for(lambda: not refused(), "the killed replica's slot came back", timeout=60)
+        print(f"slot back {time.monotonic() - killed:.2f} s after SIGKILL (lapse {LAPSE} s)")
+        slow.join(30)
+    finally:
+        for gw in (holder, other):
+            if gw.process.proc.poll() is None:
+                gw.process.stop()
+        server.stop()

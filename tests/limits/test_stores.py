@@ -7,9 +7,9 @@ concurrently against one limit admit exactly the limit; far from a limit, leases
 requests without a script call, never past the limit, and Redis holds exactly what was used
 once they are given back; leases are renewed before they end; the remaining-quota headers of
 leased requests are as of the lease's grant, never above what Redis has left; counters carry
-their expiry; a flushed script is loaded again; the store down raises StoreDown at once and
-the limiter counts locally (fail open) until Redis is back; counters survive a Redis restart
-with persistence.
+their expiry; a flushed script is loaded again (the batch's settlements applied once); the
+store down raises StoreDown at once and the limiter counts locally (fail open) until Redis is
+back; counters survive a Redis restart with persistence.
 """
 
 from __future__ import annotations
@@ -143,6 +143,9 @@ async def test_leases_far_from_the_limit_never_overshoot_and_settle_exactly(
     calls = await _script_calls(stores[0]) - before
     assert calls * 4 < total, (calls, total)  # the fast path: far fewer round trips than requests
     assert all(admitted), admitted
+    # The in-flight leases given back (within LEASE_SECONDS) while the replicas live: every
+    # slot free (a store that closes drops its in-flight shares whatever they are).
+    await eventually(lambda: _equals(stores[0].read([live]), [0.0]))
     for s in stores:
         await s.close()
     used = await _read_after(redis_server, prefix, key)
@@ -256,6 +259,21 @@ async def test_script_flushed_is_loaded_again(redis_server: RedisServer) -> None
     await s.reserve([Charge(key, 1, 5, LATER)])
     await s.client.script_flush()
     assert (await s.reserve([Charge(key, 1, 5, LATER)])) == (-1, [2.0])
+    await s.close()
+
+
+async def test_settlements_count_once_when_the_script_was_flushed(
+    redis_server: RedisServer,
+) -> None:
+    """A batch whose script call meets NOSCRIPT is sent again, but not its settlements: they
+    were applied (before: applied twice)."""
+    s = RedisStore(RedisSettings(redis_server.url, prefix=f"n{time.monotonic_ns()}:"))
+    budget, rpm = f"{PREFIX}*/budgets/0@d", f"{PREFIX}*/limits/0/rpm@m1"
+    await s.reserve([Charge(budget, 1.0, 100, LATER)])
+    await s.client.script_flush()
+    s.add([(budget, 1.0, LATER)])  # queued, then in the same round trip as:
+    assert await s.reserve([Charge(rpm, 1, 5, LATER)]) == (-1, [1.0])
+    assert await s.read([budget, rpm]) == [2.0, 1.0]
     await s.close()
 
 

@@ -9,6 +9,7 @@ set (several replicas), otherwise the in-process store, kept in `file` across re
 from __future__ import annotations
 
 import logging
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +40,9 @@ class LimitsSettings:
     """In-process store: where counters are kept across restarts (a volume); None: memory only."""
     on_store_down: str = lim.OPEN
     """open (count in the process, raise the alarm metric) or closed (answer 503)."""
+    inflight_lapse: float = 10.0
+    """Redis: seconds after which a replica that stopped answering no longer holds in-flight
+    slots (SWITCHBOARD_LIMITS_INFLIGHT_LAPSE; `RedisSettings.inflight_lapse`)."""
 
     @classmethod
     def from_env(cls, **overrides: Any) -> LimitsSettings:
@@ -52,6 +56,8 @@ class LimitsSettings:
             else None,
             "on_store_down": env.get("SWITCHBOARD_LIMITS_ON_STORE_DOWN", lim.OPEN),
         }
+        if env.get("SWITCHBOARD_LIMITS_INFLIGHT_LAPSE"):
+            values["inflight_lapse"] = _seconds(env["SWITCHBOARD_LIMITS_INFLIGHT_LAPSE"])
         values.update({k: v for k, v in overrides.items() if v is not None})
         if values["on_store_down"] not in (lim.OPEN, lim.CLOSED):
             raise ValueError("on_store_down must be 'open' or 'closed'")
@@ -65,9 +71,23 @@ def build_store(settings: LimitsSettings) -> RedisStore | MemoryStore:
                 settings.redis_url,
                 password=settings.redis_password,
                 ca_file=settings.redis_ca_file,
+                inflight_lapse=settings.inflight_lapse,
             )
         )
     return MemoryStore(settings.file)
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 < value < math.inf:
+        raise ValueError(
+            f"SWITCHBOARD_LIMITS_INFLIGHT_LAPSE={text!r} is not a number of seconds above 0; "
+            "set e.g. 10"
+        )
+    return value
 
 
 def build(settings: LimitsSettings, metrics: Metrics) -> lim.Limiter:

@@ -21,6 +21,16 @@ Counter keys are `<prefix>{<namespace>/<config>}/<rest>` (`routing.limits.redis_
 with the operator, which reads budgets into status): the hash tag keeps all counters of one
 AccessKeyConfig in one Redis Cluster slot, as one script needs.
 
+In-flight counters (`store.LIVE`) are per replica: in Redis each is a hash (named with
+`SLOTS` in place of `#live`) holding, per replica id (random per process start), that replica's
+share and the Redis time until which it counts (`<id>:t`). Reservations and leases set the
+deadline `inflight_lapse` seconds ahead; while this replica holds a share of a counter, a
+background task (not the request path) pushes its deadlines on every `inflight_lapse / 3`
+seconds (`BEAT`). The scripts count only shares whose deadline has not passed, and drop the
+others: the slots of a replica that died (SIGKILL, OOM, node loss) or stopped answering come
+back `inflight_lapse` seconds (default 10) after its last heartbeat, instead of when the
+counter expires. A store that closes drops its shares at once.
+
 When Redis does not answer (connection refused, timeout), `reserve()` raises StoreDown at once
 and keeps doing so for `retry_interval` seconds without trying (the limiter then counts in the
 process if `on_store_down` is `open`); settlements made meanwhile are lost.
@@ -31,35 +41,90 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import NoScriptError, RedisError
 
-from switchboard.gateway.limits.store import Charge, StoreDown
+from switchboard.gateway.limits.store import LIVE, Charge, StoreDown
 from switchboard.routing.limits import REDIS_PREFIX, counter_of, redis_key
 
 log = logging.getLogger("switchboard.gateway.limits")
 
+SLOTS = "#slots"
+"""In Redis, an in-flight counter `...#live` is the hash `...#slots` (a new name: replicas of
+the version that kept it as a plain number count apart during a rolling upgrade, instead of
+failing on a key of the wrong type)."""
+
+# Shared by the scripts: ARGV[1] is this replica's id, ARGV[2] its lapse (ms). An in-flight
+# hash holds per replica id its share and, under `<id>:t`, the Redis time (ms) until which the
+# share counts. `live(key)` is the sum of the shares that count (never below 0 each; this
+# replica's always: it is running the script), dropping the others (a dead replica's).
+# `hold(key, amount, expiry)` adds to this replica's share (a negative share, left by
+# settlements after its share was dropped, starts again from 0) and pushes its deadline.
+_LIVE_LUA = (
+    f"local SLOTS = '{SLOTS}'\n"
+    + """
+local me, lapse = ARGV[1], tonumber(ARGV[2])
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+local function is_live(key)
+  return string.sub(key, -#SLOTS) == SLOTS
+end
+local function live(key)
+  local flat = redis.call('HGETALL', key)
+  local h = {}
+  for i = 1, #flat, 2 do h[flat[i]] = flat[i + 1] end
+  local total = 0
+  for name, value in pairs(h) do
+    if string.sub(name, -2) ~= ':t' then
+      if name == me or tonumber(h[name .. ':t'] or '0') > now then
+        local n = tonumber(value)
+        if n > 0 then total = total + n end
+      else
+        redis.call('HDEL', key, name, name .. ':t')
+      end
+    end
+  end
+  return total
+end
+local function hold(key, amount, expiry)
+  local mine = tonumber(redis.call('HGET', key, me) or '0')
+  if mine < 0 then mine = 0 end
+  redis.call('HSET', key, me, string.format('%.17g', mine + amount), me .. ':t', now + lapse)
+  redis.call('PEXPIREAT', key, math.max(expiry, now + 3 * lapse))
+end
+"""
+)
+
 # One call reserves a whole batch of requests, in order, as if each ran alone.
-# KEYS: the distinct counters of the batch. ARGV[1]: the number of requests; then per request
-# its number of charges m and m times: key index (1-based), amount, limit ('' for none), expiry
-# (Unix ms). Returns per request: the refusing charge's index (0-based) or -1, then the value of
-# each of its counters (after adding when it passed, unchanged when refused).
-RESERVE = """
+# KEYS: the distinct counters of the batch. ARGV[1], ARGV[2]: as in _LIVE_LUA; ARGV[3]: the
+# number of requests; then per request its number of charges m and m times: key index
+# (1-based), amount, limit ('' for none), expiry (Unix ms). Returns per request: the refusing
+# charge's index (0-based) or -1, then the value of each of its counters (after adding when it
+# passed, unchanged when refused).
+RESERVE = (
+    _LIVE_LUA
+    + """
 local cur, delta, expiry = {}, {}, {}
 for i = 1, #KEYS do
-  cur[i] = tonumber(redis.call('GET', KEYS[i]) or '0')
+  if is_live(KEYS[i]) then
+    cur[i] = live(KEYS[i])
+  else
+    cur[i] = tonumber(redis.call('GET', KEYS[i]) or '0')
+  end
   delta[i] = 0
   expiry[i] = 0
 end
 local out = {}
-local p = 2
-for _ = 1, tonumber(ARGV[1]) do
+local p = 4
+for _ = 1, tonumber(ARGV[3]) do
   local m = tonumber(ARGV[p])
   p = p + 1
   local refused = -1
@@ -84,35 +149,77 @@ for _ = 1, tonumber(ARGV[1]) do
 end
 for i = 1, #KEYS do
   if expiry[i] > 0 then
-    redis.call('INCRBYFLOAT', KEYS[i], string.format('%.17g', delta[i]))
-    redis.call('PEXPIREAT', KEYS[i], expiry[i])
+    if is_live(KEYS[i]) then
+      hold(KEYS[i], delta[i], expiry[i])
+    else
+      redis.call('INCRBYFLOAT', KEYS[i], string.format('%.17g', delta[i]))
+      redis.call('PEXPIREAT', KEYS[i], expiry[i])
+    end
   end
 end
 return out
 """
+)
 
 
 # Leases: a share of a counter's headroom taken by one replica, spent locally, given back.
-# KEYS: the counters. ARGV per key: want, limit ('' for none), expiry (Unix ms). A counter far
-# from its limit (at least 4 x want left) grants `want`, added to it at once; otherwise 0.
-# Returns per key: the grant, then the counter's value before it.
-LEASE = """
+# KEYS: the counters. ARGV[1], ARGV[2]: as in _LIVE_LUA; then per key: want, limit ('' for
+# none), expiry (Unix ms). A counter far from its limit (at least 4 x want left) grants `want`,
+# added to it at once; otherwise 0. Returns per key: the grant, then the counter's value before.
+LEASE = (
+    _LIVE_LUA
+    + """
 local out = {}
 for i = 1, #KEYS do
-  local want = tonumber(ARGV[i * 3 - 2])
-  local limit = ARGV[i * 3 - 1]
-  local cur = tonumber(redis.call('GET', KEYS[i]) or '0')
+  local want = tonumber(ARGV[i * 3])
+  local limit = ARGV[i * 3 + 1]
+  local inflight = is_live(KEYS[i])
+  local cur
+  if inflight then
+    cur = live(KEYS[i])
+  else
+    cur = tonumber(redis.call('GET', KEYS[i]) or '0')
+  end
   local grant = 0
   if limit == '' or tonumber(limit) - cur >= 4 * want then
     grant = want
-    redis.call('INCRBYFLOAT', KEYS[i], string.format('%.17g', grant))
-    redis.call('PEXPIREAT', KEYS[i], tonumber(ARGV[i * 3]))
+    if inflight then
+      hold(KEYS[i], grant, tonumber(ARGV[i * 3 + 2]))
+    else
+      redis.call('INCRBYFLOAT', KEYS[i], string.format('%.17g', grant))
+      redis.call('PEXPIREAT', KEYS[i], tonumber(ARGV[i * 3 + 2]))
+    end
   end
   out[#out + 1] = string.format('%.17g', grant)
   out[#out + 1] = string.format('%.17g', cur)
 end
 return out
 """
+)
+# The heartbeat: KEYS: the in-flight hashes this replica holds a share of. ARGV[1], ARGV[2]: as
+# in _LIVE_LUA (a lapse of 0: the store closes). A share above 0 counts for another lapse (and
+# keeps its hash at least three lapses); a share of 0 or below, or any share when the store
+# closes, is dropped. Returns per key this replica's share before.
+BEAT = (
+    _LIVE_LUA
+    + """
+local out = {}
+for i = 1, #KEYS do
+  local mine = tonumber(redis.call('HGET', KEYS[i], me) or '0')
+  if mine > 0 and lapse > 0 then
+    redis.call('HSET', KEYS[i], me .. ':t', now + lapse)
+    if redis.call('PTTL', KEYS[i]) < 3 * lapse then
+      redis.call('PEXPIRE', KEYS[i], 3 * lapse)
+    end
+  else
+    redis.call('HDEL', KEYS[i], me, me .. ':t')
+  end
+  out[#out + 1] = string.format('%.17g', mine)
+end
+return out
+"""
+)
+
 LEASE_REQUESTS = 128
 """A lease is worth this many requests like the one that asked for it ..."""
 LEASE_MIN_SHARE = 1 / 4096
@@ -150,6 +257,10 @@ class Lease:
     """What `used` may reach: `granted` (infinite when unlimited) ..."""
     half: float = math.inf
     """... and past which a reservation asks for the next lease: half of it."""
+
+
+_AGAIN = object()
+"""The result of a reservation queued again (its script call met NOSCRIPT)."""
 
 
 def _lease(
@@ -207,6 +318,10 @@ class RedisSettings:
     leases: bool = True
     """Admit from per-replica leases far from the limits (the fast path); False: every
     reservation is a script call."""
+    inflight_lapse: float = 10.0
+    """Seconds after this replica's last heartbeat (sent every third of it while it holds
+    in-flight slots) at which the other replicas stop counting its slots: how long the slots
+    of a replica that died stay taken."""
 
 
 class RedisStore:
@@ -232,8 +347,17 @@ class RedisStore:
                 decode_responses=True,
             )
         self._leasing = settings.leases
+        self.replica = os.urandom(8).hex()
+        """This replica's id in the in-flight hashes (random per process start)."""
+        self._lapse_ms = max(1, round(settings.inflight_lapse * 1000))
         self._sha: str | None = None
         self._lease_sha: str | None = None
+        self._beat_sha: str | None = None
+        self._holding: set[str] = set()
+        """In-flight hashes (Redis names) this replica may hold a share of: the heartbeat's."""
+        self._beat = False
+        """A heartbeat is due on the next round trip."""
+        self._beater: asyncio.Task[None] | None = None
         self.leases: dict[str, Lease] = {}
         self._wanted: dict[str, tuple[float, float | None, float]] = {}
         """Counters to lease on the next round trip: key -> (want, limit, expires)."""
@@ -247,7 +371,14 @@ class RedisStore:
         """Settlements dropped because the store was down."""
 
     def _key(self, counter: str) -> str:
+        if counter.endswith(LIVE):
+            counter = counter[: -len(LIVE)] + SLOTS
         return redis_key(self.settings.prefix, counter)
+
+    def _counter(self, name: str) -> str:
+        """The inverse of `_key`."""
+        counter = counter_of(self.settings.prefix, name)
+        return counter[: -len(SLOTS)] + LIVE if counter.endswith(SLOTS) else counter
 
     # --- the Store protocol -----------------------------------------------------------------
 
@@ -385,11 +516,8 @@ class RedisStore:
     async def read(self, keys: Sequence[str]) -> list[float]:
         if not keys:
             return []
-        try:
-            values = await self.client.mget([self._key(k) for k in keys])
-        except (RedisError, OSError) as exc:
-            raise StoreDown(f"redis: {type(exc).__name__}") from None
-        return [float(v) if v is not None else 0.0 for v in values]
+        values = await self._values([self._key(k) for k in keys])
+        return [v if v is not None else 0.0 for v in values]
 
     async def scan(self, prefix: str) -> dict[str, float]:
         namespace, _, rest = prefix.partition("/")
@@ -398,27 +526,112 @@ class RedisStore:
             pattern = f"{self.settings.prefix}{{{namespace}/{config}}}/{rest}*"
         else:
             pattern = f"{self.settings.prefix}{{{namespace}/*"
-        out: dict[str, float] = {}
         try:
             keys = [k async for k in self.client.scan_iter(match=pattern, count=500)]
-            values = await self.client.mget(keys) if keys else []
         except (RedisError, OSError) as exc:
             raise StoreDown(f"redis: {type(exc).__name__}") from None
-        for key, value in zip(keys, values, strict=True):
-            if value is not None:
-                out[counter_of(self.settings.prefix, key)] = float(value)
+        values = await self._values(keys)
+        return {
+            self._counter(key): value
+            for key, value in zip(keys, values, strict=True)
+            if value is not None
+        }
+
+    async def _values(self, names: list[str]) -> list[float | None]:
+        """Counters by their Redis names (None: missing): numbers with MGET, in-flight hashes
+        as the sum of the shares that count at Redis's time (as the scripts count them)."""
+        if not names:
+            return []
+        hashes = [name for name in names if name.endswith(SLOTS)]
+        try:
+            pipe = self.client.pipeline(transaction=False)
+            pipe.mget(names)
+            if hashes:
+                pipe.time()
+                for name in hashes:
+                    pipe.hgetall(name)
+            answers = await pipe.execute()
+        except (RedisError, OSError) as exc:
+            raise StoreDown(f"redis: {type(exc).__name__}") from None
+        out = [float(v) if v is not None else None for v in answers[0]]
+        if hashes:
+            seconds, micros = answers[1]
+            now = seconds * 1000 + micros // 1000
+            live = {
+                name: _live_shares(fields, now)
+                for name, fields in zip(hashes, answers[2:], strict=True)
+                if fields
+            }
+            out = [
+                live.get(name) if name.endswith(SLOTS) else v
+                for name, v in zip(names, out, strict=True)
+            ]
         return out
 
     async def close(self) -> None:
         if self._sweeper is not None:
             self._sweeper.cancel()
+        if self._beater is not None:
+            self._beater.cancel()
         for lease in list(self.leases.values()):
             self._give_back(lease)
         if self._flushing is not None:
             await asyncio.gather(self._flushing, return_exceptions=True)
         if self._adds:
             await self._flush()
+        if self._holding:  # the requests of this store are over: free its slots now
+            await self._leave()
         await self.client.aclose()
+
+    # --- in-flight shares: the heartbeat ----------------------------------------------------
+
+    def _hold(self, names: Sequence[str]) -> None:
+        """This replica may now hold a share of these in-flight hashes: keep them alive."""
+        self._holding.update(names)
+        if self._beater is None:
+            self._beater = asyncio.get_running_loop().create_task(self._heartbeat())
+
+    async def _heartbeat(self) -> None:
+        """Every third of the lapse, while this replica holds in-flight shares, push their
+        deadlines on the next round trip (batched with the requests' calls)."""
+        try:
+            while self._holding:
+                await asyncio.sleep(self.settings.inflight_lapse / 3)
+                self._beat = True
+                self._kick()
+        finally:
+            self._beater = None
+
+    def _beats(self, pipe: Any, lapse_ms: int) -> list[list[str]]:
+        """Queue the heartbeat on `pipe`: one BEAT call per Cluster slot."""
+        assert self._beat_sha is not None
+        groups: dict[str, list[str]] = {}
+        for name in self._holding:
+            groups.setdefault(name.partition("}")[0], []).append(name)
+        for names in groups.values():
+            pipe.evalsha(self._beat_sha, len(names), *names, self.replica, lapse_ms)
+        return list(groups.values())
+
+    def _beaten(self, groups: list[list[str]], answers: list[object]) -> None:
+        """Stop beating for the hashes where this replica's share was 0 or below (dropped)."""
+        for names, answer in zip(groups, answers, strict=True):
+            if not isinstance(answer, list):
+                continue
+            for name, share in zip(names, answer, strict=True):
+                if float(share) <= 0:
+                    self._holding.discard(name)
+
+    async def _leave(self) -> None:
+        """Drop this replica's shares (its requests are over), best effort."""
+        try:
+            if self._beat_sha is None:
+                self._beat_sha = await self.client.script_load(BEAT)
+            pipe = self.client.pipeline(transaction=False)
+            self._beats(pipe, 0)
+            await pipe.execute(raise_on_error=False)
+        except (RedisError, OSError) as exc:
+            log.warning("limit store: in-flight slots not freed at close (%s)", type(exc).__name__)
+        self._holding.clear()
 
     # --- batching ---------------------------------------------------------------------------
 
@@ -428,7 +641,7 @@ class RedisStore:
 
     async def _run(self) -> None:
         try:
-            while self._reserves or self._adds or self._wanted:
+            while self._reserves or self._adds or self._wanted or self._beat:
                 await self._flush()
         finally:
             self._flushing = None
@@ -437,18 +650,15 @@ class RedisStore:
         reserves, self._reserves = self._reserves, []
         adds, self._adds = self._adds, []
         wanted, self._wanted = self._wanted, {}
+        beat, self._beat = self._beat, False
         try:
             if self._sha is None:
                 self._sha = await self.client.script_load(RESERVE)
             if wanted and self._lease_sha is None:
                 self._lease_sha = await self.client.script_load(LEASE)
-            results, granted = await self._pipeline(reserves, adds, wanted)
-        except NoScriptError:  # the server restarted without our script: load it again
-            self._sha = self._lease_sha = None
-            self._reserves[:0] = reserves
-            self._adds[:0] = adds
-            self._wanted.update(wanted)
-            return
+            if beat and self._beat_sha is None:
+                self._beat_sha = await self.client.script_load(BEAT)
+            results, granted = await self._pipeline(reserves, adds, wanted, beat)
         except (RedisError, OSError) as exc:
             self._asked.difference_update(wanted)
             self._down(exc, reserves, adds)
@@ -460,7 +670,7 @@ class RedisStore:
             return
         self._install(wanted, granted)
         for (charges, future), result in zip(reserves, results, strict=True):
-            if future.done():
+            if future.done() or result is _AGAIN:
                 continue
             if isinstance(result, Exception):
                 future.set_exception(StoreDown(f"redis: {result}"))
@@ -473,11 +683,18 @@ class RedisStore:
         reserves: list[tuple[list[Charge], asyncio.Future[tuple[int, list[float]]]]],
         adds: list[tuple[str, float, float]],
         wanted: dict[str, tuple[float, float | None, float]],
+        beat: bool = False,
     ) -> tuple[list[object], list[object]]:
         """Settlements summed per counter, then one script call per Cluster slot reserving
-        every request of the batch in order, then one lease call per slot. Returns one result
-        per reservation, and the lease calls' results."""
+        every request of the batch in order, then one lease call per slot, then the heartbeat
+        when due. Returns one result per reservation, and the lease calls' results.
+
+        A script call that Redis no longer knows (NOSCRIPT: it restarted, or its scripts were
+        flushed) is queued again, its script loaded on the next round trip: its reservations
+        (their result `_AGAIN`), its leases, the heartbeat; never the settlements, which are
+        plain commands and were applied."""
         assert self._sha is not None
+        me: list[str | int] = [self.replica, self._lapse_ms]
         pipe = self.client.pipeline(transaction=False)
         summed: dict[str, list[float]] = {}
         for key, amount, expires in adds:
@@ -486,15 +703,19 @@ class RedisStore:
             entry[1] = max(entry[1], expires)
         for key, (amount, expires) in summed.items():
             name = self._key(key)
-            pipe.incrbyfloat(name, amount)
+            if name.endswith(SLOTS):  # this replica's share of an in-flight counter
+                pipe.hincrbyfloat(name, self.replica, amount)
+            else:
+                pipe.incrbyfloat(name, amount)
             pipe.pexpireat(name, int(expires * 1000))
         groups: dict[str, list[int]] = {}
         for i, (charges, _) in enumerate(reserves):
             slot = charges[0].key.split("/", 2)[:2] if charges else ["", ""]
             groups.setdefault("/".join(slot), []).append(i)
+        held: list[str] = []
         for members in groups.values():
             index: dict[str, int] = {}
-            args: list[str | int] = [len(members)]
+            args: list[str | int] = [*me, len(members)]
             for i in members:
                 charges = reserves[i][0]
                 args.append(len(charges))
@@ -502,29 +723,48 @@ class RedisStore:
                     k = index.setdefault(c.key, len(index) + 1)
                     limit = "" if c.limit is None else repr(c.limit)
                     args += [k, repr(c.amount), limit, int(c.expires * 1000)]
-            pipe.evalsha(self._sha, len(index), *[self._key(k) for k in index], *args)
+            names = [self._key(k) for k in index]
+            held += [name for name in names if name.endswith(SLOTS)]
+            pipe.evalsha(self._sha, len(index), *names, *args)
         lease_groups: dict[str, list[str]] = {}
         for key in wanted:
             lease_groups.setdefault("/".join(key.split("/", 2)[:2]), []).append(key)
         for keys in lease_groups.values():
-            lease_args: list[str | int] = []
+            lease_args: list[str | int] = [*me]
             for key in keys:
                 want, cap, until = wanted[key]
                 lease_args += [repr(want), "" if cap is None else repr(cap), int(until * 1000)]
             assert self._lease_sha is not None
-            pipe.evalsha(self._lease_sha, len(keys), *[self._key(k) for k in keys], *lease_args)
+            names = [self._key(k) for k in keys]
+            held += [name for name in names if name.endswith(SLOTS)]
+            pipe.evalsha(self._lease_sha, len(keys), *names, *lease_args)
+        if held:
+            self._hold(held)
+        beaten = self._beats(pipe, self._lapse_ms) if beat else []
         results: list[object] = await pipe.execute(raise_on_error=False)
         tail = results[2 * len(summed) : 2 * len(summed) + len(groups)]
-        leased = results[2 * len(summed) + len(groups) :]
-        if any(isinstance(r, NoScriptError) for r in results):
-            raise NoScriptError("NOSCRIPT")
+        end = len(results) - len(beaten)
+        leased = results[2 * len(summed) + len(groups) : end]
+        if any(isinstance(r, NoScriptError) for r in results[end:]):
+            self._beat_sha = None
+            self._beat = True
+        self._beaten(beaten, results[end:])
         granted: list[object] = []
         for keys, answer in zip(lease_groups.values(), leased, strict=True):
+            if isinstance(answer, NoScriptError):
+                self._lease_sha = None
+                self._wanted.update((key, wanted[key]) for key in keys)  # still asked
+                continue
             pairs = answer if isinstance(answer, list) else None
             for j, name in enumerate(keys):
                 granted.append((name, pairs[2 * j : 2 * j + 2] if pairs is not None else None))
         out: list[object] = [None] * len(reserves)
+        again: list[int] = []
         for members, result in zip(groups.values(), tail, strict=True):
+            if isinstance(result, NoScriptError):
+                self._sha = None
+                again += members
+                continue
             if isinstance(result, Exception):
                 for i in members:
                     out[i] = result
@@ -535,6 +775,10 @@ class RedisStore:
                 m = len(reserves[i][0])
                 out[i] = result[pos : pos + m + 1]
                 pos += m + 1
+        if again:  # before those that came meanwhile, in their order
+            self._reserves[:0] = [reserves[i] for i in sorted(again)]
+            for i in again:
+                out[i] = _AGAIN
         return out, granted
 
     def _install(
@@ -590,3 +834,13 @@ class RedisStore:
         for _, future in reserves:
             if not future.done():
                 future.set_exception(error)
+
+
+def _live_shares(fields: dict[str, str], now_ms: int) -> float:
+    """An in-flight hash's count at Redis time `now_ms`: the shares (each at least 0) whose
+    deadline (`<id>:t`) has not passed, as the scripts count them."""
+    total = 0.0
+    for name, value in fields.items():
+        if not name.endswith(":t") and float(fields.get(f"{name}:t", "0")) > now_ms:
+            total += max(0.0, float(value))
+    return total
