@@ -126,6 +126,4 @@ def served_headers(out: Outcome) -> dict[str, str]:
     }
     if out.dropped:
         headers["x-switchboard-dropped-tools"] = ",".join(out.dropped)
-    if out.ticket is not None:
-        headers.update(out.ticket.headers)
     return headers

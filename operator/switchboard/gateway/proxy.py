@@ -38,6 +38,7 @@ from switchboard.gateway.limits import gate
 from switchboard.gateway.limits import limiter as lim
 from switchboard.gateway.metrics import Metrics
 from switchboard.gateway.relay import ClientGone, HoldBack, Relay
+from switchboard.gateway.responses import JSONResponse, SSEResponse
 from switchboard.gateway.table import Access, Table, Target
 from switchboard.gateway.tokens import Tokens
 from switchboard.gateway.tracing import Tracing
@@ -356,7 +357,10 @@ class Proxy:
         headers["x-switchboard-cost-usd"] = f"{out.cost:.8f}"
         # Same dialect on both sides: the upstream's bytes go out as they came.
         payload = data if client_body is upstream else orjson.dumps(client_body)
-        return web.Response(body=payload, headers=headers, content_type=_JSON)
+        answer = JSONResponse(body=payload, headers=headers, content_type=_JSON)
+        if out.ticket is not None:
+            answer.extra_head = out.ticket.head
+        return answer
 
     async def _stream(
         self,
@@ -380,6 +384,8 @@ class Proxy:
             response.close()  # never back to the pool: the server may still be sending
             raise
         client = SSEResponse(headers={**_SSE_HEADERS, **accounting.served_headers(out)})
+        if out.ticket is not None:
+            client.extra_head = out.ticket.head
         framed = request.version >= HttpVersion11
         if framed:
             client.enable_chunked_encoding()
@@ -444,16 +450,10 @@ class Proxy:
         return client
 
 
-class SSEResponse(web.StreamResponse):
-    """A stream's response whose status line and headers wait for its first bytes and go out
-    with them in one write (aiohttp's `web.Response` buffers its head the same way; a
-    `StreamResponse` sends it alone at `prepare()`). `write()` always sends a buffered head,
-    with no bytes too, so the Relay may write to the transport after the first `write()`."""
-
-    _send_headers_immediately = False
-
-
 def _error(surface: Dialect, exc: errors.GatewayError, out: Outcome) -> web.Response:
-    return errors.response(
-        surface, exc, accounting.served_headers(out) if out.target is not None else None
-    )
+    if out.target is None:
+        return errors.response(surface, exc)
+    headers = accounting.served_headers(out)
+    if out.ticket is not None:
+        headers.update(out.ticket.headers)
+    return errors.response(surface, exc, headers)

@@ -137,6 +137,8 @@ class _Plan:
     """The headers of requests admitted from leases (`Limiter.admit`), shared by them (never
     changed once made): valid while the leases (the same list) and the second stay those
     below."""
+    leased_head: bytes = b""
+    """... and the same as header lines (`_lines`)."""
     leased_for: list[Lease] | None = None
     leased_second: int = 0
 
@@ -155,6 +157,9 @@ class Ticket:
     """What was added to each counter of the plan."""
     store: Store | MemoryStore
     headers: dict[str, str]
+    """The remaining-quota headers, for an error answer ..."""
+    head: bytes = b""
+    """... and the same as header lines, for the answer (gateway/responses.py)."""
     leases: list[Lease] | None = None
     """Admitted from these leases of this replica (entry i: counter i of the plan), which
     settling adjusts directly while they are open; None: reserved in the store."""
@@ -363,9 +368,10 @@ class Limiter:
         if headers is None or leases is not plan.leased_for or second != plan.leased_second:
             values = [lease.ceiling for lease in leases]
             headers = plan.leased = self._headers(plan, values, now)
+            plan.leased_head = _lines(headers)
             plan.leased_for = leases
             plan.leased_second = second
-        return Ticket(rules, est, plan, amounts, self.store, headers, leases)
+        return Ticket(rules, est, plan, amounts, self.store, headers, plan.leased_head, leases)
 
     async def reserve(self, rules: KeyRules, est: Estimate) -> Ticket:
         """Reserve the request or raise LimitError (429 naming the key and the limit)."""
@@ -402,6 +408,7 @@ class Limiter:
             self.on_reject(rules.key, error.kind)
             raise error
         ticket.headers = self._headers(plan, values, now)
+        ticket.head = _lines(ticket.headers)
         return ticket
 
     def settle(
@@ -614,6 +621,12 @@ class Limiter:
             headers["x-switchboard-budget-remaining-usd"] = f"{max(0.0, best[0]):.6f}"
             headers["x-switchboard-budget-reset"] = best[2]
         return headers
+
+
+def _lines(headers: dict[str, str]) -> bytes:
+    """Headers as the lines of an HTTP head (the limiter's own ASCII texts: names, numbers,
+    RFC 3339 times; never a client's or an upstream's)."""
+    return "".join([f"{name}: {value}\r\n" for name, value in headers.items()]).encode("ascii")
 
 
 _MINUTE_RESETS = tuple(f"{60 - second}s" for second in range(60))
