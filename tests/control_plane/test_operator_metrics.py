@@ -9,8 +9,9 @@ Covers:
   namespace or Secret name and no Secret value appears in the exposition;
 - with a limits store: `switchboard_operator_budget_store_up` 1, then 0 with store_error rounds
   while redis-server is stopped, then 1 again once it is back; absent without a store;
-- kopf peering: a replica outranked by a second one stops its budget rounds (result
-  `passive`, `switchboard_operator_active` 0) while the higher one runs them.
+- kopf peering: a replica outranked by a second one restarts (peering.follow) and, waiting,
+  runs no budget round (only `passive` ones, `switchboard_operator_active` 0) while the higher
+  one runs them.
 """
 
 from __future__ import annotations
@@ -245,13 +246,20 @@ def test_outranked_replica_stops_budget_rounds(control_plane: ControlPlane, tmp_
         high = _peer(cp, tmp_path / "high.log", 20, high_port)
         wait_for(lambda: at_least(high_url, 2, rounds, result="ok"), timeout=60)
         assert value(high_url, "switchboard_operator_active") == 1
-        # Outranked: the low one stops (its watches are paused by kopf, its loop by us).
-        wait_for(lambda: at_least(low_url, 2, rounds, result="passive"), timeout=60)
+        # Outranked, the low one restarts; the new process waits (kopf pauses its watches, the
+        # budget loop pauses itself): passive rounds only.
+        wait_for(lambda: "another replica took over" in (tmp_path / "low.log").read_text())
+        wait_for(
+            lambda: (
+                value(low_url, rounds, result="ok") == 0
+                and at_least(low_url, 3, rounds, result="passive")
+            ),
+            timeout=60,
+        )
         assert value(low_url, "switchboard_operator_active") == 0
-        ok_then = value(low_url, rounds, result="ok")
         passive_then = value(low_url, rounds, result="passive") or 0
         wait_for(lambda: at_least(low_url, passive_then + 3, rounds, result="passive"))
-        assert value(low_url, rounds, result="ok") == ok_then
+        assert value(low_url, rounds, result="ok") == 0
     finally:
         for proc in (high, low):
             if proc is not None and proc.poll() is None:

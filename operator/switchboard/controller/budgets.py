@@ -16,12 +16,13 @@ reach: status says so (`spend: unknown: in-process store; see switchboard usage`
 
 The objects come from the Reconciler's watch cache (no extra list calls). kopf's peering pauses
 the watches of a replica that another one outranks, but not this loop, which a startup handler
-starts on every replica; a replica that was active and then outranked would keep writing from
-its frozen cache (budgets since changed or removed, status flapping between two writers). So
-each round first asks `peering.Peering.is_active()` (kopf's rule, read from the peering
-objects) and does nothing on a passive replica (`switchboard_operator_budget_rounds_total
-{result="passive"}`). The writes stay idempotent for the few seconds two replicas may disagree:
-an unchanged status is not patched, and an event is posted once per window.
+starts on every replica: a replica that was active and then outranked would keep writing from
+its frozen cache (budgets since changed or removed, status alternating between two writers).
+Such a replica now restarts (`peering.follow`), and each round first asks
+`peering.Peering.is_active()` (kopf's rule, read from the peering objects): a waiting replica
+does nothing (`switchboard_operator_budget_rounds_total{result="passive"}`). The writes stay
+idempotent for the seconds two replicas may disagree: an unchanged status is not patched, and
+an event is posted once per window.
 """
 
 from __future__ import annotations

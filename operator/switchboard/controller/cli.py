@@ -8,6 +8,7 @@ import hashlib
 import logging
 import os
 import socket
+import sys
 
 import kopf
 
@@ -86,6 +87,7 @@ def run(args: argparse.Namespace) -> int:
     logging.getLogger("kopf.objects").setLevel(logging.WARNING)  # one line per event is noise
     priority = _priority(args)
     identity = peering.own_identity()
+    restart = asyncio.Event()  # set when an outranked replica must start afresh (peering.py)
     asyncio.run(
         kopf.operator(
             clusterwide=not args.namespace,
@@ -95,7 +97,9 @@ def run(args: argparse.Namespace) -> int:
             priority=priority,
             identity=identity,  # type: ignore[arg-type]  # kopf: NewType of str, not exported
             liveness_endpoint=args.liveness,
+            stop_flag=restart,
             memo=kopf.Memo(
+                restart=restart,
                 debounce=args.debounce,
                 metrics_port=args.metrics_port,
                 metrics_host=args.metrics_host,
@@ -111,4 +115,7 @@ def run(args: argparse.Namespace) -> int:
             ),
         )
     )
+    if restart.is_set():
+        # the same command line (never logged: a store URL may carry a password)
+        os.execv(sys.executable, [sys.executable, "-m", "switchboard.cli", *sys.argv[1:]])
     return 0

@@ -7,10 +7,16 @@ kopf's own rule (`kopf._core.engines.peering.process_peering_event`): this repli
 while a live peer (lastseen + lifetime in the future) other than itself has a higher priority
 or the same one; a missing peering object pauses it too (kopf with mandatory peering waits for
 it). Standalone: always active. The identity is the one given to `kopf.operator`.
+
+`follow()` returns once a replica that was active is outranked. kopf resumes a paused replica
+with a fresh listing but never tells it what was deleted meanwhile, so its cache would keep
+objects deleted while it waited (a deleted AccessKeyConfig's keys would be published again);
+the operator restarts itself instead (`controller.cli`), and a fresh process starts empty.
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import logging
 import os
@@ -25,6 +31,8 @@ from kubernetes.client.exceptions import ApiException
 
 log = logging.getLogger("switchboard.operator")
 GROUP, VERSION = "kopf.dev", "v1"
+FOLLOW_INTERVAL = 2.0
+"""Seconds between two reads of the peering objects by `follow` (kopf's peers live 60 s)."""
 
 
 def own_identity() -> str:
@@ -102,3 +110,22 @@ class Peering:
             return True
         now = datetime.datetime.now(datetime.UTC)
         return not outranked(self.read(custom), self.identity, self.priority, now)
+
+
+async def follow(
+    peering: Peering, custom: k8s.CustomObjectsApi, interval: float = FOLLOW_INTERVAL
+) -> None:
+    """Return when this replica, active at an earlier read, is outranked (a read that fails
+    changes nothing)."""
+    was_active = False
+    while True:
+        try:
+            active = await asyncio.to_thread(peering.is_active, custom)
+        except ApiException as exc:
+            log.debug("peering object not read (%s)", exc.reason)
+        else:
+            if active:
+                was_active = True
+            elif was_active:
+                return
+        await asyncio.sleep(interval)
