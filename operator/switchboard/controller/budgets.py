@@ -154,12 +154,27 @@ class BudgetStatus:
         if self.client is not None and not self._read:
             try:  # nothing to read this round: still say whether the store answers
                 await self.client.ping()
-            except (RedisError, OSError):
-                self._missed = True
+            except (RedisError, OSError) as exc:
+                self._answered(exc)
+            else:
+                self._answered(None)
         if self.store_up is not None:
             self.store_up.set(0 if self._missed else 1)
         log.debug("budget status round done: %d AccessKeyConfigs", count)
         return "store_error" if self._missed else "ok"
+
+    def _answered(self, exc: BaseException | None) -> None:
+        """Log the store's changes of state once each; a failure marks the round."""
+        if exc is not None:
+            self._missed = True
+            if not self.failing:
+                log.warning(
+                    "budget status: the limits store did not answer (%s)", type(exc).__name__
+                )
+            self.failing = True
+        elif self.failing:
+            log.info("budget status: the limits store answers again")
+            self.failing = False
 
     async def one(self, namespace: str, body: dict[str, Any], now: float) -> None:
         meta = body.get("metadata") or {}
@@ -181,16 +196,9 @@ class BudgetStatus:
         try:
             raw = await self.client.mget(keys)
         except (RedisError, OSError) as exc:
-            self._missed = True
-            if not self.failing:
-                log.warning(
-                    "budget status: the limits store did not answer (%s)", type(exc).__name__
-                )
-            self.failing = True
+            self._answered(exc)
             return  # status keeps the last figures read
-        if self.failing:
-            log.info("budget status: the limits store answers again")
-            self.failing = False
+        self._answered(None)
         readings = spend.with_values(pending, [float(v) if v else 0.0 for v in raw])
         new = spend.status(readings)
         if spend.changed(old, new):
