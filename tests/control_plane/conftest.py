@@ -19,6 +19,7 @@ import pytest
 
 from tests.support import wait
 from tests.support.controlplane import ControlPlane, ControlPlaneError, build_binaries
+from tests.support.redis_server import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
@@ -61,12 +62,15 @@ def control_plane() -> Iterator[ControlPlane]:
 
 
 class Operator:
-    """`switchboard operator --standalone` as a process against the control plane."""
+    """`switchboard operator --standalone` as a process against the control plane, with its
+    /metrics on a free port (`metrics_url`)."""
 
     def __init__(self, cp: ControlPlane, log: Path, *args: str) -> None:
         self.cp = cp
         self.log = log
         self.args = args
+        self.metrics_port = free_port()
+        self.metrics_url = f"http://127.0.0.1:{self.metrics_port}/metrics"
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> Operator:
@@ -80,6 +84,10 @@ class Operator:
                     "--standalone",
                     "--debounce",
                     "0.2",
+                    "--metrics-host",
+                    "127.0.0.1",
+                    "--metrics-port",
+                    str(self.metrics_port),
                     *self.args,
                 ],
                 env=self.cp.env,

@@ -26,6 +26,10 @@ Covers:
   watched namespace instead of the ClusterRole; config-sync reads one Secret by name;
 - the PodDisruptionBudget only while more than one gateway pod is wanted, the HPA with
   autoscaling (and then no fixed replicas), the ServiceMonitor on request;
+- the operator's /metrics: container port `metrics` (9091) and `--metrics-port`, scrape
+  annotations, the headless `-operator-metrics` Service and, with serviceMonitor.enabled, its
+  own ServiceMonitor (not selecting the gateway's Service); `operator.metricsPort: 0` removes
+  them all;
 - hooks.enabled / tests.enabled: no helm.sh/hook object when either is off;
 - values.schema.json refuses unknown keys, wrong types and bad namespace names;
 - `helm install` (hooks and tests off, no --wait) creating every object of the release, the
@@ -416,7 +420,7 @@ def test_pdb_only_with_several_gateway_pods(cp: ControlPlane) -> None:
 
 def test_service_monitor_and_tenant_gateway(cp: ControlPlane) -> None:
     docs = render(cp, "-f", str(VALUES_DIR / "servicemonitor.yaml"))
-    monitor = one(docs, "ServiceMonitor")
+    monitor = one(docs, "ServiceMonitor", "-gateway")
     assert monitor["metadata"]["labels"]["release"] == "prometheus"
     assert monitor["spec"]["endpoints"][0]["port"] == "metrics"
     assert monitor["spec"]["endpoints"][0]["path"] == "/metrics"
@@ -435,6 +439,40 @@ def test_service_monitor_and_tenant_gateway(cp: ControlPlane) -> None:
     gateway = one(docs, "Deployment", "-gateway")
     assert "annotations" not in gateway["spec"]["template"]["metadata"]
     assert pod_spec(gateway)["imagePullSecrets"] == [{"name": "registry"}]
+
+
+def test_operator_metrics_port_service_and_monitor(cp: ControlPlane) -> None:
+    docs = render(cp)
+    operator = one(docs, "Deployment", "-operator")
+    container = pod_spec(operator)["containers"][0]
+    assert {"name": "metrics", "containerPort": 9091} in container["ports"]
+    assert "--metrics-port=9091" in args_of(operator, "operator")
+    annotations = operator["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["prometheus.io/port"] == "9091"
+    service = one(docs, "Service", "-operator-metrics")
+    assert service["spec"]["clusterIP"] == "None"
+    assert [(p["name"], p["targetPort"]) for p in service["spec"]["ports"]] == [
+        ("metrics", "metrics")
+    ]
+    assert service["spec"]["selector"] == operator["spec"]["selector"]["matchLabels"]
+    docs = render(cp, "-f", str(VALUES_DIR / "servicemonitor.yaml"))
+    monitor = one(docs, "ServiceMonitor", "-operator")
+    selector = monitor["spec"]["selector"]["matchLabels"].items()
+    assert selector <= one(docs, "Service", "-operator-metrics")["metadata"]["labels"].items()
+    assert not selector <= one(docs, "Service", "-gateway-metrics")["metadata"]["labels"].items()
+    assert monitor["spec"]["endpoints"][0]["port"] == "metrics"
+    assert monitor["metadata"]["labels"]["release"] == "prometheus"
+    off = render(
+        cp, "-f", str(VALUES_DIR / "servicemonitor.yaml"), "--set", "operator.metricsPort=0"
+    )
+    operator = one(off, "Deployment", "-operator")
+    assert "--metrics-port=0" in args_of(operator, "operator")
+    assert [p["name"] for p in pod_spec(operator)["containers"][0]["ports"]] == ["health"]
+    assert "annotations" not in operator["spec"]["template"]["metadata"]
+    assert not [d for d in off if d["metadata"]["name"].endswith("-operator-metrics")]
+    assert [m["metadata"]["name"] for m in of_kind(off, "ServiceMonitor")] == [
+        "sb-switchboard-gateway"
+    ]
 
 
 def test_observability_objects(cp: ControlPlane) -> None:

@@ -36,6 +36,8 @@ def _operator(cp: ControlPlane, log: Path, priority: int) -> subprocess.Popen[by
                 "0.2",
                 "--namespace",
                 "peering",
+                "--metrics-port",
+                "0",
             ],
             env=cp.env,
             stdout=handle,

@@ -14,9 +14,15 @@ server (409) instead of posting it again.
 Without a store URL the counters are in each gateway pod's process, out of the operator's
 reach: status says so (`spend: unknown: in-process store; see switchboard usage`).
 
-The objects come from the Reconciler's watch cache (no extra list calls). This loop runs on
-every operator replica (kopf's peering does not pause a startup task); its writes are
-idempotent: an unchanged status is not patched, and an event is posted once per window.
+The objects come from the Reconciler's watch cache (no extra list calls). kopf's peering pauses
+the watches of a replica that another one outranks, but not this loop, which a startup handler
+starts on every replica: a replica that was active and then outranked would keep writing from
+its frozen cache (budgets since changed or removed, status alternating between two writers).
+Such a replica now restarts (`peering.follow`), and each round first asks
+`peering.Peering.is_active()` (kopf's rule, read from the peering objects): a waiting replica
+does nothing (`switchboard_operator_budget_rounds_total{result="passive"}`). The writes stay
+idempotent for the seconds two replicas may disagree: an unchanged status is not patched, and
+an event is posted once per window.
 """
 
 from __future__ import annotations
@@ -39,6 +45,8 @@ from redis.exceptions import RedisError
 
 from switchboard.api import access_key as api
 from switchboard.api.base import GROUP, VERSION
+from switchboard.controller import metrics as metrics_mod
+from switchboard.controller import peering as peering_mod
 from switchboard.controller import spend
 from switchboard.routing import limits
 
@@ -86,7 +94,12 @@ def connect(settings: StoreSettings) -> aioredis.Redis:
 
 class BudgetStatus:
     def __init__(
-        self, core: k8s.CoreV1Api, custom: k8s.CustomObjectsApi, settings: StoreSettings
+        self,
+        core: k8s.CoreV1Api,
+        custom: k8s.CustomObjectsApi,
+        settings: StoreSettings,
+        metrics: metrics_mod.OperatorMetrics | None = None,
+        peering: peering_mod.Peering | None = None,
     ) -> None:
         self.core = core
         self.custom = custom
@@ -94,6 +107,10 @@ class BudgetStatus:
         self.client = connect(settings) if settings.url else None
         self.posted: set[str] = set()
         self.failing = False
+        self.metrics = metrics or metrics_mod.OperatorMetrics()
+        self.peering = peering or peering_mod.Peering(None)
+        self.store_up = self.metrics.with_store() if self.client is not None else None
+        self._read = self._missed = False
 
     async def close(self) -> None:
         if self.client is not None:
@@ -102,18 +119,62 @@ class BudgetStatus:
     async def run(self, objects: Any) -> None:
         """`objects()`: (namespace, body) of every AccessKeyConfig the operator knows."""
         while True:
-            try:
-                await self.tick(objects(), time.time())
-            except Exception:  # a bug must not stop status for good
-                log.exception("budget status round failed")
+            if not await self.active():
+                self.metrics.budget_rounds.labels("passive").inc()
+            else:
+                try:
+                    result = await self.tick(objects(), time.time())
+                except Exception:  # a bug must not stop status for good
+                    log.exception("budget status round failed")
+                    result = "failed"
+                self.metrics.budget_rounds.labels(result).inc()
+                if result == "ok":
+                    self.metrics.budget_success.set_to_current_time()
             await asyncio.sleep(self.settings.interval)
 
-    async def tick(self, found: Iterable[tuple[str, dict[str, Any]]], now: float) -> None:
+    async def active(self) -> bool:
+        """Whether this replica is the active one (kopf peering), in `switchboard_operator_active`;
+        a peering object that cannot be read counts as passive: better no write than two."""
+        try:
+            active = await asyncio.to_thread(self.peering.is_active, self.custom)
+        except ApiException as exc:
+            self.metrics.api_errors.labels("peering").inc()
+            log.warning("budget status: cannot read the peering object (%s); pausing", exc.reason)
+            active = False
+        self.metrics.active.set(1 if active else 0)
+        return active
+
+    async def tick(self, found: Iterable[tuple[str, dict[str, Any]]], now: float) -> str:
+        """One round; "ok", or "store_error" when the store did not answer a read."""
         count = 0
+        self._read = self._missed = False
         for namespace, body in list(found):
             await self.one(namespace, body, now)
             count += 1
+        if self.client is not None and not self._read:
+            try:  # nothing to read this round: still say whether the store answers
+                await self.client.ping()
+            except (RedisError, OSError) as exc:
+                self._answered(exc)
+            else:
+                self._answered(None)
+        if self.store_up is not None:
+            self.store_up.set(0 if self._missed else 1)
         log.debug("budget status round done: %d AccessKeyConfigs", count)
+        return "store_error" if self._missed else "ok"
+
+    def _answered(self, exc: BaseException | None) -> None:
+        """Log the store's changes of state once each; a failure marks the round."""
+        if exc is not None:
+            self._missed = True
+            if not self.failing:
+                log.warning(
+                    "budget status: the limits store did not answer (%s)", type(exc).__name__
+                )
+            self.failing = True
+        elif self.failing:
+            log.info("budget status: the limits store answers again")
+            self.failing = False
 
     async def one(self, namespace: str, body: dict[str, Any], now: float) -> None:
         meta = body.get("metadata") or {}
@@ -131,18 +192,13 @@ class BudgetStatus:
             return
         pending = spend.readings(counters, now)
         keys = [limits.redis_key(self.settings.prefix, r.store_key) for r in pending]
+        self._read = True
         try:
             raw = await self.client.mget(keys)
         except (RedisError, OSError) as exc:
-            if not self.failing:
-                log.warning(
-                    "budget status: the limits store did not answer (%s)", type(exc).__name__
-                )
-            self.failing = True
+            self._answered(exc)
             return  # status keeps the last figures read
-        if self.failing:
-            log.info("budget status: the limits store answers again")
-            self.failing = False
+        self._answered(None)
         readings = spend.with_values(pending, [float(v) if v else 0.0 for v in raw])
         new = spend.status(readings)
         if spend.changed(old, new):
@@ -160,6 +216,7 @@ class BudgetStatus:
             )
         except ApiException as exc:
             if exc.status != 404:
+                self.metrics.api_errors.labels("budget_status").inc()
                 log.warning("budget status of %s/%s not written: %s", namespace, name, exc.reason)
             return
         del patched  # the watch brings the new status into the reconciler's cache
@@ -188,6 +245,7 @@ class BudgetStatus:
             self.core.create_namespaced_event(str(meta.get("namespace")), event)
         except ApiException as exc:
             if exc.status != 409:  # 409: posted already (another replica, or before a restart)
+                self.metrics.api_errors.labels("budget_event").inc()
                 log.warning("could not post event BudgetExhausted: %s", exc.reason)
                 return
         if len(self.posted) > 50_000:
@@ -219,7 +277,8 @@ async def _run(memo: kopf.Memo, settings: StoreSettings) -> None:
     while memo.get("reconciler") is None:  # its startup handler may run after this one
         await asyncio.sleep(0.1)
     reconciler = memo["reconciler"]
-    loop = BudgetStatus(reconciler.core, reconciler.custom, settings)
+    peering: peering_mod.Peering = memo.get("peering") or peering_mod.Peering(None)
+    loop = BudgetStatus(reconciler.core, reconciler.custom, settings, reconciler.metrics, peering)
     memo["budget_status"] = loop
     await loop.run(lambda: _access_key_configs(memo))
 

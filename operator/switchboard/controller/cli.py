@@ -6,13 +6,17 @@ import argparse
 import asyncio
 import hashlib
 import logging
+import os
 import socket
+import sys
 
 import kopf
 
 from switchboard.controller import (
     budgets,
     handlers,  # noqa: F401  (registers the handlers)
+    metrics,
+    peering,
 )
 
 
@@ -43,6 +47,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--liveness", default=None, help="e.g. http://0.0.0.0:8081/healthz")
     parser.add_argument("--log-level", default="info")
     parser.add_argument(
+        "--metrics-port",
+        type=int,
+        default=int(os.environ.get("SWITCHBOARD_OPERATOR_METRICS_PORT", metrics.DEFAULT_PORT)),
+        help="port of GET /metrics (Prometheus); 0 turns it off "
+        "(default: $SWITCHBOARD_OPERATOR_METRICS_PORT, else %(default)s)",
+    )
+    parser.add_argument(
+        "--metrics-host", default="0.0.0.0", help="address of /metrics (default: %(default)s)"
+    )
+    parser.add_argument(
         "--limits-redis-url",
         default=None,
         help="the Redis/Valkey the gateways count limits in (redis:// or rediss://; password "
@@ -71,20 +85,37 @@ def run(args: argparse.Namespace) -> int:
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     logging.getLogger("kopf.objects").setLevel(logging.WARNING)  # one line per event is noise
+    priority = _priority(args)
+    identity = peering.own_identity()
+    restart = asyncio.Event()  # set when an outranked replica must start afresh (peering.py)
     asyncio.run(
         kopf.operator(
             clusterwide=not args.namespace,
             namespaces=args.namespace,
             standalone=args.standalone,
             peering_name=None if args.standalone else args.peering,
-            priority=_priority(args),
+            priority=priority,
+            identity=identity,  # type: ignore[arg-type]  # kopf: NewType of str, not exported
             liveness_endpoint=args.liveness,
+            stop_flag=restart,
             memo=kopf.Memo(
+                restart=restart,
                 debounce=args.debounce,
+                metrics_port=args.metrics_port,
+                metrics_host=args.metrics_host,
+                peering=peering.Peering(
+                    None if args.standalone else args.peering,
+                    tuple(args.namespace),
+                    identity,
+                    priority,
+                ),
                 limits=budgets.StoreSettings.from_env(
                     args.limits_redis_url, args.budget_status_interval
                 ),
             ),
         )
     )
+    if restart.is_set():
+        # the same command line (never logged: a store URL may carry a password)
+        os.execv(sys.executable, [sys.executable, "-m", "switchboard.cli", *sys.argv[1:]])
     return 0

@@ -5,7 +5,8 @@ status is ours). Secrets are watched with a server-side label selector (`setting
 only those labelled switchboard.dev/secret=true, and the routing Secrets the operator writes),
 and kept only when an object references them or when it is a routing Secret the operator wrote
 (`when=`), so other Secrets never reach the operator at all. Options come
-from `switchboard operator` through kopf's memo (`debounce`).
+from `switchboard operator` through kopf's memo (`debounce`, `metrics_port`, `metrics_host`).
+The startup handler also starts GET /metrics (`controller.metrics`) unless its port is 0.
 """
 
 from __future__ import annotations
@@ -20,8 +21,12 @@ from kubernetes import config as k8s_config
 
 from switchboard.api.base import GROUP, VERSION
 from switchboard.api.kinds import KINDS
+from switchboard.controller import metrics as metrics_mod
+from switchboard.controller import peering as peering_mod
 from switchboard.controller import settings as settings_mod
 from switchboard.controller.reconciler import Reconciler
+
+log = logging.getLogger("switchboard.operator")
 
 
 def _api_client() -> k8s.ApiClient:
@@ -39,19 +44,47 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     settings_mod.configure(settings)
     api = _api_client()
     debounce = float(memo.get("debounce", 0.3))
-    reconciler = Reconciler(k8s.CoreV1Api(api), k8s.CustomObjectsApi(api), debounce)
+    metrics = metrics_mod.OperatorMetrics()
+    reconciler = Reconciler(
+        k8s.CoreV1Api(api), k8s.CustomObjectsApi(api), debounce, metrics=metrics
+    )
     memo["reconciler"] = reconciler
+    port = int(memo.get("metrics_port", metrics_mod.DEFAULT_PORT))
+    if port:
+        host = str(memo.get("metrics_host", "0.0.0.0"))
+        memo["metrics_server"] = await metrics_mod.serve(metrics, host, port)
     memo["worker"] = asyncio.create_task(reconciler.run())
+    peering: peering_mod.Peering | None = memo.get("peering")
+    restart: asyncio.Event | None = memo.get("restart")
+    if peering is not None and peering.name is not None and restart is not None:
+        memo["follower"] = asyncio.create_task(
+            _restart_when_outranked(peering, reconciler, restart)
+        )
+
+
+async def _restart_when_outranked(
+    peering: peering_mod.Peering, reconciler: Reconciler, restart: asyncio.Event
+) -> None:
+    await peering_mod.follow(peering, reconciler.custom)
+    log.warning(
+        "another replica took over: restarting, so that the cache held while waiting (where "
+        "objects deleted meanwhile would remain) is never used"
+    )
+    restart.set()  # kopf's stop flag: a clean stop, then `switchboard operator` again
 
 
 @kopf.on.cleanup()
 async def cleanup(memo: kopf.Memo, **_: Any) -> None:
-    worker = memo.get("worker")
-    if worker is not None:
-        worker.cancel()
+    for name in ("worker", "follower"):
+        task = memo.get(name)
+        if task is not None:
+            task.cancel()
     reconciler: Reconciler | None = memo.get("reconciler")
     if reconciler is not None:
         reconciler.close()
+    server = memo.get("metrics_server")
+    if server is not None:
+        await server.cleanup()
 
 
 def _register(kind: str, plural: str) -> None:

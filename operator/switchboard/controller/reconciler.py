@@ -18,7 +18,7 @@ import concurrent.futures
 import datetime
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -27,6 +27,7 @@ from kubernetes.client.exceptions import ApiException
 
 from switchboard.api.base import GROUP, VERSION
 from switchboard.api.kinds import KINDS
+from switchboard.controller import metrics as metrics_mod
 from switchboard.controller import publish
 from switchboard.controller import status as status_mod
 from switchboard.routing import compiler
@@ -59,12 +60,21 @@ class Reconciler:
     posted: set[tuple[str, str, str]] = field(default_factory=set)
     dirty: set[str] = field(default_factory=set)
     compiles: int = 0
+    metrics: metrics_mod.OperatorMetrics = field(default_factory=metrics_mod.OperatorMetrics)
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
     _pool: concurrent.futures.ThreadPoolExecutor = field(
         default_factory=lambda: concurrent.futures.ThreadPoolExecutor(
             API_CONCURRENCY, thread_name_prefix="switchboard-api"
         )
     )
+
+    def __post_init__(self) -> None:
+        self.metrics.state.objects = self._held
+
+    def _held(self) -> Iterator[tuple[str, dict[str, Any]]]:
+        for bucket in self.objects.values():
+            for (kind, _), body in bucket.items():
+                yield kind, body
 
     async def _call(self, fn: Callable[..., T], *args: Any) -> T:
         """A blocking kubernetes-client call in the operator's own pool (asyncio's default
@@ -141,15 +151,20 @@ class Reconciler:
             self._wake.clear()
             batch, self.dirty = self.dirty, set()
             for namespace in sorted(batch):
+                started = time.perf_counter()
                 try:
                     await self.reconcile(namespace)
                 except Exception as exc:  # one namespace's failure must not stop the others
+                    self.metrics.reconciles.labels("failed").inc()
                     self._retry_later(namespace, exc)
                 else:
+                    self.metrics.reconciles.labels("ok").inc()
                     self.failures.pop(namespace, None)
+                self.metrics.reconcile_seconds.observe(time.perf_counter() - started)
 
     def _retry_later(self, namespace: str, exc: Exception) -> None:
         failures = self.failures[namespace] = self.failures.get(namespace, 0) + 1
+        self.metrics.state.not_published[namespace] = "error"
         delay = min(0.5 * 2**failures, MAX_BACKOFF)
         reason = exc.reason if isinstance(exc, ApiException) else repr(exc)
         log.error(
@@ -198,9 +213,13 @@ class Reconciler:
         config = result.configs.get(namespace)
         if config is None and not result.reports:
             config = rc.sealed(rc.RoutingConfig(namespace=namespace))  # everything deleted
+        self._count_problems(namespace, result)
         published = False
         if config is not None:
             published = await self._publish(namespace, config)
+            self.metrics.state.not_published.pop(namespace, None)
+        else:
+            self.metrics.state.not_published[namespace] = "compile"
         # Status patches are independent API calls: run them concurrently (bounded).
         limit = asyncio.Semaphore(API_CONCURRENCY)
 
@@ -214,23 +233,38 @@ class Reconciler:
 
         await asyncio.gather(*(report_one(r) for r in result.reports.values()))
 
+    def _count_problems(self, namespace: str, result: compiler.CompileResult) -> None:
+        counts: dict[tuple[str, str], int] = {}
+        for report in result.reports.values():
+            for problem in report.problems:
+                key = (report.ref.kind, problem.severity.value)
+                counts[key] = counts.get(key, 0) + 1
+        if counts:
+            self.metrics.state.problems[namespace] = counts
+        else:
+            self.metrics.state.problems.pop(namespace, None)
+
     # --- writing -----------------------------------------------------------------------------
 
     def _read_secret(self, namespace: str, name: str) -> dict[str, bytes] | None:
         """The Secret if it exists and opted in, else None: a list by name and label (RBAC
         gives the operator list/watch on Secrets, get only on the routing Secret)."""
-        found = self.core.list_namespaced_secret(
-            namespace,
-            label_selector=f"{compiler.SECRET_LABEL}=true",
-            field_selector=f"metadata.name={name}",
-        )
+        try:
+            found = self.core.list_namespaced_secret(
+                namespace,
+                label_selector=f"{compiler.SECRET_LABEL}=true",
+                field_selector=f"metadata.name={name}",
+            )
+        except ApiException:
+            self.metrics.api_errors.labels("read_secret").inc()
+            raise
         for secret in found.items or ():
             return {k: base64.b64decode(v) for k, v in (secret.data or {}).items()}
         return None
 
     async def _publish(self, namespace: str, config: rc.RoutingConfig) -> bool:
         """Write the routing Secret unless it holds this config already; True when it does."""
-        _, wanted = publish.encode(config)
+        value, wanted = publish.encode(config)
         state = f"{wanted.hash}/{wanted.digest}"
         if self.published.get(namespace) == state:
             return True  # the watch on the routing Secret tells when this stops being true
@@ -238,12 +272,20 @@ class Reconciler:
         self.published[namespace] = state
         try:
             outcome = await self._call(publish.publish, self.core, namespace, config)
-        except BaseException:
+        except BaseException as exc:
             self.published.pop(namespace, None)
+            if isinstance(exc, Exception):
+                self.metrics.publishes.labels("failed").inc()
+                if isinstance(exc, ApiException):
+                    self.metrics.api_errors.labels("publish").inc()
             raise
+        self.metrics.publishes.labels(outcome.value).inc()
         if outcome is publish.Outcome.SKIPPED:
             self.published.pop(namespace, None)
+            self.metrics.state.config_bytes.pop(namespace, None)
             return False
+        self.metrics.published_at.set_to_current_time()
+        self.metrics.state.config_bytes[namespace] = len(value)
         return True
 
     def _status(self, report: compiler.ObjectReport, published: bool) -> None:
@@ -267,6 +309,7 @@ class Reconciler:
         except ApiException as exc:
             if exc.status == 404:
                 return
+            self.metrics.api_errors.labels("status").inc()
             raise
         body["status"] = patched.get("status") if isinstance(patched, dict) else new
 
@@ -317,6 +360,7 @@ class Reconciler:
         try:
             self.core.create_namespaced_event(str(meta.get("namespace")), event)
         except ApiException as exc:
+            self.metrics.api_errors.labels("event").inc()
             log.warning("could not post event %s: %s", reason, exc.reason)
 
 
