@@ -11,53 +11,48 @@ from a client or an upstream.
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiohttp import web
+from aiohttp.http_writer import StreamWriter
 
 
-class JSONResponse(web.Response):
-    """A whole answer; `extra_head`: header lines to add."""
+def _buffers_head() -> bool:
+    """Whether this aiohttp keeps a response's serialized head in the writer (`_headers_buf`)
+    until the first body bytes, as 3.12 and later do: checked once, at import."""
+    init = getattr(StreamWriter.__init__, "__code__", None)
+    return init is not None and "_headers_buf" in init.co_names
+
+
+_BUFFERS_HEAD = _buffers_head()
+_UNBUFFERED = "aiohttp does not buffer this response's head: its header lines cannot be added"
+
+
+class _HeadLines(web.StreamResponse):
+    """`extra_head`: header lines to add to the head aiohttp serializes."""
 
     extra_head = b""
 
     async def _write_headers(self) -> None:
-        if self.extra_head:
-            _check(self)
-        await super()._write_headers()
-        if self.extra_head:
-            _append(self, self.extra_head)
+        lines = self.extra_head
+        if not lines:
+            return await super()._write_headers()
+        if not _BUFFERS_HEAD or self._send_headers_immediately:
+            raise RuntimeError(_UNBUFFERED)  # before anything is sent: a 500, never a 200
+        await super()._write_headers()  # without the lines
+        writer: Any = self._payload_writer
+        writer._headers_buf = writer._headers_buf[:-2] + lines + b"\r\n"
 
 
-class SSEResponse(web.StreamResponse):
+class JSONResponse(_HeadLines, web.Response):
+    """A whole answer."""
+
+
+class SSEResponse(_HeadLines):
     """A stream's response whose status line and headers wait for its first bytes and go out
     with them in one write (aiohttp's `web.Response` buffers its head the same way; a
     `StreamResponse` sends it alone at `prepare()`). `write()` always sends a buffered head,
     with no bytes too, so the Relay may write to the transport after the first `write()`.
-    `extra_head`: header lines to add."""
+    """
 
     _send_headers_immediately = False
-    extra_head = b""
-
-    async def _write_headers(self) -> None:
-        if self.extra_head:
-            _check(self)
-        await super()._write_headers()
-        if self.extra_head:
-            _append(self, self.extra_head)
-
-
-_UNBUFFERED = "aiohttp does not buffer this response's head: its header lines cannot be added"
-
-
-def _check(response: web.StreamResponse) -> None:
-    """Before anything is sent: fail (a 500 answer) if aiohttp will not keep the head in the
-    writer, rather than answer without the lines."""
-    if response._send_headers_immediately or not hasattr(response._payload_writer, "_headers_buf"):
-        raise RuntimeError(_UNBUFFERED)
-
-
-def _append(response: web.StreamResponse, lines: bytes) -> None:
-    writer = response._payload_writer
-    head = getattr(writer, "_headers_buf", None)
-    if not isinstance(head, bytes) or not head.endswith(b"\r\n\r\n"):
-        raise RuntimeError(_UNBUFFERED)
-    writer._headers_buf = head[:-2] + lines + b"\r\n"  # type: ignore[union-attr]
