@@ -201,7 +201,7 @@ async def test_leased_headers_are_as_of_the_grant_never_above_what_redis_has_lef
 
     async def as_of_the_grant() -> bool:  # (again if the lease ended meanwhile: a slow machine)
         lease = next(iter(store.leases.values()))
-        tickets = [limiter.admit(rules, est) for _ in range(3)]
+        tickets = [limiter.admit(rules, "p", "p:m", est.tokens, est.cost) for _ in range(3)]
         counter = await _read_after(redis_server, prefix, lease.key)
         assert store.leases.get(lease.key) is lease and lease.open
         assert lease.granted == pytest.approx(LEASE_REQUESTS * 0.01)

@@ -210,9 +210,9 @@ class Proxy:
             body = resolve.with_defaults(surface, body, route)
         prompt = inspect.estimate_prompt_tokens(surface, body)
         if access.rules is not None and self.limiter is not None:
-            est = gate.estimate(surface, body, route, prompt)
-            ticket = self.limiter.admit(access.rules, est)  # within the leases: no coroutine
-            if ticket is None:
+            ticket = gate.admit(self.limiter, access.rules, surface, body, route, prompt=prompt)
+            if ticket is None:  # (within the leases: no coroutine) the store is asked
+                est = gate.estimate(surface, body, route, prompt)
                 ticket = await gate.reserve(self.limiter, access.rules, est)
             out.ticket = ticket
         counts = (

@@ -22,6 +22,7 @@ from switchboard.gateway.limits.redis_store import RedisSettings, RedisStore
 from switchboard.gateway.limits.store import MemoryStore
 from switchboard.gateway.metrics import Metrics
 from switchboard.gateway.table import Route, Target
+from switchboard.routing import config as rc
 
 DEFAULT_OUTPUT_TOKENS = 4096
 """Output reserved for a model of a provider without listed models, when the request sets none."""
@@ -109,10 +110,19 @@ def build(settings: LimitsSettings, metrics: Metrics) -> lim.Limiter:
     )
 
 
-_CHAT_OUTPUT: tuple[str, ...] = ("max_tokens", "max_completion_tokens")
-_RESPONSES_OUTPUT: tuple[str, ...] = ("max_output_tokens",)
-_MESSAGES_OUTPUT: tuple[str, ...] = ("max_tokens",)
-"""The fields of each API that limit a request's output, in the order they are read."""
+def _output(surface: Dialect, body: Json, meta: rc.Model | None) -> int:
+    """The output the request may use on a model: what it asks (its API's output field, a
+    positive integer: Chat's `max_tokens`, else `max_completion_tokens`) within the model's
+    limit."""
+    if surface is Dialect.CHAT:
+        asked = body.get("max_tokens") or body.get("max_completion_tokens")
+    else:
+        asked = body.get("max_output_tokens" if surface is Dialect.RESPONSES else "max_tokens")
+    if type(asked) is not int or asked <= 0:  # (a bool is not an int here)
+        asked = 0
+    if meta is None:
+        return asked or DEFAULT_OUTPUT_TOKENS
+    return meta.max_tokens if not asked or asked > meta.max_tokens else asked
 
 
 def estimate(surface: Dialect, body: Json, route: Route, prompt: int) -> lim.Estimate:
@@ -120,27 +130,31 @@ def estimate(surface: Dialect, body: Json, route: Route, prompt: int) -> lim.Est
     inspect.estimate_prompt_tokens (computed once per request, shared with resolve.plan)."""
     target = route.chain[0]
     meta = target.meta
-    asked = None
-    if surface is Dialect.CHAT:
-        names = _CHAT_OUTPUT
+    output = _output(surface, body, meta)
+    price = meta.price if meta is not None else None
+    return lim.Estimate(target.provider, target.ref, prompt, output, price)
+
+
+def admit(
+    limiter: lim.Limiter,
+    rules: lim.KeyRules,
+    surface: Dialect,
+    body: Json,
+    route: Route,
+    *,
+    prompt: int,
+) -> lim.Ticket | None:
+    """`limiter.admit()` of the request's `estimate()`, without making it: the reservation
+    within this replica's leases, or None (then `reserve()`)."""
+    target = route.chain[0]
+    meta = target.meta
+    output = _output(surface, body, meta)
+    if meta is None:
+        cost = 0.0
     else:
-        names = _RESPONSES_OUTPUT if surface is Dialect.RESPONSES else _MESSAGES_OUTPUT
-    for name in names:
-        value = body.get(name)
-        if type(value) is int and value > 0:  # (not a bool)
-            asked = value
-            break
-    if meta is not None:
-        output = meta.max_tokens if asked is None or asked > meta.max_tokens else asked
-    else:
-        output = asked or DEFAULT_OUTPUT_TOKENS
-    return lim.Estimate(
-        target.provider,
-        target.ref,
-        prompt,
-        output,
-        meta.price if meta is not None else None,
-    )
+        p = meta.price  # as Estimate.cost
+        cost = (prompt * p.input + output * p.output) / 1_000_000
+    return limiter.admit(rules, target.provider, target.ref, float(prompt + output), cost)
 
 
 async def reserve(limiter: lim.Limiter, rules: lim.KeyRules, est: lim.Estimate) -> lim.Ticket:
@@ -173,5 +187,5 @@ def settle(
         limiter.settle(ticket, target.provider, target.ref, usage, cost, reached=cancelled)
     # Tokens and cost by key are counted for every key by the accounting (metrics.RequestStats).
     counts = metrics.stats.key_requests
-    key = ticket.rules.key
+    key = ticket.plan.rules.key
     counts[key] = counts.get(key, 0) + 1

@@ -24,7 +24,7 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from switchboard.dialects.types import Usage
 from switchboard.gateway.limits.redis_store import Claim, Lease
@@ -64,6 +64,9 @@ class KeyRules:
     key: str
     limits: tuple[rc.RateRule, ...]
     budgets: tuple[rc.BudgetRule, ...]
+    plans: dict[str, _Plan] = field(default_factory=dict, compare=False, repr=False)
+    """The limiter's plans of this key by target ref (`Limiter._plan`): a new KeyRules, as
+    every reload makes, starts without any."""
 
     @classmethod
     def of(cls, grant: rc.Grant) -> KeyRules | None:
@@ -81,6 +84,10 @@ class Estimate:
     input_tokens: int
     output_tokens: int
     price: rc.Price | None
+
+    @property
+    def tokens(self) -> float:
+        return float(self.input_tokens + self.output_tokens)
 
     @property
     def cost(self) -> float:
@@ -110,6 +117,8 @@ class _Plan:
     list is one counter."""
 
     rules: KeyRules
+    provider: str
+    ref: str
     start: float
     until: float
     entries: list[_Planned]
@@ -120,6 +129,8 @@ class _Plan:
     expires: list[float]
     tpm: list[tuple[int, rc.RateRule]]
     """Tokens-per-minute entries (their amount: the request's tokens) ..."""
+    tpm_at: list[int]
+    """... their indexes alone ..."""
     usd: list[int]
     """... and budget entries (their amount: its cost)."""
     release: list[_Delta]
@@ -133,14 +144,15 @@ class _Plan:
     """Refusing budgets: (index, limit, the limit's header text, the window's reset time)."""
     claim: Claim
     """The plan's counters as the store's fast path takes them (`RedisStore.take`)."""
-    leased: dict[str, str] | None = None
+    leased: dict[str, str] = field(default_factory=dict)
     """The headers of requests admitted from leases (`Limiter.admit`), shared by them (never
     changed once made): valid while the leases (the same list) and the second stay those
     below."""
     leased_head: bytes = b""
     """... and the same as header lines (`_lines`)."""
     leased_for: list[Lease] | None = None
-    leased_second: int = 0
+    leased_until: float = 0.0
+    """(The end of the second they were made in.)"""
 
     def charges(self, amounts: list[float]) -> list[Charge]:
         return list(map(Charge, self.keys, amounts, self.limits, self.expires))
@@ -150,11 +162,10 @@ class _Plan:
 class Ticket:
     """One request's reservation, settled exactly once."""
 
-    rules: KeyRules
-    estimate: Estimate
     plan: _Plan
+    """The counters charged (the key's rules, the target reserved for) ..."""
     amounts: list[float]
-    """What was added to each counter of the plan."""
+    """... and what was added to each of them."""
     store: Store | MemoryStore
     headers: dict[str, str]
     """The remaining-quota headers, for an error answer ..."""
@@ -164,6 +175,10 @@ class Ticket:
     """Admitted from these leases of this replica (entry i: counter i of the plan), which
     settling adjusts directly while they are open; None: reserved in the store."""
     settled: bool = False
+
+    @property
+    def rules(self) -> KeyRules:
+        return self.plan.rules
 
 
 def _covers(rule: rc.RateRule | rc.BudgetRule, provider: str, ref: str) -> bool:
@@ -203,7 +218,6 @@ class Limiter:
         """Called with True when the store fails and False when it answers again."""
         self.on_reject = on_reject or (lambda key, kind: None)
         self.store_down = False
-        self._plans: dict[tuple[int, str, str], _Plan] = {}
         self._spans: dict[tuple[str, str], windows.Span] = {}
         self._take: Callable[[Claim, list[float]], list[Lease] | None] | None = getattr(
             store, "take", None
@@ -236,8 +250,12 @@ class Limiter:
     def _plan(self, rules: KeyRules, provider: str, ref: str, now: float) -> _Plan:
         """The counters a request of `rules` on (provider, ref) charges at `now`: computed once
         per key, target and minute (windows, key names, header texts), not per request."""
-        cached = self._plans.get((id(rules), provider, ref))
-        if cached is not None and cached.rules is rules and cached.start <= now < cached.until:
+        cached = rules.plans.get(ref)
+        if (
+            cached is not None
+            and cached.provider == provider
+            and cached.start <= now < cached.until
+        ):
             return cached
         minute = windows.minute(now)
         valid_until = minute.end
@@ -291,13 +309,15 @@ class Limiter:
                 tpm_headers.append((i, limit, str(int(limit))))
             else:
                 usd_headers.append((i, limit, f"{limit:.2f}", resets[i]))
-        if len(self._plans) > 10_000:  # bounded: keys x targets; rebuilt when dropped
-            self._plans.clear()
+        if len(rules.plans) > 1000:  # bounded (open models): targets; rebuilt when dropped
+            rules.plans.clear()
         keys = [e[0] for e in entries]
         limits = [e[3] for e in entries]
         expiries = [e[4] for e in entries]
         plan = _Plan(
             rules,
+            provider,
+            ref,
             minute.start,
             valid_until,
             entries,
@@ -306,6 +326,7 @@ class Limiter:
             limits,
             expiries,
             tpm,
+            [i for i, _ in tpm],
             usd,
             release,
             inflight,
@@ -314,7 +335,7 @@ class Limiter:
             usd_headers,
             Claim(keys, limits, expiries),
         )
-        self._plans[(id(rules), provider, ref)] = plan
+        rules.plans[ref] = plan
         return plan
 
     def _span(self, window: str, time_zone: str, now: float) -> windows.Span:
@@ -332,53 +353,47 @@ class Limiter:
             text = self._resets[(span.end, time_zone)] = windows.rfc3339(span.end, time_zone)
         return text
 
-    def admit(self, rules: KeyRules, est: Estimate) -> Ticket | None:
-        """The fast path, without a coroutine: the reservation when the store can take it at
-        once (Redis: within this replica's leases); None when `reserve()` must ask the store."""
+    def admit(
+        self, rules: KeyRules, provider: str, ref: str, tokens: float, cost: float
+    ) -> Ticket | None:
+        """The fast path, without a coroutine: the reservation of a request of `tokens` and
+        `cost` at most (`Estimate.tokens`, `.cost`) on the target `ref` when the store can take
+        it at once (Redis: within this replica's leases); None when `reserve()` must ask the
+        store."""
         take = self._take
         if take is None or self.store_down:
             return None
         now = self.clock()
-        plan = self._plans.get((id(rules), est.provider, est.ref))
-        if plan is None or plan.rules is not rules or not plan.start <= now < plan.until:
-            plan = self._plan(rules, est.provider, est.ref, now)
+        plan = rules.plans.get(ref)
+        if plan is None or not plan.start <= now < plan.until or plan.provider != provider:
+            plan = self._plan(rules, provider, ref, now)
         amounts = plan.amounts.copy()  # as _amounts(), inlined: this runs for every request
-        if plan.tpm:
-            tokens = float(est.input_tokens + est.output_tokens)
-            for i, _ in plan.tpm:
-                amounts[i] = tokens
-        if plan.usd:
-            p = est.price  # est.cost, inlined
-            cost = (
-                0.0
-                if p is None
-                else (est.input_tokens * p.input + est.output_tokens * p.output) / 1_000_000
-            )
-            for i in plan.usd:
-                amounts[i] = cost
-        if not amounts:
-            return Ticket(rules, est, plan, amounts, self.store, {})
+        for i in plan.tpm_at:
+            amounts[i] = tokens
+        for i in plan.usd:
+            amounts[i] = cost
         leases = take(plan.claim, amounts)
         if leases is None:
             return None
-        # The remaining figures are as of the leases' grant (their whole share counted as
-        # used): one headers dict per plan, made again when a lease or the second changes.
-        second = int(now)
-        headers = plan.leased
-        if headers is None or leases is not plan.leased_for or second != plan.leased_second:
-            values = [lease.ceiling for lease in leases]
-            headers = plan.leased = self._headers(plan, values, now)
-            plan.leased_head = _lines(headers)
-            plan.leased_for = leases
-            plan.leased_second = second
-        return Ticket(rules, est, plan, amounts, self.store, headers, plan.leased_head, leases)
+        if leases is not plan.leased_for or now >= plan.leased_until:
+            self._leased_headers(plan, leases, now)
+        return Ticket(plan, amounts, self.store, plan.leased, plan.leased_head, leases)
+
+    def _leased_headers(self, plan: _Plan, leases: list[Lease], now: float) -> None:
+        """The headers of the requests admitted from `leases`, made once per plan, leases and
+        second: their remaining figures are as of the leases' grant (each lease counted whole
+        as used), which never shows more than the store has left."""
+        headers = plan.leased = self._headers(plan, [lease.ceiling for lease in leases], now)
+        plan.leased_head = _lines(headers)
+        plan.leased_for = leases
+        plan.leased_until = math.floor(now) + 1.0
 
     async def reserve(self, rules: KeyRules, est: Estimate) -> Ticket:
         """Reserve the request or raise LimitError (429 naming the key and the limit)."""
         now = self.clock()
         plan = self._plan(rules, est.provider, est.ref, now)
         amounts = self._amounts(plan, est)
-        ticket = Ticket(rules, est, plan, amounts, self.store, {})
+        ticket = Ticket(plan, amounts, self.store, {})
         if not amounts:
             return ticket
         charges = plan.charges(amounts)
@@ -430,10 +445,8 @@ class Limiter:
             return
         ticket.settled = True
         plan = ticket.plan
-        est = ticket.estimate
-        same = provider == est.provider and ref == est.ref
         leases = ticket.leases
-        if leases is not None and same and usage is not None:
+        if leases is not None and usage is not None and ref == plan.ref:  # (ref: provider:model)
             # The common case, first: admitted from this replica's leases and served by the
             # reserved target. The corrections go into the leases (Redis learns them when a
             # lease is given back); a lease given back since goes through the store.
@@ -470,6 +483,7 @@ class Limiter:
                 self._add(ticket, late)
             return
         deltas = plan.release.copy()  # the in-flight slots; the request counts stay
+        same = provider == plan.provider and ref == plan.ref
         if same and usage is not None:  # the common case, first: served by the reserved target
             amounts = ticket.amounts
             keys = plan.keys
