@@ -406,10 +406,10 @@ class RedisStore:
         while none of them is replaced: the limiter's header texts stay valid while it does
         not change, and settling adds to them directly); None when `reserve()` must ask Redis."""
         now = time.monotonic()
-        if now < self._down_until or not self._leasing:  # _down_until: 0 while never down
+        if now < self._down_until:  # (0 while never down)
             return None
         leases = claim.leases
-        if leases is None or now >= claim.renew_at:
+        if leases is None or now >= claim.renew_at:  # (no leases while leasing is off)
             return self._take_found(claim, amounts, now)
         renew = False
         for lease, amount in zip(leases, amounts, strict=True):
@@ -428,6 +428,8 @@ class RedisStore:
     def _take_found(self, claim: Claim, amounts: Sequence[float], now: float) -> list[Lease] | None:
         """`take()` with the leases looked up again (the claim has none yet, one of them was
         replaced or given back, or one is in its last `RENEW_SECONDS`)."""
+        if not self._leasing:
+            return None
         found = self.leases
         leases: list[Lease] = []
         renew = False
