@@ -158,15 +158,7 @@ class Proxy:
         finally:
             if out.ticket is not None:
                 assert self.limiter is not None
-                gate.settle(
-                    self.limiter,
-                    self.metrics,
-                    out.ticket,
-                    out.target,
-                    usage=out.usage,
-                    cost=out.cost,
-                    cancelled=out.status == 499 and out.attempts > 0,
-                )
+                gate.settle(self.limiter, self.metrics.stats.key_requests, out)
             self.accounting.record(out, time.perf_counter() - started)
 
     async def _handle(

@@ -15,13 +15,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from switchboard.dialects.types import Dialect, Json, Usage
+from switchboard.dialects.types import Dialect, Json
 from switchboard.gateway import errors
+from switchboard.gateway.accounting import Outcome
 from switchboard.gateway.limits import limiter as lim
 from switchboard.gateway.limits.redis_store import RedisSettings, RedisStore
 from switchboard.gateway.limits.store import MemoryStore
 from switchboard.gateway.metrics import Metrics
-from switchboard.gateway.table import Route, Target
+from switchboard.gateway.table import Route
 from switchboard.routing import config as rc
 
 DEFAULT_OUTPUT_TOKENS = 4096
@@ -166,26 +167,22 @@ async def reserve(limiter: lim.Limiter, rules: lim.KeyRules, est: lim.Estimate) 
         raise errors.GatewayError(exc.message, status=exc.status, headers=exc.headers) from None
 
 
-def settle(
-    limiter: lim.Limiter,
-    metrics: Metrics,
-    ticket: lim.Ticket,
-    target: Target | None,
-    *,
-    usage: Usage | None,
-    cost: float,
-    cancelled: bool,
-) -> None:
-    """`target`: the candidate that served or was tried last (None: none was tried).
-    `cancelled`: the client went away after the request reached an upstream (its usage, if
-    the upstream sent none yet, is unknown: the reservation is kept as spent)."""
+def settle(limiter: lim.Limiter, counts: dict[str, int], out: Outcome) -> None:
+    """Settle `out.ticket` with what the request used, on the candidate that served or was
+    tried last (`out.target`; None: none was tried), and count the request in `counts` (by
+    key; tokens and cost by key are counted for every key by the accounting). A client that
+    went away after the request reached an upstream (499): its usage, if the upstream sent
+    none yet, is unknown, and the reservation is kept as spent."""
+    ticket = out.ticket
+    assert ticket is not None
+    usage = out.usage
+    cancelled = out.status == 499 and out.attempts > 0
     if cancelled and (usage is None or not usage.output_tokens):
         usage = None  # cut before the upstream's usage arrived: keep the reservation
+    target = out.target
     if target is None:
-        limiter.settle(ticket, "", "", usage, cost, reached=cancelled)
+        limiter.settle(ticket, "", "", usage, out.cost, reached=cancelled)
     else:
-        limiter.settle(ticket, target.provider, target.ref, usage, cost, reached=cancelled)
-    # Tokens and cost by key are counted for every key by the accounting (metrics.RequestStats).
-    counts = metrics.stats.key_requests
+        limiter.settle(ticket, target.provider, target.ref, usage, out.cost, reached=cancelled)
     key = ticket.plan.rules.key
     counts[key] = counts.get(key, 0) + 1
