@@ -65,7 +65,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--metrics-port",
         type=int,
-        default=int(os.environ.get(METRICS_PORT_ENV, "9090")),
         help="port of GET /metrics, apart from the API port so that the client Service does "
         f"not expose it; 0 turns it off (default 9090, or ${METRICS_PORT_ENV})",
     )
@@ -197,6 +196,18 @@ def _limits(args: argparse.Namespace) -> gate.LimitsSettings:
     )
 
 
+def _metrics_port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        port = -1
+    if not 0 <= port <= 65535:
+        raise ValueError(
+            f"{METRICS_PORT_ENV}={text!r} is not a port number; set 0-65535 (0: no metrics port)"
+        )
+    return port
+
+
 def _die_with_parent() -> None:
     """A worker gets SIGTERM when the first process dies, even by SIGKILL (Linux prctl)."""
     try:
@@ -212,6 +223,12 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=args.log_level.upper(), handlers=[handler], force=True)
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     log = logging.getLogger("switchboard.gateway")
+    if args.metrics_port is None:
+        try:
+            args.metrics_port = _metrics_port(os.environ.get(METRICS_PORT_ENV, "9090"))
+        except ValueError as exc:
+            log.error("%s", exc)
+            return 2
     try:
         count = workers.parse(str(args.workers))
     except ValueError as exc:

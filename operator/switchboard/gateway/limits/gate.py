@@ -14,6 +14,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from switchboard.dialects.types import Dialect, Json
 from switchboard.gateway import errors
@@ -48,22 +49,76 @@ class LimitsSettings:
 
     @classmethod
     def from_env(cls, **overrides: Any) -> LimitsSettings:
-        env = os.environ
-        values: dict[str, Any] = {
-            "redis_url": env.get("SWITCHBOARD_LIMITS_REDIS_URL") or None,
-            "redis_password": env.get("SWITCHBOARD_LIMITS_REDIS_PASSWORD") or None,
-            "redis_ca_file": env.get("SWITCHBOARD_LIMITS_REDIS_CA_FILE") or None,
-            "file": Path(env["SWITCHBOARD_LIMITS_FILE"])
-            if env.get("SWITCHBOARD_LIMITS_FILE")
-            else None,
-            "on_store_down": env.get("SWITCHBOARD_LIMITS_ON_STORE_DOWN", lim.OPEN),
-        }
-        if env.get("SWITCHBOARD_LIMITS_INFLIGHT_LAPSE"):
-            values["inflight_lapse"] = _seconds(env["SWITCHBOARD_LIMITS_INFLIGHT_LAPSE"])
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        if values["on_store_down"] not in (lim.OPEN, lim.CLOSED):
-            raise ValueError("on_store_down must be 'open' or 'closed'")
+        """The settings of `SWITCHBOARD_LIMITS_*`, each replaced by its flag's value when not
+        None (`FLAGS`). A bad value is a ValueError naming the variable or flag, the value and
+        what is accepted (the CLIs print it as one line and exit 2)."""
+        given: dict[str, tuple[str, Any]] = {}
+        for field, variable in ENV.items():
+            if overrides.get(field) is not None:
+                given[field] = (FLAGS[field], overrides[field])
+            elif os.environ.get(variable):
+                given[field] = (variable, os.environ[variable])
+        values: dict[str, Any] = {}
+        for field, (name, given_value) in given.items():
+            value = given_value
+            if field == "file":
+                value = Path(value)
+            elif field == "redis_url":
+                _check_url(name, value)
+            elif field == "on_store_down" and value not in (lim.OPEN, lim.CLOSED):
+                raise ValueError(f"{_show(name, value)} is not accepted: set open or closed")
+            elif field == "inflight_lapse":
+                value = _seconds(name, value)
+            elif field == "redis_ca_file" and not os.path.isfile(value):
+                raise ValueError(f"{_show(name, value)} is not a file; set a PEM CA bundle's path")
+            values[field] = value
         return cls(**values)
+
+
+ENV = {
+    "redis_url": "SWITCHBOARD_LIMITS_REDIS_URL",
+    "redis_password": "SWITCHBOARD_LIMITS_REDIS_PASSWORD",
+    "redis_ca_file": "SWITCHBOARD_LIMITS_REDIS_CA_FILE",
+    "file": "SWITCHBOARD_LIMITS_FILE",
+    "on_store_down": "SWITCHBOARD_LIMITS_ON_STORE_DOWN",
+    "inflight_lapse": "SWITCHBOARD_LIMITS_INFLIGHT_LAPSE",
+}
+"""`LimitsSettings` field -> the environment variable it is read from."""
+FLAGS = {
+    "redis_url": "--limits-redis-url",
+    "redis_password": "SWITCHBOARD_LIMITS_REDIS_PASSWORD",  # no flag: a Secret, never argv
+    "redis_ca_file": "SWITCHBOARD_LIMITS_REDIS_CA_FILE",
+    "file": "--limits-file",
+    "on_store_down": "--limits-on-store-down",
+    "inflight_lapse": "--limits-inflight-lapse",
+}
+"""`LimitsSettings` field -> the flag of `switchboard gateway` (and `usage`) that overrides it."""
+
+
+def _show(name: str, value: object) -> str:
+    return f"{name} {value!r}" if name.startswith("--") else f"{name}={value!r}"
+
+
+def _check_url(name: str, url: str) -> None:
+    """What redis-py accepts, checked here so that a bad URL is not a traceback later."""
+    accepted = "set redis://HOST:PORT/DB, rediss://HOST:PORT/DB (TLS) or unix:///PATH"
+    parts = urlsplit(url)
+    shown = _show(name, _redacted(url))
+    if parts.scheme not in ("redis", "rediss", "unix"):
+        raise ValueError(f"{shown} is not a Redis URL; {accepted}")
+    try:
+        parts.port  # noqa: B018 - raises on a port that is not a number in 0-65535
+    except ValueError:
+        raise ValueError(f"{shown} has a port that is not a number; {accepted}") from None
+
+
+def _redacted(url: str) -> str:
+    """The URL without its password (in the user part or a unix:// query)."""
+    parts = urlsplit(url)
+    userinfo, at, hostport = parts.netloc.rpartition("@")
+    if ":" in userinfo:
+        parts = parts._replace(netloc=f"{userinfo.split(':', 1)[0]}:<redacted>{at}{hostport}")
+    return parts._replace(query="<redacted>" if parts.query else "").geturl()
 
 
 def build_store(settings: LimitsSettings) -> RedisStore | MemoryStore:
@@ -79,17 +134,14 @@ def build_store(settings: LimitsSettings) -> RedisStore | MemoryStore:
     return MemoryStore(settings.file)
 
 
-def _seconds(text: str) -> float:
+def _seconds(name: str, value: str | float) -> float:
     try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not 0 < value < math.inf:
-        raise ValueError(
-            f"SWITCHBOARD_LIMITS_INFLIGHT_LAPSE={text!r} is not a number of seconds above 0; "
-            "set e.g. 10"
-        )
-    return value
+        seconds = float(value)
+    except (TypeError, ValueError):
+        seconds = math.nan
+    if not 0 < seconds < math.inf:
+        raise ValueError(f"{_show(name, value)} is not a number of seconds above 0; set e.g. 10")
+    return seconds
 
 
 def build(settings: LimitsSettings, metrics: Metrics) -> lim.Limiter:

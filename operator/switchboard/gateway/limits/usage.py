@@ -18,7 +18,7 @@ from pathlib import Path
 import orjson
 
 from switchboard.gateway.limits.gate import LimitsSettings, build_store
-from switchboard.gateway.limits.store import Store
+from switchboard.gateway.limits.store import Store, StoreDown
 from switchboard.routing import config as rc
 from switchboard.routing import windows
 
@@ -120,7 +120,11 @@ def run(args: argparse.Namespace) -> int:
     except (rc.ConfigError, OSError) as exc:
         print(f"switchboard usage: {exc}", file=sys.stderr)
         return 2
-    settings = LimitsSettings.from_env(redis_url=args.limits_redis_url, file=args.limits_file)
+    try:
+        settings = LimitsSettings.from_env(redis_url=args.limits_redis_url, file=args.limits_file)
+    except ValueError as exc:
+        print(f"switchboard usage: {exc}", file=sys.stderr)
+        return 2
     if not settings.redis_url and settings.file is None:
         print(
             "switchboard usage: say where the counters are: --limits-redis-url or --limits-file",
@@ -135,7 +139,15 @@ def run(args: argparse.Namespace) -> int:
         finally:
             await store.close()
 
-    found = asyncio.run(read())
+    try:
+        found = asyncio.run(read())
+    except StoreDown as exc:
+        where = "--limits-redis-url or SWITCHBOARD_LIMITS_REDIS_URL"
+        print(
+            f"switchboard usage: the counters cannot be read ({exc}); check {where}",
+            file=sys.stderr,
+        )
+        return 1
     if args.output == "json":
         sys.stdout.write(orjson.dumps([asdict(r) for r in found]).decode() + "\n")
     else:
