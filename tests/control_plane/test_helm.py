@@ -30,6 +30,9 @@ Covers:
   annotations, the headless `-operator-metrics` Service and, with serviceMonitor.enabled, its
   own ServiceMonitor (not selecting the gateway's Service); `operator.metricsPort: 0` removes
   them all;
+- the gateway's limits args: `--limits-file` on /tmp without a Redis URL; with one,
+  `--limits-redis-url` and `--limits-inflight-lapse` from gateway.limits.inflightLapseSeconds
+  (default 10), read by the CLI as `LimitsSettings.inflight_lapse`;
 - hooks.enabled / tests.enabled: no helm.sh/hook object when either is off;
 - values.schema.json refuses unknown keys, wrong types and bad namespace names;
 - `helm install` (hooks and tests off, no --wait) creating every object of the release, the
@@ -502,6 +505,27 @@ def test_observability_objects(cp: ControlPlane) -> None:
     assert result.returncode != 0 and "gateway.tracing.endpoint" in result.stderr
 
 
+def test_gateway_limits_args(cp: ControlPlane) -> None:
+    from switchboard.cli import build_parser
+    from switchboard.gateway import cli as gateway_cli
+
+    alone = args_of(one(render(cp), "Deployment", "-gateway"), "gateway")
+    assert "--limits-file=/tmp/switchboard-limits.json" in alone
+    assert not [a for a in alone if a.startswith(("--limits-redis-url", "--limits-inflight"))]
+    url = "gateway.limits.redis.url=redis://cache:6379/0"
+    default = args_of(one(render(cp, "--set", url), "Deployment", "-gateway"), "gateway")
+    assert "--limits-inflight-lapse=10" in default
+    lapse = "gateway.limits.inflightLapseSeconds=2.5"
+    docs = render(cp, "--set", url, "--set-json", lapse)  # --set would make 2.5 a string
+    args = args_of(one(docs, "Deployment", "-gateway"), "gateway")
+    assert "--limits-redis-url=redis://cache:6379/0" in args
+    assert "--limits-inflight-lapse=2.5" in args
+    assert not [a for a in args if a.startswith("--limits-file")]
+    settings = gateway_cli._limits(build_parser().parse_args(args))
+    assert settings.redis_url == "redis://cache:6379/0"
+    assert settings.inflight_lapse == 2.5
+
+
 def test_hooks_and_tests_values(cp: ControlPlane) -> None:
     test_pod = one(render(cp), "Pod")
     assert hooks([test_pod]) == [test_pod["metadata"]["name"]]
@@ -521,6 +545,7 @@ def test_hooks_and_tests_values(cp: ControlPlane) -> None:
         ("gateway.replicas=two", "replicas"),
         ("operator.watchNamespaces[0]=Team_A", "watchNamespaces"),
         ("image.pullPolicy=Sometimes", "pullPolicy"),
+        ("gateway.limits.inflightLapseSeconds=0", "inflightLapseSeconds"),
     ],
 )
 def test_schema_refuses_bad_values(cp: ControlPlane, setting: str, word: str) -> None:

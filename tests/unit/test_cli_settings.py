@@ -3,7 +3,8 @@
 Covers: every `SWITCHBOARD_LIMITS_*` variable and `--limits-*` flag that `LimitsSettings`
 reads (and `SWITCHBOARD_METRICS_PORT` of the gateway), given a bad value, is one line naming
 the variable or flag, the value and what is accepted, exit code 2, no traceback; a URL's
-password is not printed; a Redis that does not answer is one line for `usage` (exit 1).
+password is not printed; a Redis that does not answer is one line for `usage` (exit 1);
+`--limits-inflight-lapse` is checked the same way and wins over the environment variable.
 """
 
 from __future__ import annotations
@@ -106,10 +107,26 @@ def test_gateway_flags() -> None:
     bad = run("gateway", "--limits-on-store-down", "maybe", env={})
     assert bad.returncode == 2
     assert "--limits-on-store-down: invalid choice: 'maybe'" in bad.stderr
+    lapse = run("gateway", "--limits-inflight-lapse", "-1", env={"SWITCHBOARD_METRICS_PORT": "0"})
+    assert lapse.returncode == 2
+    line = one_line(lapse)
+    assert "--limits-inflight-lapse '-1'" in line and "seconds above 0" in line
     port = run("gateway", "--limits-file", "c.json", env={"SWITCHBOARD_METRICS_PORT": "abc"})
     assert port.returncode == 2
     line = one_line(port)
     assert "SWITCHBOARD_METRICS_PORT='abc'" in line and "0-65535" in line
+
+
+def test_the_lapse_flag_over_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    from switchboard.cli import build_parser
+    from switchboard.gateway import cli as gateway_cli
+
+    monkeypatch.setenv("SWITCHBOARD_LIMITS_INFLIGHT_LAPSE", "7")
+    base = ["gateway", "--config", "r.json", "--limits-redis-url", "redis://cache:6379/0"]
+    parser = build_parser(["gateway"])
+    assert gateway_cli._limits(parser.parse_args(base)).inflight_lapse == 7.0
+    flagged = parser.parse_args([*base, "--limits-inflight-lapse", "2.5"])
+    assert gateway_cli._limits(flagged).inflight_lapse == 2.5
 
 
 def test_usage_with_a_redis_that_does_not_answer() -> None:

@@ -134,6 +134,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         choices=("open", "closed"),
         help="when Redis is down: count in this process (open, default) or answer 503 (closed)",
     )
+    group.add_argument(
+        "--limits-inflight-lapse",
+        metavar="SECONDS",
+        help="Redis: seconds after its last heartbeat at which a replica that stopped answering "
+        "no longer holds in-flight slots (default 10, or $SWITCHBOARD_LIMITS_INFLIGHT_LAPSE)",
+    )
 
 
 def _serve(
@@ -193,6 +199,7 @@ def _limits(args: argparse.Namespace) -> gate.LimitsSettings:
         redis_url=args.limits_redis_url,
         file=args.limits_file,
         on_store_down=args.limits_on_store_down,
+        inflight_lapse=args.limits_inflight_lapse,
     )
 
 

@@ -45,7 +45,8 @@ class LimitsSettings:
     """open (count in the process, raise the alarm metric) or closed (answer 503)."""
     inflight_lapse: float = 10.0
     """Redis: seconds after which a replica that stopped answering no longer holds in-flight
-    slots (SWITCHBOARD_LIMITS_INFLIGHT_LAPSE; `RedisSettings.inflight_lapse`)."""
+    slots (--limits-inflight-lapse, SWITCHBOARD_LIMITS_INFLIGHT_LAPSE;
+    `RedisSettings.inflight_lapse`)."""
 
     @classmethod
     def from_env(cls, **overrides: Any) -> LimitsSettings:

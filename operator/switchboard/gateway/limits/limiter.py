@@ -34,8 +34,9 @@ from switchboard.routing import windows
 from switchboard.routing.limits import budget_key
 
 LIVE_TTL = 900.0
-"""An in-flight counter expires this long after its last reservation (a replica that died
-with requests in flight does not hold their slots for ever)."""
+"""An in-flight counter expires this long after its last reservation: only a backstop, since
+in Redis a dead replica's slots stop counting one lapse after its last heartbeat
+(`RedisSettings.inflight_lapse`)."""
 KEEP_AFTER = 7 * 86400.0
 """A budget counter is kept this long after its window ends (for `switchboard usage`)."""
 OPEN = "open"
