@@ -42,7 +42,7 @@ lint: $(STAMP)
 	@$(VENV)/bin/lint-imports --config .importlinter
 
 typecheck: $(STAMP)
-	@echo "==> mypy --strict operator/switchboard"
+	@echo "==> mypy --strict operator/switchboard bench tests/upstreams (pyproject [tool.mypy])"
 	@$(VENV)/bin/mypy
 
 controlplane:

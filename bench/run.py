@@ -455,7 +455,7 @@ def versions() -> dict[str, str]:
     out = {
         "python": platform.python_version(),
         "aiohttp": aiohttp.__version__,
-        "uvloop": uvloop.__version__,
+        "uvloop": uvloop.__version__,  # type: ignore[attr-defined]
         "orjson": orjson.__version__,
     }
     switchboard = subprocess.run(
@@ -721,7 +721,7 @@ def main() -> int:
         for n in range(STREAM_ROUNDS):
             turns = [(upstream, direct_url, direct_kw, theirs), (proc, url, kw, mine)]
             for p, u, k, into in turns if n % 2 == 0 else turns[::-1]:
-                into.append(stream_once(p, u, **k))
+                into.append(stream_once(p, u, **k))  # type: ignore[arg-type]
         record_streams(scenario, "direct", theirs)
         record_streams(scenario, name, mine)
 

@@ -18,6 +18,7 @@ import platform
 import statistics
 import timeit
 from pathlib import Path
+from typing import Any
 
 from switchboard.dialects import registry, sse
 from switchboard.dialects.types import Ctx, Dialect
@@ -31,7 +32,9 @@ DELTAS = 100
 
 def request(client: Dialect) -> dict[str, object]:
     tool = json.loads((GOLDEN / f"requests/{client.value}/tools.json").read_text())
-    body = json.loads((GOLDEN / f"requests/{client.value}/multi_turn.json").read_text())
+    body: dict[str, Any] = json.loads(
+        (GOLDEN / f"requests/{client.value}/multi_turn.json").read_text()
+    )
     body["tools"] = tool["tools"]
     if client is Dialect.RESPONSES:
         body["input"] = [*body["input"], {"role": "user", "content": TEXT}]

@@ -576,6 +576,7 @@ class Upstream:
 
     def _error_event(self, fault: dict[str, str], message: str) -> bytes:
         """The shape's in-stream error, as each API sends it after its HTTP 200."""
+        data: dict[str, object]
         if self.shape == "anthropic":
             data = {"type": "error", "error": {"type": "overloaded_error", "message": message}}
             return b"event: error\ndata: " + orjson.dumps(data) + b"\n\n"
