@@ -40,7 +40,9 @@ def responses_stop(status: Any, details: Any, has_calls: bool) -> str:
 
 
 def _int(value: Any) -> int:
-    return value if isinstance(value, int) else 0
+    """A token count: a non-negative integer, else 0 (a bool, a float, a string, null, a
+    negative number), so usage stays numeric for accounting.cost."""
+    return value if type(value) is int and value >= 0 else 0
 
 
 def _openai_usage(total: Any, details: Any, output: Any) -> Usage:
