@@ -42,7 +42,7 @@ class ChatWriter:
             return b""
         self._started = True
         self._text_head = b""  # the id and model may change
-        if upstream_id:
+        if isinstance(upstream_id, str) and upstream_id:  # another type: the gateway's id
             self._id = f"chatcmpl-{upstream_id}"
         if isinstance(model, str) and model:
             self._model = model
@@ -68,7 +68,9 @@ class ChatWriter:
         index = self._tools[key] = len(self._tools)
         call = {
             "index": index,
-            "id": call_id,
+            "id": call_id
+            if isinstance(call_id, str) and call_id
+            else f"call_{self.ctx.request_id}_{index}",
             "type": "function",
             "function": {"name": name, "arguments": ""},
         }

@@ -40,7 +40,9 @@ def responses_stop(status: Any, details: Any, has_calls: bool) -> str:
 
 
 def _int(value: Any) -> int:
-    return value if isinstance(value, int) else 0
+    """A token count: a non-negative integer, else 0 (a bool, a float, a string, null, a
+    negative number), so usage stays numeric for accounting.cost."""
+    return value if type(value) is int and value >= 0 else 0
 
 
 def _openai_usage(total: Any, details: Any, output: Any) -> Usage:
@@ -80,17 +82,20 @@ def usage_from_responses(u: Any) -> Usage:
 
 
 def update_from_message_delta(usage: Usage, u: Any) -> None:
-    """Anthropic's `message_delta.usage` is cumulative: it replaces what it names."""
+    """Anthropic's `message_delta.usage` is cumulative: it replaces what it names (input and
+    cache counts when not 0); a count that is not a non-negative integer is ignored, and the
+    one `message_start` gave stays."""
     if not isinstance(u, dict):
         return
-    if "output_tokens" in u:
-        usage.output_tokens = _int(u["output_tokens"])
-    if u.get("input_tokens"):
-        usage.input_tokens = _int(u["input_tokens"])
-    if u.get("cache_read_input_tokens"):
-        usage.cache_read_tokens = _int(u["cache_read_input_tokens"])
-    if u.get("cache_creation_input_tokens"):
-        usage.cache_write_tokens = _int(u["cache_creation_input_tokens"])
+    output = u.get("output_tokens")
+    if type(output) is int and output >= 0:
+        usage.output_tokens = output
+    if value := _int(u.get("input_tokens")):
+        usage.input_tokens = value
+    if value := _int(u.get("cache_read_input_tokens")):
+        usage.cache_read_tokens = value
+    if value := _int(u.get("cache_creation_input_tokens")):
+        usage.cache_write_tokens = value
 
 
 def chat_usage(u: Usage) -> Json:

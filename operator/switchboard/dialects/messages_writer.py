@@ -13,7 +13,10 @@ from switchboard.dialects.types import Ctx, Dialect, Json, Usage
 
 
 def message_id(upstream_id: object, ctx: Ctx) -> str:
-    return f"msg_{upstream_id or ctx.request_id}"
+    """The upstream's id when it is a string, else the gateway's."""
+    if isinstance(upstream_id, str) and upstream_id:
+        return f"msg_{upstream_id}"
+    return f"msg_{ctx.request_id}"
 
 
 def message_object(
@@ -29,7 +32,7 @@ def message_object(
         "id": message_id(upstream_id, ctx),
         "type": "message",
         "role": "assistant",
-        "model": model or ctx.response_model,
+        "model": model if isinstance(model, str) and model else ctx.response_model,
         "content": content,
         "stop_reason": stop_reason,
         "stop_sequence": None,

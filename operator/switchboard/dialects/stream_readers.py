@@ -78,7 +78,10 @@ class _Reader:
 
     def _close(self) -> bytes:
         self._done = True
-        return self._w.finish()
+        try:
+            return self._w.finish()
+        except (AttributeError, TypeError, KeyError, IndexError, ValueError) as exc:
+            return self.error(f"malformed upstream stream: {exc}")  # (a writer's own fault)
 
     def _stop(self, reason: str, sequence: str | None = None) -> None:
         self._stopped = True
@@ -100,10 +103,43 @@ def _load(data: bytes) -> dict[str, Any] | None:
 
 def _string(text: object, what: str) -> str:
     """Text for the writers, which keep and join it: anything else is a malformed event (the
-    ResponsesWriter failed at the end of the stream on a number)."""
+    ResponsesWriter failed at the end of the stream on a number). The TypeError is `feed`'s:
+    the client's error event ends the stream (docs/translation.md, "Fields of the wrong
+    type")."""
     if type(text) is not str:
-        raise TypeError(f"the {what} is {type(text).__name__}, not text")
+        raise TypeError(f"the {what} is {_kind(text)}, not a string")
     return text
+
+
+def _optional(text: object, what: str) -> str:
+    """`_string` for a field a server may leave out or write as null (Chat's convention):
+    None is "" (nothing to write)."""
+    if text is None:
+        return ""
+    if type(text) is not str:
+        raise TypeError(f"the {what} is {_kind(text)}, not a string")
+    return text
+
+
+def _name(name: object, what: str) -> str | None:
+    """A tool call's name (None: left out, as before); another type is malformed: a call that
+    cannot be named cannot be run."""
+    if name is not None and type(name) is not str:
+        raise TypeError(f"the {what} is {_kind(name)}, not a string")
+    return name
+
+
+def _index(index: object, what: str) -> int:
+    """A content block's or tool call's index, which tells the calls apart: anything but an
+    integer (a bool, a float, a string) is malformed, since a delta filed under the wrong call
+    would splice two calls' arguments or lose them."""
+    if type(index) is not int:
+        raise TypeError(f"the {what} is {_kind(index)}, not an integer")
+    return index
+
+
+def _kind(value: object) -> str:
+    return "null" if value is None else type(value).__name__
 
 
 def _error_message(error: Any) -> str:
@@ -136,28 +172,38 @@ class ChatReader(_Reader):
             w.usage = common.usage_from_chat(chunk["usage"])
         for choice in chunk.get("choices") or ():
             delta = choice.get("delta") or {}
-            text = delta.get("content")
+            text = _optional(delta.get("content"), "delta's content")
             if text:
-                if not isinstance(text, str):  # the writers keep and join it
-                    raise TypeError(f"the delta's content is {type(text).__name__}, not text")
                 out += w.text(text)
-            elif delta.get("refusal"):
-                self._refused = True
-                out += w.text(delta["refusal"])
+            else:
+                refusal = _optional(delta.get("refusal"), "delta's refusal")
+                if refusal:
+                    self._refused = True
+                    out += w.text(refusal)
             for call in delta.get("tool_calls") or ():
                 # `index` names the call; a server that leaves it out names it by `id`, and
                 # its later deltas (no id either) continue the last call.
                 key = call.get("index")
                 if key is None:
-                    key = call.get("id") or self._last_tool
+                    call_id = call.get("id")
+                    key = call_id if type(call_id) is str and call_id else self._last_tool
+                else:
+                    _index(key, "tool call's index")
                 self._last_tool = key
                 function = call.get("function") or {}
                 if not w.has_tool(key):
-                    out += w.tool_start(key, call.get("id"), function.get("name"))
-                out += w.tool_delta(key, function.get("arguments") or "")
-            if choice.get("finish_reason"):
-                stop = common.FINISH_TO_STOP.get(choice["finish_reason"], "end_turn")
-                self._stop("refusal" if stop == "end_turn" and self._refused else stop)
+                    name = _name(function.get("name"), "tool call's function.name")
+                    out += w.tool_start(key, call.get("id"), name)
+                arguments = _optional(function.get("arguments"), "tool call's function.arguments")
+                if arguments:
+                    out += w.tool_delta(key, arguments)
+            reason = choice.get("finish_reason")
+            if reason is not None:
+                if type(reason) is not str:
+                    raise TypeError(f"the finish_reason is {_kind(reason)}, not a string")
+                if reason:
+                    stop = common.FINISH_TO_STOP.get(reason, "end_turn")
+                    self._stop("refusal" if stop == "end_turn" and self._refused else stop)
         return out
 
     def pass_through(self, chunk: bytes) -> bytes | None:
@@ -270,24 +316,32 @@ class MessagesReader(_Reader):
             if delta.get("type") == "text_delta":
                 return w.text(_string(delta.get("text", ""), "text_delta's text"))
             if delta.get("type") == "input_json_delta":
-                return w.tool_delta(data.get("index", 0), delta.get("partial_json", ""))
+                return w.tool_delta(
+                    _index(data.get("index", 0), "content_block_delta's index"),
+                    _string(delta.get("partial_json", ""), "input_json_delta's partial_json"),
+                )
             return b""
         if kind == "content_block_start":
             block = data.get("content_block") or {}
             if block.get("type") == "tool_use":
-                return w.tool_start(data.get("index", 0), block.get("id"), block.get("name"))
-            if block.get("type") == "text" and block.get("text"):
-                return w.text(block["text"])
+                return w.tool_start(
+                    _index(data.get("index", 0), "content_block_start's index"),
+                    block.get("id"),
+                    _name(block.get("name"), "tool_use block's name"),
+                )
+            if block.get("type") == "text":
+                text = _optional(block.get("text"), "text block's text")
+                return w.text(text) if text else b""
             return b""
         if kind == "content_block_stop":
-            return w.tool_done(data.get("index", 0))
+            return w.tool_done(_index(data.get("index", 0), "content_block_stop's index"))
         if kind == "message_start":
             message = data.get("message") or {}
             w.usage = common.usage_from_messages(message.get("usage"))
             return w.start(message.get("id"), message.get("model"))
         if kind == "message_delta":
             common.update_from_message_delta(w.usage, data.get("usage"))
-            reason = (data.get("delta") or {}).get("stop_reason")
+            reason = _optional((data.get("delta") or {}).get("stop_reason"), "stop_reason")
             if reason:
                 self._stop(reason)
             return b""
@@ -374,21 +428,26 @@ class ResponsesReader(_Reader):
         ):
             return b""  # after the gateway's stop sequence: nothing more reaches the client
         if kind == "response.function_call_arguments.delta":
-            return w.tool_delta(data.get("item_id", ""), data.get("delta", ""))
+            return w.tool_delta(
+                _string(data.get("item_id", ""), "function_call_arguments.delta's item_id"),
+                _string(data.get("delta", ""), "function_call_arguments.delta's delta"),
+            )
         if kind == "response.output_item.added":
             item = data.get("item") or {}
             if item.get("type") != "function_call":
                 return b""
             self._calls = True
-            return self._flush() + w.tool_start(
-                item.get("id", ""), item.get("call_id"), item.get("name")
-            )
+            key = _string(item.get("id", ""), "function_call item's id")
+            name = _name(item.get("name"), "function_call item's name")
+            return self._flush() + w.tool_start(key, item.get("call_id"), name)
         if kind == "response.output_item.done":
             item = data.get("item") or {}
-            return w.tool_done(item.get("id", "")) if item.get("type") == "function_call" else b""
+            if item.get("type") != "function_call":
+                return b""
+            return w.tool_done(_string(item.get("id", ""), "function_call item's id"))
         if kind == "response.refusal.delta":
             self._refused = True
-            return w.text(data.get("delta", ""))
+            return w.text(_string(data.get("delta", ""), "refusal delta"))
         if kind == "response.created":
             response = data.get("response") or {}
             return w.start(response.get("id"), response.get("model"))

@@ -33,7 +33,8 @@ def _chat_content(event: sse.Event) -> bool:
         chunk = orjson.loads(data)
     except orjson.JSONDecodeError:
         return False
-    for choice in chunk.get("choices") or () if isinstance(chunk, dict) else ():
+    choices = chunk.get("choices") if isinstance(chunk, dict) else None
+    for choice in choices if type(choices) is list else ():  # (a number: a pass-through's)
         delta = choice.get("delta") if isinstance(choice, dict) else None
         if isinstance(delta, dict) and any(delta.get(k) for k in _CHAT_CONTENT):
             return True
