@@ -130,21 +130,19 @@ class Proxy:
             out.status = 400
             out.error = exc.message
             return _error(surface, errors.BadRequest(exc.message, param=exc.param), out)
-        except (RecursionError, orjson.JSONEncodeError):
-            # orjson parses 1,024 levels but writes 255; a translator recursing that deep would
-            # pass Python's limit. Either is the client's input, not a gateway bug.
-            exc400 = errors.BadRequest(
-                "request body is nested too deeply to translate or forward (the limit is 255 "
-                "levels of objects and arrays); flatten it"
-            )
-            out.status = 400
-            out.error = exc400.message
-            return _error(surface, exc400, out)
         except (ConnectionResetError, asyncio.CancelledError):
             out.status = 499  # the client went away; nothing to answer
             out.error = out.error or "client went away"
             raise
         except Exception as exc:  # a bug: answer in the client's shape, never a traceback
+            if _too_deep(exc):
+                exc400 = errors.BadRequest(
+                    "request body is nested too deeply to translate or forward (the limit is "
+                    "255 levels of objects and arrays); flatten it"
+                )
+                out.status = 400
+                out.error = exc400.message
+                return _error(surface, exc400, out)
             out.status = 500
             out.error = f"internal error ({type(exc).__name__})"
             log.error("internal error on %s", errors.clip(request.path), exc_info=exc)
@@ -440,6 +438,18 @@ class Proxy:
                 out.status = 499
                 out.error = "client went away"
         return client
+
+
+_ORJSON_DEPTH = ("Recursion limit reached",)
+"""orjson's error for a value over 255 levels (`orjson.JSONEncodeError` is TypeError itself)."""
+
+
+def _too_deep(exc: Exception) -> bool:
+    """The client's body was too deep: orjson parses 1,024 levels but writes 255, and a
+    translator recursing that deep passes Python's limit. Any other TypeError is a bug (500)."""
+    if isinstance(exc, RecursionError):
+        return True
+    return type(exc) is TypeError and exc.args == _ORJSON_DEPTH
 
 
 def _error(surface: Dialect, exc: errors.GatewayError, out: Outcome) -> web.Response:
