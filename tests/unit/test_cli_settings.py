@@ -4,7 +4,9 @@ Covers: every `SWITCHBOARD_LIMITS_*` variable and `--limits-*` flag that `Limits
 reads (and `SWITCHBOARD_METRICS_PORT` of the gateway), given a bad value, is one line naming
 the variable or flag, the value and what is accepted, exit code 2, no traceback; a URL's
 password is not printed; a Redis that does not answer is one line for `usage` (exit 1);
-`--limits-inflight-lapse` is checked the same way and wins over the environment variable.
+`--limits-inflight-lapse` is checked the same way and wins over the environment variable; a
+`--limits-file` that is a directory, or in a directory that does not exist, is refused at
+start.
 """
 
 from __future__ import annotations
@@ -91,6 +93,17 @@ def test_a_bad_limits_setting_is_one_line(
     line = one_line(result)
     for text in said:
         assert text in line
+
+
+@pytest.mark.parametrize("command", ["usage", "gateway"])
+def test_a_limits_file_that_cannot_be_one_is_one_line(tmp_path: Path, command: str) -> None:
+    """Before: a directory was an error logged at load and a failure at the first save; a
+    missing directory, a failure at the first save."""
+    for path, said in ((tmp_path, "is a directory"), (tmp_path / "no" / "c.json", "no such")):
+        result = run(command, "--limits-file", str(path), env={"SWITCHBOARD_METRICS_PORT": "0"})
+        assert result.returncode == 2, result.stdout + result.stderr
+        line = one_line(result)
+        assert said in line and f"--limits-file {str(path)!r}" in line, line
 
 
 def test_a_redis_password_is_not_printed() -> None:

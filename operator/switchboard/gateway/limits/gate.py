@@ -64,6 +64,17 @@ class LimitsSettings:
             value = given_value
             if field == "file":
                 value = Path(value)
+                shown = _show(name, str(given_value))
+                if value.is_dir():
+                    raise ValueError(
+                        f"{shown} is a directory; set the path of a file in it (the counters "
+                        "are written there)"
+                    )
+                if not value.parent.is_dir():
+                    raise ValueError(
+                        f"{shown}: no such directory {str(value.parent)!r}; create it (a "
+                        "volume) or set another path"
+                    )
             elif field == "redis_url":
                 _check_url(name, value)
             elif field == "on_store_down" and value not in (lim.OPEN, lim.CLOSED):
