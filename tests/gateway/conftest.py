@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -317,3 +318,48 @@ def gateway(upstreams: Upstreams, tmp_path_factory: pytest.TempPathFactory) -> I
     served = start_gateway(render_text(manifests(upstreams), work), work / "gateway.log")
     yield served
     served.process.stop()
+
+
+@contextmanager
+def scripted_gateway(
+    module: str, work: Path, providers: list[tuple[str, str, str, list[str]]]
+) -> Iterator[Gateway]:
+    """A gateway in front of `module`'s own upstream process (`python -m MODULE PORT`: its
+    `main(port)` writes exact bytes per model, answering GET /ready), with one CustomProvider
+    per (name, path, api, models) on it and the key KEY allowed everything."""
+    port = free_port()
+    upstream = start(
+        ["-m", module, str(port)], work / "upstream.log", f"http://127.0.0.1:{port}/ready"
+    )
+    manifests = ""
+    for name, path, api, models in providers:
+        listed = "".join(
+            f'    - {{id: "{m}", contextWindow: 4096, maxTokens: 512, cost: {{}}}}\n'
+            for m in models
+        )
+        manifests += (
+            "apiVersion: switchboard.dev/v1alpha1\nkind: CustomProvider\n"
+            f"metadata: {{name: {name}}}\nspec:\n  baseUrl: http://127.0.0.1:{port}{path}\n"
+            f"  api: {api}\n  apiKeySecretRef: {{name: provider-key, key: key}}\n"
+            f"  models:\n{listed}---\n"
+        )
+    manifests += (
+        "apiVersion: v1\nkind: Secret\n"
+        f"metadata: {{name: provider-key, labels: {SECRET_LABEL}}}\n"
+        "stringData: {key: sk-upstream}\n---\n"
+        "apiVersion: v1\nkind: Secret\n"
+        f"metadata: {{name: keys, labels: {SECRET_LABEL}}}\nstringData: {{full: {KEY}}}\n---\n"
+        "apiVersion: switchboard.dev/v1alpha1\nkind: AccessKeyConfig\nmetadata: {name: full}\n"
+        "spec:\n  keys: [{name: full, secretRef: {name: keys, key: full}}]\n"
+        "  allowedProviders: ['*']\n  allowedAgents: ['*']\n"
+    )
+    try:
+        served = start_gateway(render_text(manifests, work), work / "gateway.log")
+    except BaseException:
+        upstream.stop()
+        raise
+    try:
+        yield served
+    finally:
+        served.process.stop()
+        upstream.stop()

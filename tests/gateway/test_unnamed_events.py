@@ -27,8 +27,7 @@ import orjson
 import pytest
 from aiohttp import web
 
-from tests.gateway.conftest import KEY, SECRET_LABEL, Gateway, render_text, start, start_gateway
-from tests.upstreams.server import free_port
+from tests.gateway.conftest import KEY, Gateway, scripted_gateway
 
 pytestmark = pytest.mark.gateway
 
@@ -116,40 +115,14 @@ MODELS = ["bare-whole", "bare-cut", "renamed-whole", "renamed-cut"]
 
 @pytest.fixture(scope="module")
 def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
-    work = tmp_path_factory.mktemp("unnamed")
-    port = free_port()
-    upstream = start(
-        ["-m", "tests.gateway.test_unnamed_events", str(port)],
-        work / "upstream.log",
-        f"http://127.0.0.1:{port}/ready",
-    )
-    models = "".join(
-        f'    - {{id: "{m}", contextWindow: 4096, maxTokens: 512, cost: {{}}}}\n' for m in MODELS
-    )
-    manifests = "".join(
-        "apiVersion: switchboard.dev/v1alpha1\nkind: CustomProvider\n"
-        f"metadata: {{name: {name}}}\nspec:\n  baseUrl: http://127.0.0.1:{port}{path}\n"
-        f"  api: {api}\n  apiKeySecretRef: {{name: provider-key, key: key}}\n"
-        f"  models:\n{models}---\n"
-        for name, path, api in [
-            ("anth", "", "anthropic-messages"),
-            ("resp", "/v1", "openai-responses"),
-        ]
-    )
-    manifests += (
-        "apiVersion: v1\nkind: Secret\n"
-        f"metadata: {{name: provider-key, labels: {SECRET_LABEL}}}\n"
-        "stringData: {key: sk-upstream}\n---\n"
-        "apiVersion: v1\nkind: Secret\n"
-        f"metadata: {{name: keys, labels: {SECRET_LABEL}}}\nstringData: {{full: {KEY}}}\n---\n"
-        "apiVersion: switchboard.dev/v1alpha1\nkind: AccessKeyConfig\nmetadata: {name: full}\n"
-        "spec:\n  keys: [{name: full, secretRef: {name: keys, key: full}}]\n"
-        "  allowedProviders: ['*']\n  allowedAgents: ['*']\n"
-    )
-    served = start_gateway(render_text(manifests, work), work / "gateway.log")
-    yield served
-    served.process.stop()
-    upstream.stop()
+    providers = [
+        ("anth", "", "anthropic-messages", MODELS),
+        ("resp", "/v1", "openai-responses", MODELS),
+    ]
+    with scripted_gateway(
+        "tests.gateway.test_unnamed_events", tmp_path_factory.mktemp("unnamed"), providers
+    ) as served:
+        yield served
 
 
 def _names(raw: bytes) -> list[tuple[str | None, object]]:

@@ -24,8 +24,7 @@ import openai
 import pytest
 from aiohttp import web
 
-from tests.gateway.conftest import KEY, SECRET_LABEL, Gateway, render_text, start, start_gateway
-from tests.upstreams.server import free_port
+from tests.gateway.conftest import KEY, Gateway, scripted_gateway
 
 pytestmark = pytest.mark.gateway
 
@@ -115,42 +114,14 @@ def main(port: int) -> None:
 
 @pytest.fixture(scope="module")
 def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
-    work = tmp_path_factory.mktemp("wrongtypes")
-    port = free_port()
-    upstream = start(
-        ["-m", "tests.gateway.test_wrong_type_deltas", str(port)],
-        work / "upstream.log",
-        f"http://127.0.0.1:{port}/ready",
-    )
-    manifests = ""
-    for name, path, api, models in [
+    providers = [
         ("anth", "", "anthropic-messages", ["args-number"]),
         ("chat", "/v1", "openai-completions", list(CHAT)),
-    ]:
-        listed = "".join(
-            f'    - {{id: "{m}", contextWindow: 4096, maxTokens: 512, cost: {{}}}}\n'
-            for m in models
-        )
-        manifests += (
-            "apiVersion: switchboard.dev/v1alpha1\nkind: CustomProvider\n"
-            f"metadata: {{name: {name}}}\nspec:\n  baseUrl: http://127.0.0.1:{port}{path}\n"
-            f"  api: {api}\n  apiKeySecretRef: {{name: provider-key, key: key}}\n"
-            f"  models:\n{listed}---\n"
-        )
-    manifests += (
-        "apiVersion: v1\nkind: Secret\n"
-        f"metadata: {{name: provider-key, labels: {SECRET_LABEL}}}\n"
-        "stringData: {key: sk-upstream}\n---\n"
-        "apiVersion: v1\nkind: Secret\n"
-        f"metadata: {{name: keys, labels: {SECRET_LABEL}}}\nstringData: {{full: {KEY}}}\n---\n"
-        "apiVersion: switchboard.dev/v1alpha1\nkind: AccessKeyConfig\nmetadata: {name: full}\n"
-        "spec:\n  keys: [{name: full, secretRef: {name: keys, key: full}}]\n"
-        "  allowedProviders: ['*']\n  allowedAgents: ['*']\n"
-    )
-    served = start_gateway(render_text(manifests, work), work / "gateway.log")
-    yield served
-    served.process.stop()
-    upstream.stop()
+    ]
+    with scripted_gateway(
+        "tests.gateway.test_wrong_type_deltas", tmp_path_factory.mktemp("wrongtypes"), providers
+    ) as served:
+        yield served
 
 
 def test_openai_chat_client_gets_an_api_error_for_a_number_partial_json(gateway: Gateway) -> None:
