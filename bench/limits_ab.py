@@ -78,13 +78,9 @@ def wait_for_port(port: int) -> None:
             time.sleep(0.05)
 
 
-def main() -> int:
-    redis_bin = shutil.which("redis-server")
-    if redis_bin is None:
-        print("no redis-server (apt-get install redis-server)", file=sys.stderr)
-        return 2
-    work = Path(tempfile.mkdtemp(prefix="limits-ab-"))
-    upstream_port, redis_port = free_port(), free_port()
+def setup(work: Path, upstream_port: int) -> tuple[Path, dict[str, Path]]:
+    """bench/run.py's manifests on `upstream_port`, rendered into `work/routing.json`, and the
+    wrk scripts of a Chat request with each of its keys: `off` (no rules) and `on` (limited)."""
     (work / "manifests").mkdir()
     (work / "manifests" / "all.yaml").write_text(
         MANIFESTS.replace("127.0.0.1:19000", f"127.0.0.1:{upstream_port}")
@@ -100,8 +96,21 @@ def main() -> int:
     )
     chat = {"model": "bench:bench", "messages": [{"role": "user", "content": "hi"}]}
     auth = {"Content-Type": "application/json"}
-    off = lua(work / "off.lua", chat, {**auth, "Authorization": f"Bearer {KEY}"})
-    on = lua(work / "on.lua", chat, {**auth, "Authorization": f"Bearer {LIMITED_KEY}"})
+    return routing, {
+        "off": lua(work / "off.lua", chat, {**auth, "Authorization": f"Bearer {KEY}"}),
+        "on": lua(work / "on.lua", chat, {**auth, "Authorization": f"Bearer {LIMITED_KEY}"}),
+    }
+
+
+def main() -> int:
+    redis_bin = shutil.which("redis-server")
+    if redis_bin is None:
+        print("no redis-server (apt-get install redis-server)", file=sys.stderr)
+        return 2
+    work = Path(tempfile.mkdtemp(prefix="limits-ab-"))
+    upstream_port, redis_port = free_port(), free_port()
+    routing, scripts = setup(work, upstream_port)
+    off, on = scripts["off"], scripts["on"]
     trees = {"": None, "base_": BASE} if BASE else {"": None}
     redis = subprocess.Popen(
         [redis_bin, "--port", str(redis_port), "--bind", "127.0.0.1", *NO_PERSISTENCE],

@@ -25,8 +25,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.limits_ab import NO_PERSISTENCE, RENDER, wait_for_port
-from bench.run import KEY, LIMITED_KEY, MANIFESTS, PY, ROOT, free_port, lua, wrk
+from bench.limits_ab import NO_PERSISTENCE, setup, wait_for_port
+from bench.run import PY, ROOT, free_port, wrk
 from tests.support.wait import wait_for
 
 SECONDS = int(os.environ.get("BENCH_SECONDS", "4"))
@@ -37,25 +37,7 @@ def main() -> int:
     tree = Path(sys.argv[1] if len(sys.argv) > 1 else ROOT).resolve()
     work = Path(tempfile.mkdtemp(prefix="limits-opcodes-"))
     up_port, redis_port, port = free_port(), free_port(), free_port()
-    (work / "manifests").mkdir()
-    (work / "manifests" / "all.yaml").write_text(
-        MANIFESTS.replace("127.0.0.1:19000", f"127.0.0.1:{up_port}")
-    )
-    routing = work / "routing.json"
-    routing.write_bytes(
-        subprocess.run(
-            [PY, "-m", "switchboard.cli", "render", str(work / "manifests"), *RENDER],
-            capture_output=True,
-            check=True,
-            cwd=ROOT,
-        ).stdout
-    )
-    chat = {"model": "bench:bench", "messages": [{"role": "user", "content": "hi"}]}
-    auth = {"Content-Type": "application/json"}
-    scripts = {
-        "off": lua(work / "off.lua", chat, {**auth, "Authorization": f"Bearer {KEY}"}),
-        "on": lua(work / "on.lua", chat, {**auth, "Authorization": f"Bearer {LIMITED_KEY}"}),
-    }
+    routing, scripts = setup(work, up_port)
     out = work / "counts"
     env = {
         **os.environ,
