@@ -29,6 +29,7 @@ from switchboard.gateway.limits.store import LIVE, Charge, StoreDown
 from tests.support import wait
 from tests.support.redis_server import RedisServer
 
+ROOT = Path(__file__).resolve().parents[2]
 LAPSE = 0.5
 """The test setting (default 10 s): seconds after a replica's last heartbeat."""
 LATER = time.time() + 3600
@@ -38,8 +39,13 @@ Holder = Callable[..., subprocess.Popen[bytes]]
 HOLDER = textwrap.dedent(
     """
     import asyncio, sys, time
+    from switchboard.gateway.limits import redis_store
     from switchboard.gateway.limits.redis_store import RedisSettings, RedisStore
     from switchboard.gateway.limits.store import Charge
+    from tests.support.wait import until
+
+    # A lease of this replica stays open until it is killed (no renewal, no give-back).
+    redis_store.LEASE_SECONDS, redis_store.RENEW_SECONDS = 3600.0, 900.0
 
     async def main(url, prefix, key, lapse, limit, count, marker):
         store = RedisStore(RedisSettings(url, prefix=prefix, inflight_lapse=lapse))
@@ -47,16 +53,16 @@ HOLDER = textwrap.dedent(
         for _ in range(count):
             refused, _ = await store.reserve([Charge(key, 1, limit, later)])
             assert refused == -1, refused
-        while key not in store.leases and limit > 1000:  # the lease (an in-flight counter's)
+
+        async def leased():
             await store.reserve([Charge(key, 1, limit, later)])
-            await asyncio.sleep(0.01)
+            return key in store.leases
+
+        if limit > 1000:  # far from the limit: a lease of the in-flight counter
+            await until(leased, "the in-flight lease", timeout=60)
         with open(marker, "w") as f:
             f.write("held")
-        if limit <= 1000:
-            await asyncio.Event().wait()  # until killed
-        while True:  # keep a lease open (renewed as used) until killed
-            await store.reserve([Charge(key, 1, limit, later)])
-            await asyncio.sleep(0.05)
+        await asyncio.Event().wait()  # until killed
 
     url, prefix, key, lapse, limit, count, marker = sys.argv[1:]
     asyncio.run(main(url, prefix, key, float(lapse), float(limit), int(count), marker))
@@ -79,7 +85,7 @@ def holder(redis_server: RedisServer, prefix: str, tmp_path: Path) -> Iterator[H
         args = [redis_server.url, prefix, SLOT, str(LAPSE), str(limit), str(count), str(marker)]
         log = (tmp_path / f"holder-{len(procs)}.log").open("wb")
         proc = subprocess.Popen(
-            [sys.executable, "-c", HOLDER, *args], stdout=log, stderr=subprocess.STDOUT
+            [sys.executable, "-c", HOLDER, *args], stdout=log, stderr=subprocess.STDOUT, cwd=ROOT
         )
         log.close()
         procs.append(proc)
