@@ -214,11 +214,7 @@ def admit(
     target = route.chain[0]
     meta = target.meta
     output = _output(surface, body, meta)
-    if meta is None:
-        cost = 0.0
-    else:
-        p = meta.price  # as Estimate.cost
-        cost = (prompt * p.input + output * p.output) / 1_000_000
+    cost = lim.upper_cost(meta.price, prompt, output) if meta is not None else 0.0
     return limiter.admit(rules, target.provider, target.ref, float(prompt + output), cost)
 
 

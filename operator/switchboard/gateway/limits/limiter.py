@@ -92,10 +92,14 @@ class Estimate:
 
     @property
     def cost(self) -> float:
-        p = self.price
-        if p is None:
-            return 0.0
-        return (self.input_tokens * p.input + self.output_tokens * p.output) / 1_000_000
+        return upper_cost(self.price, self.input_tokens, self.output_tokens)
+
+
+def upper_cost(price: rc.Price | None, input_tokens: int, output_tokens: int) -> float:
+    """What a request of at most these tokens costs at `price` (None: free), in USD."""
+    if price is None:
+        return 0.0
+    return (input_tokens * price.input + output_tokens * price.output) / 1_000_000
 
 
 @dataclass(slots=True)
@@ -229,23 +233,20 @@ class Limiter:
     def charges(self, rules: KeyRules, est: Estimate, now: float) -> list[_Held]:
         """The charges of a request of `rules` estimated as `est` at `now`."""
         plan = self._plan(rules, est.provider, est.ref, now)
-        amounts = self._amounts(plan, est)
+        amounts = self._amounts(plan, est.tokens, est.cost)
         return [
             _Held(charge, entry[1], entry[2])
             for charge, entry in zip(plan.charges(amounts), plan.entries, strict=True)
         ]
 
     @staticmethod
-    def _amounts(plan: _Plan, est: Estimate) -> list[float]:
+    def _amounts(plan: _Plan, tokens: float, cost: float) -> list[float]:
+        """What a request of `tokens` and `cost` adds to each counter of `plan`."""
         amounts = plan.amounts.copy()
-        if plan.tpm:
-            tokens = float(est.input_tokens + est.output_tokens)
-            for i, _ in plan.tpm:
-                amounts[i] = tokens
-        if plan.usd:
-            cost = est.cost
-            for i in plan.usd:
-                amounts[i] = cost
+        for i in plan.tpm_at:
+            amounts[i] = tokens
+        for i in plan.usd:
+            amounts[i] = cost
         return amounts
 
     def _plan(self, rules: KeyRules, provider: str, ref: str, now: float) -> _Plan:
@@ -368,7 +369,7 @@ class Limiter:
         plan = rules.plans.get(ref)
         if plan is None or not plan.start <= now < plan.until or plan.provider != provider:
             plan = self._plan(rules, provider, ref, now)
-        amounts = plan.amounts.copy()  # as _amounts(), inlined: this runs for every request
+        amounts = plan.amounts.copy()  # _amounts(), inlined: this runs for every request
         for i in plan.tpm_at:
             amounts[i] = tokens
         for i in plan.usd:
@@ -393,7 +394,7 @@ class Limiter:
         """Reserve the request or raise LimitError (429 naming the key and the limit)."""
         now = self.clock()
         plan = self._plan(rules, est.provider, est.ref, now)
-        amounts = self._amounts(plan, est)
+        amounts = self._amounts(plan, est.tokens, est.cost)
         ticket = Ticket(plan, amounts, self.store, {})
         if not amounts:
             return ticket
